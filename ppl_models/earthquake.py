@@ -1,0 +1,92 @@
+r"""The earthquake mixture as a Pyro model (the generative story, no inference code).
+
+::
+
+    mu_k          ~ N_2(nu, rho^{-1} I)        k = 1..K   (plate "cluster")
+    lambda_k      ~ Gamma(alpha, beta)                    (shape, rate)
+    Z_n           ~ Cat(pi)                    n = 1..N   (plate "events", subsamplable)
+    X_n | Z_n = k ~ N_2(mu_k, tau^{-1} I)
+    S_n | Z_n = k ~ Poisson(lambda_k)
+
+Sites: ``mu`` (K, 2), ``lam`` (K,), ``z`` (N,), observed ``x`` (N, 2) and ``s`` (N,). Both plates
+sit at dim -1 (``max_plate_nesting = 1``); the cluster parameters are gathered with
+:class:`~pyro.ops.indexing.Vindex`, so the model runs unchanged with Z sampled, with Z
+enumerated in parallel (``TraceEnum_ELBO``), with ``vectorize_particles=True``, and with
+``subsample_size`` (the likelihood is then scaled by N / subsample_size).
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+
+from analytic.earthquake import Hyperparameters, check_data
+
+__all__ = ["MAX_PLATE_NESTING", "model", "simulate"]
+
+MAX_PLATE_NESTING = 1
+
+
+def _priors(hp: Hyperparameters, like: torch.Tensor):
+    kw = {"dtype": like.dtype, "device": like.device}
+    nu = torch.tensor(hp.nu, **kw)
+    K = hp.num_clusters
+    mu_prior = dist.Normal(nu, hp.rho**-0.5).expand([K, 2]).to_event(1)
+    lam_prior = dist.Gamma(torch.tensor(hp.alpha, **kw), torch.tensor(hp.beta, **kw)).expand([K])
+    mixing = torch.tensor(hp.mixing, **kw)
+    return mu_prior, lam_prior, mixing
+
+
+def model(
+    X: torch.Tensor,
+    S: torch.Tensor,
+    hp: Hyperparameters,
+    subsample_size: int | None = None,
+) -> None:
+    """Condition the earthquake mixture on locations ``X`` (N, 2) and strengths ``S`` (N,).
+
+    Args:
+        X: (N, 2) floating locations. S: (N,) non-negative integer strengths (any float dtype).
+        hp: hyperparameters. subsample_size: events per step for minibatch SVI (None = all).
+    """
+    mu_prior, lam_prior, mixing = _priors(hp, X)
+    with pyro.plate("cluster", hp.num_clusters, dim=-1):
+        mu = pyro.sample("mu", mu_prior)  # (..., K, 2)
+        lam = pyro.sample("lam", lam_prior)  # (..., K)
+    with pyro.plate("events", X.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+        z = pyro.sample("z", dist.Categorical(mixing))
+        # Insert a size-1 dim for the event plate so that the leading (particle) dims of mu and
+        # lam line up with those of z, whether z is sampled (..., B) or enumerated (K, 1, ...).
+        loc = Vindex(mu.unsqueeze(-3))[..., z, :]
+        rate = Vindex(lam.unsqueeze(-2))[..., z]
+        pyro.sample("x", dist.Normal(loc, hp.tau**-0.5).to_event(1), obs=X[idx])
+        pyro.sample("s", dist.Poisson(rate), obs=S[idx].to(X.dtype))
+
+
+def simulate(
+    hp: Hyperparameters,
+    num_events: int,
+    seed: int,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw a catalog from the prior predictive, reproducibly and without touching global RNG.
+
+    Args:
+        hp: hyperparameters. num_events: N >= 1. seed: integer seed.
+
+    Returns:
+        (X (N, 2), S (N,) integer-valued floats, Z (N,) long, mu (K, 2), lam (K,)).
+    """
+    if isinstance(num_events, bool) or not isinstance(num_events, int) or num_events < 1:
+        raise ValueError(f"num_events must be an integer >= 1, got {num_events!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mu_prior, lam_prior, mixing = _priors(hp, torch.empty((), dtype=dtype))
+        mu, lam = mu_prior.sample(), lam_prior.sample()
+        Z = dist.Categorical(mixing).sample([num_events])
+        X = dist.Normal(mu[Z], hp.tau**-0.5).sample()
+        S = dist.Poisson(lam[Z]).sample()
+    check_data(X, S)
+    return X, S, Z, mu, lam
