@@ -161,7 +161,8 @@ class CaviResult(NamedTuple):
     Attributes:
         q: the variational parameters of the best restart.
         elbo: its final ELBO (0-dim tensor; to maximise).
-        elbo_history: ELBO after each iteration of the best restart, shape (num_iter,).
+        elbo_history: ELBO of the best restart at its start (index 0) and after each sweep,
+            shape (num_iter + 1,).
         num_iter: iterations run by the best restart.
         converged: whether the best restart met the tolerance before ``max_iter``.
     """
@@ -599,14 +600,16 @@ def cavi(
 
     best: CaviResult | None = None
     for q in starts:
-        history, converged = [], False
+        neg_entropy_z = torch.xlogy(q.probs, q.probs).sum()
+        history = [_elbo_from_stats(_stats_from_design(G, q.probs), neg_entropy_z, consts, hp, q)]
+        converged = False
         for _ in range(max_iter):
             q, value = _cavi_step(G, consts, hp, q)
             history.append(value)
-            if len(history) > 1 and abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
+            if abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
                 converged = True
                 break
-        result = CaviResult(q, history[-1], torch.stack(history), len(history), converged)
+        result = CaviResult(q, history[-1], torch.stack(history), len(history) - 1, converged)
         if best is None or result.elbo > best.elbo:
             best = result
     return best

@@ -87,7 +87,7 @@ def fit_svi(
 
     history = torch.empty(num_steps, dtype=torch.float64)
     start = time.perf_counter()
-    bar = tqdm(range(num_steps), desc="SVI", disable=not progress, leave=False)
+    bar = tqdm(range(num_steps), desc="SVI", disable=not progress, leave=False, mininterval=0.5)
     with pyro.validation_enabled(False):
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
@@ -102,5 +102,5 @@ def fit_svi(
             if callback is not None and (step % callback_every == 0 or step == num_steps - 1):
                 callback(step, guide)
             if progress and step % 50 == 0:
-                bar.set_postfix(elbo=f"{-value:.4g}")
+                bar.set_postfix(elbo=f"{-value:.6g}", refresh=False)
     return FitResult(history, num_steps, time.perf_counter() - start)

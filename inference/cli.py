@@ -1,0 +1,45 @@
+"""``vilab``: the command-line entry point, one subcommand per case study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from inference import earthquake_run
+
+__all__ = ["build_parser", "main"]
+
+_COMMANDS = {
+    "earthquake": (
+        earthquake_run,
+        "earthquake mixture: closed-form CAVI beside Pyro SVI on a catalog",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vilab",
+        description="Variational-inference case studies in Pyro, checked against closed forms.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FloatingPointError) as err:
+        parser.exit(2, f"vilab {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
