@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -88,7 +89,9 @@ def fit_svi(
     history = torch.empty(num_steps, dtype=torch.float64)
     start = time.perf_counter()
     bar = tqdm(range(num_steps), desc="SVI", disable=not progress, leave=False, mininterval=0.5)
-    with pyro.validation_enabled(False):
+    with pyro.validation_enabled(False), warnings.catch_warnings():
+        # Pyro warns on a NaN loss and carries on; we raise below, naming the step.
+        warnings.filterwarnings("ignore", message="Encountered NaN")
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(*args, **kwargs)
