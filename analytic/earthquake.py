@@ -304,13 +304,18 @@ def _assignment_weights(hp: Hyperparameters, q: MeanField) -> torch.Tensor:
 def _assign(G: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Responsibilities ``softmax(G W)`` by log-sum-exp, and the per-event log-normalisers.
 
+    ``r = exp(L - max_k L) / sum_k exp(L - max_k L)`` and ``lse = max_k L + log sum_k ...``:
+    one exp pass over the (N, K) buffer, which is reused in place (a single allocation).
+
     Returns:
-        probs (N, K) and lse (N,). The (N, K) buffer is reused in place: one allocation.
+        probs (N, K) and lse (N,).
     """
     logits = G @ W
-    lse = torch.logsumexp(logits, dim=-1)
-    probs = logits.sub_(lse.unsqueeze(-1)).exp_()
-    return probs, lse
+    top = logits.amax(dim=-1, keepdim=True)
+    probs = logits.sub_(top).exp_()
+    total = probs.sum(dim=-1, keepdim=True)
+    probs.div_(total)
+    return probs, (top + total.log()).squeeze(-1)
 
 
 def update_assignments(
