@@ -69,7 +69,9 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
         raise ValueError(f"bbox must be 4 numbers lat_min,lat_max,lon_min,lon_max; got {text!r}")
     lat_min, lat_max, lon_min, lon_max = values
     if not (-90 <= lat_min < lat_max <= 90):
-        raise ValueError(f"bbox latitudes must satisfy -90 <= lat_min < lat_max <= 90; got {text!r}")
+        raise ValueError(
+            f"bbox latitudes must satisfy -90 <= lat_min < lat_max <= 90; got {text!r}"
+        )
     if not (-180 <= lon_min < lon_max <= 180):
         raise ValueError(
             f"bbox longitudes must satisfy -180 <= lon_min < lon_max <= 180; got {text!r}"

@@ -15,8 +15,14 @@ from pathlib import Path
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from analytic.earthquake import Hyperparameters, MeanField, cavi, check_data, elbo
-from analytic.earthquake import initial_mean_field
+from analytic.earthquake import (
+    Hyperparameters,
+    MeanField,
+    cavi,
+    check_data,
+    elbo,
+    initial_mean_field,
+)
 from guides.earthquake import EarthquakeGuide
 from inference.data import load_catalog, parse_bbox
 from inference.devices import resolve_device

@@ -225,7 +225,11 @@ def test_bad_hyperparameters_name_the_field(kwargs, field):
 @pytest.mark.parametrize(
     "X, S, pattern",
     [
-        (torch.tensor([[0.0, float("nan")], [1.0, 1.0]]), torch.tensor([1.0, 2.0]), "X has 1 non-finite"),
+        (
+            torch.tensor([[0.0, float("nan")], [1.0, 1.0]]),
+            torch.tensor([1.0, 2.0]),
+            "X has 1 non-finite",
+        ),
         (torch.zeros(2, 2), torch.tensor([1.0, -1.0]), "S must hold non-negative integers.*-1"),
         (torch.zeros(2, 2), torch.tensor([1.0, 2.5]), "S must hold non-negative integers.*2.5"),
         (torch.zeros(3, 2), torch.tensor([1.0, 2.0]), "same length.*3 locations.*2 strengths"),

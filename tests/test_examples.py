@@ -1,0 +1,44 @@
+"""Every example runs with tiny arguments and returns its metrics; none may go unlisted."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# name -> tiny command-line arguments
+EXAMPLES = {
+    "earthquake": ["--num-events", "200", "--steps", "50"],
+}
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_example_is_listed():
+    assert sorted(p.stem for p in EXAMPLES_DIR.glob("*.py")) == sorted(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs_small(name, capsys):
+    module = _load(EXAMPLES_DIR / f"{name}.py")
+    metrics = module.main(module.build_parser().parse_args(EXAMPLES[name]))
+    assert isinstance(metrics, dict) and metrics
+    assert capsys.readouterr().out
+
+
+def test_cavi_benchmark_runs_small(capsys):
+    module = _load(BENCHMARKS_DIR / "earthquake_cavi.py")
+    result = module.main(module.build_parser().parse_args(["--sizes", "500", "--iters", "2"]))
+    row = result["rows"][0]
+    assert row["n"] == 500 and row["sklearn_s"] > 0
+    assert row["ratio"] == pytest.approx(row["ours_s"] / row["sklearn_s"])
+    assert "ratio" in capsys.readouterr().out
