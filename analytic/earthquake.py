@@ -296,9 +296,7 @@ def _assignment_weights(hp: Hyperparameters, q: MeanField) -> torch.Tensor:
     expected_log_rate = torch.digamma(q.concentration) - torch.log(q.rate)
     expected_sq_loc = q.loc.pow(2).sum(-1) + 2.0 / q.precision
     bias = torch.log(mixing) - 0.5 * hp.tau * expected_sq_loc - expected_rate
-    return torch.cat(
-        [bias.unsqueeze(0), hp.tau * q.loc.T, expected_log_rate.unsqueeze(0)], dim=0
-    )
+    return torch.cat([bias.unsqueeze(0), hp.tau * q.loc.T, expected_log_rate.unsqueeze(0)], dim=0)
 
 
 def _assign(G: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -426,9 +424,8 @@ def _elbo_from_stats(
     e_sq_loc = m.pow(2).sum(-1) + 2.0 / p
 
     log_p_z = (counts * torch.log(mixing)).sum()
-    log_p_x = (
-        (counts * (math.log(hp.tau) - _LOG_2PI)).sum()
-        - 0.5 * hp.tau * ((counts * e_sq_loc).sum() - 2.0 * (m * sum_x).sum() + consts.sum_sq_x)
+    log_p_x = (counts * (math.log(hp.tau) - _LOG_2PI)).sum() - 0.5 * hp.tau * (
+        (counts * e_sq_loc).sum() - 2.0 * (m * sum_x).sum() + consts.sum_sq_x
     )
     log_p_s = (sum_s * e_log_rate - counts * e_rate).sum() - consts.sum_log_factorial_s
     log_p_mu = (

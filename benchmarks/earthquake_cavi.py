@@ -36,8 +36,12 @@ def _ours(X, S, hp, iters):
 def _sklearn(X, num_clusters, iters):
     def run(max_iter):
         model = BayesianGaussianMixture(
-            n_components=num_clusters, covariance_type="spherical", max_iter=max_iter, tol=0.0,
-            init_params="random", random_state=0,
+            n_components=num_clusters,
+            covariance_type="spherical",
+            max_iter=max_iter,
+            tol=0.0,
+            init_params="random",
+            random_state=0,
         )
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -60,8 +64,10 @@ def _per_iteration(run, iters, repeats=3):
 def main(args) -> dict:
     hp = Hyperparameters(args.k)
     rows = []
-    print(f"CAVI seconds per iteration (ELBO included), K={args.k}, float64, "
-          f"torch threads={torch.get_num_threads()}")
+    print(
+        f"CAVI seconds per iteration (ELBO included), K={args.k}, float64, "
+        f"torch threads={torch.get_num_threads()}"
+    )
     print(f"{'N':>9}  {'ours (ms)':>10}  {'sklearn BGM (ms)':>16}  {'ratio ours/sklearn':>18}")
     for n in args.sizes:
         X, S, *_ = simulate(hp, n, seed=0)
@@ -73,13 +79,20 @@ def main(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
-                        help="numbers of events N (default 1e4 1e5 1e6)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="numbers of events N (default 1e4 1e5 1e6)",
+    )
     parser.add_argument("--k", type=int, default=10, help="clusters K (default 10)")
-    parser.add_argument("--iters", type=int, default=10,
-                        help="extra iterations timed per size (default 10)")
+    parser.add_argument(
+        "--iters", type=int, default=10, help="extra iterations timed per size (default 10)"
+    )
     return parser
 
 

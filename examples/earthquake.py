@@ -35,8 +35,19 @@ def main(args) -> dict:
 
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
     guide = EarthquakeGuide(init, loc_scale=hp.tau**-0.5, logit_scale=10.0)
-    fit_svi(model, guide, get_elbo("enum", max_plate_nesting=MAX_PLATE_NESTING), X, S, hp,
-            num_steps=args.steps, lr=0.1, lr_final=0.01, seed=args.seed, progress=False)
+    fit_svi(
+        model,
+        guide,
+        get_elbo("enum", max_plate_nesting=MAX_PLATE_NESTING),
+        X,
+        S,
+        hp,
+        num_steps=args.steps,
+        lr=0.1,
+        lr_final=0.01,
+        seed=args.seed,
+        progress=False,
+    )
     q_svi = guide.mean_field()
 
     def mean_error(q):  # distance from each true centre to the nearest fitted one

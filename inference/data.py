@@ -82,9 +82,7 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 def _find_column(header: list[str], given: str | None, candidates: tuple[str, ...], what: str):
     if given is not None:
         if given not in header:
-            raise ValueError(
-                f"{what} column {given!r} not found; the file has columns {header}"
-            )
+            raise ValueError(f"{what} column {given!r} not found; the file has columns {header}")
         return header.index(given)
     lowered = [h.strip().lower() for h in header]
     for name in candidates:

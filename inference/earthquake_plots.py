@@ -43,12 +43,30 @@ def plot_elbo_traces(path, cavi_history, svi_steps, svi_exact, svi_mc) -> os.Pat
         return np.maximum(g, floor) if floor else np.where(g > 0, g, np.nan)
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(np.arange(1, len(svi_mc) + 1), gap(svi_mc), color="tab:orange", alpha=0.25,
-            lw=0.8, label="SVI, Monte Carlo ELBO estimate")
-    ax.plot(np.asarray(svi_steps) + 1, gap(svi_exact, _FLOOR), color="tab:orange", lw=2,
-            label="SVI, closed-form ELBO at its parameters")
-    ax.plot(np.arange(len(cavi_history)), gap(cavi_history, _FLOOR), "o-", color="tab:blue",
-            ms=4, lw=2, label="CAVI, closed-form ELBO (0 = its start)")
+    ax.plot(
+        np.arange(1, len(svi_mc) + 1),
+        gap(svi_mc),
+        color="tab:orange",
+        alpha=0.25,
+        lw=0.8,
+        label="SVI, Monte Carlo ELBO estimate",
+    )
+    ax.plot(
+        np.asarray(svi_steps) + 1,
+        gap(svi_exact, _FLOOR),
+        color="tab:orange",
+        lw=2,
+        label="SVI, closed-form ELBO at its parameters",
+    )
+    ax.plot(
+        np.arange(len(cavi_history)),
+        gap(cavi_history, _FLOOR),
+        "o-",
+        color="tab:blue",
+        ms=4,
+        lw=2,
+        label="CAVI, closed-form ELBO (0 = its start)",
+    )
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0)
     ax.set_yscale("log")
@@ -73,21 +91,34 @@ def plot_map(path, X, S, fits: dict[str, MeanField], tau: float) -> os.PathLike:
     """
     X, S = np.asarray(X), np.asarray(S)
     sizes = 3 + 40 * (S - S.min()) / max(S.max() - S.min(), 1)
-    fig, axes = plt.subplots(1, len(fits), figsize=(6 * len(fits), 5), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(fits), figsize=(6 * len(fits), 5), squeeze=False, sharex=True, sharey=True
+    )
     cmap = plt.get_cmap("tab10")
     for ax, (name, q) in zip(axes[0], fits.items()):
         labels = np.asarray(q.probs.argmax(-1))
-        ax.scatter(X[:, 0], X[:, 1], s=sizes, c=[cmap(k % 10) for k in labels], alpha=0.5,
-                   linewidths=0)
+        ax.scatter(
+            X[:, 0], X[:, 1], s=sizes, c=[cmap(k % 10) for k in labels], alpha=0.5, linewidths=0
+        )
         for k, (centre, precision) in enumerate(zip(np.asarray(q.loc), np.asarray(q.precision))):
             ax.plot(*centre, "kx", ms=8, mew=2)
-            ax.add_patch(Circle(centre, math.sqrt(_CHI2_2_95 / precision), fill=False,
-                                color="k", lw=1.5))
-            ax.add_patch(Circle(centre, math.sqrt(_CHI2_2_95 / tau), fill=False,
-                                color=cmap(k % 10), lw=1, ls="--"))
-        ax.set_title(f"{name}: clusters (x = E[mu_k]; solid: 95% of q(mu_k); "
-                     "dashed: 95% of events)", fontsize=8)
+            ax.add_patch(
+                Circle(centre, math.sqrt(_CHI2_2_95 / precision), fill=False, color="k", lw=1.5)
+            )
+            ax.add_patch(
+                Circle(
+                    centre,
+                    math.sqrt(_CHI2_2_95 / tau),
+                    fill=False,
+                    color=cmap(k % 10),
+                    lw=1,
+                    ls="--",
+                )
+            )
+        ax.set_title(
+            f"{name}: clusters (x = E[mu_k]; solid: 95% of q(mu_k); dashed: 95% of events)",
+            fontsize=8,
+        )
         ax.set_xlabel("longitude (deg)")
         ax.set_aspect("equal", adjustable="box")
         ax.grid(alpha=0.3)

@@ -55,59 +55,124 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vilab earthquake`` (shared by ``examples/earthquake.py``)."""
     data = parser.add_argument_group("data (default: a catalog simulated from the model)")
     data.add_argument("--data", metavar="CSV", help="earthquake catalog (CSV with a header row)")
-    data.add_argument("--num-events", type=int, default=1000,
-                      help="events to simulate when no --data is given (default 1000)")
+    data.add_argument(
+        "--num-events",
+        type=int,
+        default=1000,
+        help="events to simulate when no --data is given (default 1000)",
+    )
     data.add_argument("--lat-col", help="latitude column (default: Latitude/lat, any case)")
     data.add_argument("--lon-col", help="longitude column (default: Longitude/lon, any case)")
     data.add_argument("--mag-col", help="magnitude column (default: Magnitude/mag, any case)")
-    data.add_argument("--strength-scale", type=float, default=1.0,
-                      help="strength S = round(scale * magnitude), the Poisson count "
-                           "(default 1: M 5.5-9.1 -> 6-9; 10 resolves tenths)")
-    data.add_argument("--bbox", type=parse_bbox, metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
-                      help="keep only events inside this box (degrees)")
-    data.add_argument("--drop-invalid", action="store_true",
-                      help="skip rows with missing or out-of-range values instead of stopping")
+    data.add_argument(
+        "--strength-scale",
+        type=float,
+        default=1.0,
+        help="strength S = round(scale * magnitude), the Poisson count "
+        "(default 1: M 5.5-9.1 -> 6-9; 10 resolves tenths)",
+    )
+    data.add_argument(
+        "--bbox",
+        type=parse_bbox,
+        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+        help="keep only events inside this box (degrees)",
+    )
+    data.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="skip rows with missing or out-of-range values instead of stopping",
+    )
 
     model_ = parser.add_argument_group("model (locations in degrees)")
     model_.add_argument("--k", type=int, default=3, help="number of clusters K (default 3)")
-    model_.add_argument("--tau", type=float, default=0.01,
-                        help="precision of events around their centre, 1/deg^2 (default 0.01: "
-                             "sd 10 deg)")
-    model_.add_argument("--rho", type=float, default=1e-4,
-                        help="prior precision of the centres (default 1e-4: sd 100 deg)")
-    model_.add_argument("--nu", type=_pair, default=(0.0, 0.0), metavar="LON,LAT",
-                        help="prior mean of the centres (default 0,0)")
-    model_.add_argument("--alpha", type=float, default=1.0,
-                        help="Gamma prior shape of the Poisson rates (default 1)")
-    model_.add_argument("--beta", type=float, default=0.1,
-                        help="Gamma prior rate of the Poisson rates (default 0.1: mean 10)")
+    model_.add_argument(
+        "--tau",
+        type=float,
+        default=0.01,
+        help="precision of events around their centre, 1/deg^2 (default 0.01: sd 10 deg)",
+    )
+    model_.add_argument(
+        "--rho",
+        type=float,
+        default=1e-4,
+        help="prior precision of the centres (default 1e-4: sd 100 deg)",
+    )
+    model_.add_argument(
+        "--nu",
+        type=_pair,
+        default=(0.0, 0.0),
+        metavar="LON,LAT",
+        help="prior mean of the centres (default 0,0)",
+    )
+    model_.add_argument(
+        "--alpha",
+        type=float,
+        default=1.0,
+        help="Gamma prior shape of the Poisson rates (default 1)",
+    )
+    model_.add_argument(
+        "--beta",
+        type=float,
+        default=0.1,
+        help="Gamma prior rate of the Poisson rates (default 0.1: mean 10)",
+    )
 
     fit = parser.add_argument_group("fitting")
     fit.add_argument("--max-iter", type=int, default=500, help="CAVI sweeps per restart (500)")
-    fit.add_argument("--num-init", type=int, default=5,
-                     help="CAVI restarts from k-means++ seeds; the best ELBO is kept (5)")
-    fit.add_argument("--tol", type=float, default=1e-8,
-                     help="CAVI stops when a sweep gains <= tol * |ELBO| (1e-8)")
+    fit.add_argument(
+        "--num-init",
+        type=int,
+        default=5,
+        help="CAVI restarts from k-means++ seeds; the best ELBO is kept (5)",
+    )
+    fit.add_argument(
+        "--tol",
+        type=float,
+        default=1e-8,
+        help="CAVI stops when a sweep gains <= tol * |ELBO| (1e-8)",
+    )
     fit.add_argument("--steps", type=int, default=1000, help="SVI steps (default 1000)")
-    fit.add_argument("--estimator", choices=["enum", "trace"], default="enum",
-                     help="SVI loss: enum = TraceEnum_ELBO with Z summed out exactly in the "
-                          "guide (default); trace = Trace_ELBO with Z sampled (score function, "
-                          "much noisier)")
+    fit.add_argument(
+        "--estimator",
+        choices=["enum", "trace"],
+        default="enum",
+        help="SVI loss: enum = TraceEnum_ELBO with Z summed out exactly in the "
+        "guide (default); trace = Trace_ELBO with Z sampled (score function, "
+        "much noisier)",
+    )
     fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
-    fit.add_argument("--lr-final", type=float, default=0.01,
-                     help="learning rate at the last step; decays geometrically (0.01)")
-    fit.add_argument("--particles", type=int, default=1,
-                     help="Monte Carlo particles per SVI step, vectorised (default 1)")
-    fit.add_argument("--subsample-size", type=int,
-                     help="events per SVI step (minibatch SVI; default: all events)")
+    fit.add_argument(
+        "--lr-final",
+        type=float,
+        default=0.01,
+        help="learning rate at the last step; decays geometrically (0.01)",
+    )
+    fit.add_argument(
+        "--particles",
+        type=int,
+        default=1,
+        help="Monte Carlo particles per SVI step, vectorised (default 1)",
+    )
+    fit.add_argument(
+        "--subsample-size",
+        type=int,
+        help="events per SVI step (minibatch SVI; default: all events)",
+    )
 
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default="vilab-out/earthquake", metavar="DIR",
-                     help="folder for elbo_trace.png, map.png and summary.json "
-                          "(default vilab-out/earthquake)")
+    out.add_argument(
+        "--out",
+        default="vilab-out/earthquake",
+        metavar="DIR",
+        help="folder for elbo_trace.png, map.png and summary.json (default vilab-out/earthquake)",
+    )
     out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
-    out.add_argument("--seed", type=int, default=0,
-                     help="seed for simulation, k-means++ and SVI; same seed, same result (0)")
+    out.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for simulation, k-means++ and SVI; same seed, same result (0)",
+    )
     out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -119,8 +184,7 @@ def _check_args(args) -> None:
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {value}")
 
-    for name in ("k", "num_events", "max_iter", "num_init", "steps", "particles",
-                 "subsample_size"):
+    for name in ("k", "num_events", "max_iter", "num_init", "steps", "particles", "subsample_size"):
         positive_int(name.replace("_", "-"), getattr(args, name))
     for name in ("lr", "lr_final", "strength_scale"):
         value = getattr(args, name)
@@ -138,8 +202,9 @@ def _match(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
 
 
 def _permute(q: MeanField, perm: list[int]) -> MeanField:
-    return MeanField(q.probs[:, perm], q.loc[perm], q.precision[perm],
-                     q.concentration[perm], q.rate[perm])
+    return MeanField(
+        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
+    )
 
 
 def _cluster_summary(q: MeanField) -> dict:
@@ -161,8 +226,9 @@ def _table(rows: list[list[str]]) -> str:
 def run(args: argparse.Namespace) -> dict:
     """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
     _check_args(args)
-    hp = Hyperparameters(args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha,
-                         beta=args.beta)
+    hp = Hyperparameters(
+        args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha, beta=args.beta
+    )
     device = resolve_device(args.device)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -170,12 +236,22 @@ def run(args: argparse.Namespace) -> dict:
 
     truth = None
     if args.data is not None:
-        catalog = load_catalog(args.data, lat_col=args.lat_col, lon_col=args.lon_col,
-                               mag_col=args.mag_col, strength_scale=args.strength_scale,
-                               bbox=args.bbox, drop_invalid=args.drop_invalid)
+        catalog = load_catalog(
+            args.data,
+            lat_col=args.lat_col,
+            lon_col=args.lon_col,
+            mag_col=args.mag_col,
+            strength_scale=args.strength_scale,
+            bbox=args.bbox,
+            drop_invalid=args.drop_invalid,
+        )
         X, S = catalog.X, catalog.S
-        source = {"data": str(args.data), "rows": catalog.num_rows,
-                  "invalid_dropped": catalog.num_invalid, "outside_bbox": catalog.num_outside}
+        source = {
+            "data": str(args.data),
+            "rows": catalog.num_rows,
+            "invalid_dropped": catalog.num_invalid,
+            "outside_bbox": catalog.num_outside,
+        }
     else:
         X, S, _, mu, lam = simulate(hp, args.num_events, seed=args.seed)
         truth = {"means": mu.tolist(), "rates": lam.tolist()}
@@ -187,26 +263,44 @@ def run(args: argparse.Namespace) -> dict:
 
     # ---- CAVI -------------------------------------------------------------------------------
     start = time.perf_counter()
-    cavi_result = cavi(X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init,
-                       seed=args.seed)
+    cavi_result = cavi(
+        X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
+    )
     cavi_seconds = time.perf_counter() - start
 
     # ---- SVI --------------------------------------------------------------------------------
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
-    guide = EarthquakeGuide(init, enumerate=args.estimator == "enum",
-                            loc_scale=hp.tau**-0.5, logit_scale=_LOGIT_SCALE)
-    loss = get_elbo(args.estimator, num_particles=args.particles,
-                    vectorize_particles=args.particles > 1, max_plate_nesting=MAX_PLATE_NESTING)
+    guide = EarthquakeGuide(
+        init, enumerate=args.estimator == "enum", loc_scale=hp.tau**-0.5, logit_scale=_LOGIT_SCALE
+    )
+    loss = get_elbo(
+        args.estimator,
+        num_particles=args.particles,
+        vectorize_particles=args.particles > 1,
+        max_plate_nesting=MAX_PLATE_NESTING,
+    )
     exact_steps, exact_values = [], []
 
     def track_exact_elbo(step, guide_):
         exact_steps.append(step)
         exact_values.append(elbo(X, S, hp, guide_.mean_field()).item())
 
-    fit = fit_svi(model, guide, loss, X, S, hp, subsample_size=args.subsample_size,
-                  num_steps=args.steps, lr=args.lr, lr_final=args.lr_final, seed=args.seed,
-                  progress=not args.quiet, callback=track_exact_elbo,
-                  callback_every=max(1, args.steps // 200))
+    fit = fit_svi(
+        model,
+        guide,
+        loss,
+        X,
+        S,
+        hp,
+        subsample_size=args.subsample_size,
+        num_steps=args.steps,
+        lr=args.lr,
+        lr_final=args.lr_final,
+        seed=args.seed,
+        progress=not args.quiet,
+        callback=track_exact_elbo,
+        callback_every=max(1, args.steps // 200),
+    )
     svi_seconds = fit.seconds  # the exact-ELBO tracking is inside; it is a small share
 
     # ---- compare ----------------------------------------------------------------------------
@@ -220,45 +314,87 @@ def run(args: argparse.Namespace) -> dict:
         "n": int(X.shape[0]),
         "k": hp.num_clusters,
         "source": source,
-        "hyperparameters": {"tau": hp.tau, "rho": hp.rho, "nu": list(hp.nu),
-                            "alpha": hp.alpha, "beta": hp.beta, "mixing": list(hp.mixing)},
-        "cavi": {"elbo": cavi_elbo, "iterations": cavi_result.num_iter,
-                 "converged": cavi_result.converged, "seconds": cavi_seconds,
-                 **_cluster_summary(q_cavi)},
-        "svi": {"elbo": svi_elbo, "iterations": fit.num_steps, "estimator": args.estimator,
-                "seconds": svi_seconds, "final_mc_elbo": fit.elbo_history[-1].item(),
-                **_cluster_summary(q_svi)},
+        "hyperparameters": {
+            "tau": hp.tau,
+            "rho": hp.rho,
+            "nu": list(hp.nu),
+            "alpha": hp.alpha,
+            "beta": hp.beta,
+            "mixing": list(hp.mixing),
+        },
+        "cavi": {
+            "elbo": cavi_elbo,
+            "iterations": cavi_result.num_iter,
+            "converged": cavi_result.converged,
+            "seconds": cavi_seconds,
+            **_cluster_summary(q_cavi),
+        },
+        "svi": {
+            "elbo": svi_elbo,
+            "iterations": fit.num_steps,
+            "estimator": args.estimator,
+            "seconds": svi_seconds,
+            "final_mc_elbo": fit.elbo_history[-1].item(),
+            **_cluster_summary(q_svi),
+        },
     }
     if truth is not None:
         summary["truth"] = truth
 
     # ---- report -----------------------------------------------------------------------------
-    rows = [["method", "ELBO", "iterations", "seconds"],
-            ["CAVI", f"{cavi_elbo:.3f}", str(cavi_result.num_iter), f"{cavi_seconds:.2f}"],
-            [f"SVI ({args.estimator})", f"{svi_elbo:.3f}", str(fit.num_steps),
-             f"{svi_seconds:.2f}"]]
-    cluster_rows = [["k", "CAVI mean (lon, lat)", "SVI mean (lon, lat)", "|diff|",
-                     "CAVI rate", "SVI rate", "CAVI weight", "SVI weight"]]
+    rows = [
+        ["method", "ELBO", "iterations", "seconds"],
+        ["CAVI", f"{cavi_elbo:.3f}", str(cavi_result.num_iter), f"{cavi_seconds:.2f}"],
+        [f"SVI ({args.estimator})", f"{svi_elbo:.3f}", str(fit.num_steps), f"{svi_seconds:.2f}"],
+    ]
+    cluster_rows = [
+        [
+            "k",
+            "CAVI mean (lon, lat)",
+            "SVI mean (lon, lat)",
+            "|diff|",
+            "CAVI rate",
+            "SVI rate",
+            "CAVI weight",
+            "SVI weight",
+        ]
+    ]
     c, s = summary["cavi"], summary["svi"]
     for k in range(hp.num_clusters):
         diff = math.dist(c["means"][k], s["means"][k])
-        cluster_rows.append([
-            str(k), "({:.2f}, {:.2f})".format(*c["means"][k]),
-            "({:.2f}, {:.2f})".format(*s["means"][k]), f"{diff:.3f}",
-            f"{c['rates'][k]:.3f}", f"{s['rates'][k]:.3f}",
-            f"{c['weights'][k]:.3f}", f"{s['weights'][k]:.3f}"])
-    print(f"Earthquake mixture: N={summary['n']} events, K={hp.num_clusters} clusters "
-          f"({'simulated' if truth else args.data})")
+        cluster_rows.append(
+            [
+                str(k),
+                "({:.2f}, {:.2f})".format(*c["means"][k]),
+                "({:.2f}, {:.2f})".format(*s["means"][k]),
+                f"{diff:.3f}",
+                f"{c['rates'][k]:.3f}",
+                f"{s['rates'][k]:.3f}",
+                f"{c['weights'][k]:.3f}",
+                f"{s['weights'][k]:.3f}",
+            ]
+        )
+    print(
+        f"Earthquake mixture: N={summary['n']} events, K={hp.num_clusters} clusters "
+        f"({'simulated' if truth else args.data})"
+    )
     print(_table(rows))
-    print(f"ELBO gap CAVI - SVI: {cavi_elbo - svi_elbo:.3f} nats "
-          f"({100 * (cavi_elbo - svi_elbo) / abs(cavi_elbo):.4f}%)")
+    print(
+        f"ELBO gap CAVI - SVI: {cavi_elbo - svi_elbo:.3f} nats "
+        f"({100 * (cavi_elbo - svi_elbo) / abs(cavi_elbo):.4f}%)"
+    )
     print(_table(cluster_rows))
 
     from inference.earthquake_plots import plot_elbo_traces, plot_map  # matplotlib: lazily
 
     written = [
-        plot_elbo_traces(out_dir / "elbo_trace.png", cavi_result.elbo_history.cpu().numpy(),
-                         exact_steps, exact_values, fit.elbo_history.numpy()),
+        plot_elbo_traces(
+            out_dir / "elbo_trace.png",
+            cavi_result.elbo_history.cpu().numpy(),
+            exact_steps,
+            exact_values,
+            fit.elbo_history.numpy(),
+        ),
         plot_map(out_dir / "map.png", X, S, {"CAVI": q_cavi, "SVI": q_svi}, hp.tau),
         atomic_write_json(out_dir / "summary.json", summary),
     ]

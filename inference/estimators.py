@@ -36,7 +36,5 @@ def get_elbo(name: str, **kwargs) -> pyro.infer.ELBO:
     try:
         cls = ESTIMATORS[name]
     except KeyError:
-        raise ValueError(
-            f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}"
-        ) from None
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
     return cls(**kwargs)

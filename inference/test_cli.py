@@ -25,8 +25,24 @@ def catalog(tmp_path):
 
 def test_cli_writes_every_promised_file(tmp_path, catalog, capsys):
     out, extra = tmp_path / "out", tmp_path / "extra" / "summary.json"
-    code = main(["earthquake", "--data", str(catalog), "--k", "2", "--tau", "0.05",
-                 "--rho", "1e-3", "--out", str(out), "--json", str(extra), *FAST])
+    code = main(
+        [
+            "earthquake",
+            "--data",
+            str(catalog),
+            "--k",
+            "2",
+            "--tau",
+            "0.05",
+            "--rho",
+            "1e-3",
+            "--out",
+            str(out),
+            "--json",
+            str(extra),
+            *FAST,
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["elbo_trace.png", "map.png", "summary.json"]
     summary = json.loads(extra.read_text())
@@ -47,8 +63,18 @@ def test_cli_simulates_when_no_data_is_given(tmp_path, capsys):
 
 def test_cli_is_reproducible_with_a_seed(tmp_path):
     for name in ("a", "b"):
-        main(["earthquake", "--num-events", "80", "--seed", "4", "--out", str(tmp_path / name),
-              *FAST])
+        main(
+            [
+                "earthquake",
+                "--num-events",
+                "80",
+                "--seed",
+                "4",
+                "--out",
+                str(tmp_path / name),
+                *FAST,
+            ]
+        )
     a, b = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("a", "b"))
     for method in ("cavi", "svi"):
         assert a[method]["elbo"] == b[method]["elbo"]
@@ -89,6 +115,20 @@ def test_cli_help_explains_every_flag(capsys):
     with pytest.raises(SystemExit):
         main(["earthquake", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--data", "--k", "--tau", "--rho", "--alpha", "--beta", "--nu", "--steps",
-                 "--out", "--json", "--seed", "--strength-scale", "--bbox", "--device"):
+    for flag in (
+        "--data",
+        "--k",
+        "--tau",
+        "--rho",
+        "--alpha",
+        "--beta",
+        "--nu",
+        "--steps",
+        "--out",
+        "--json",
+        "--seed",
+        "--strength-scale",
+        "--bbox",
+        "--device",
+    ):
         assert flag in text

@@ -135,8 +135,9 @@ def test_random_perturbations_of_an_updated_block_only_lower_the_elbo(block):
         elif block == "locations":
             other = q._replace(loc=q.loc + eps[:2], precision=q.precision * eps[2].exp())
         else:
-            other = q._replace(concentration=q.concentration * eps[3].exp(),
-                               rate=q.rate * eps[4].exp())
+            other = q._replace(
+                concentration=q.concentration * eps[3].exp(), rate=q.rate * eps[4].exp()
+            )
         assert elbo(X, S, hp, other) < best
 
 

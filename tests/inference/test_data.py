@@ -10,7 +10,7 @@ from tests.conftest import SHARED_DATA
 
 # Header styles of the two real catalogs (database.csv and the USGS export quakes.csv).
 KAGGLE = "Date,Time,Latitude,Longitude,Type,Depth,Magnitude\n"
-USGS = 'time,latitude,longitude,depth,mag,place\n'
+USGS = "time,latitude,longitude,depth,mag,place\n"
 
 
 def _write(tmp_path, text, name="c.csv"):
@@ -78,9 +78,7 @@ def test_bad_bbox_is_rejected(text):
         parse_bbox(text)
 
 
-@pytest.mark.parametrize(
-    "name, rows", [("database.csv", 23412), ("quakes.csv", 18334)]
-)
+@pytest.mark.parametrize("name, rows", [("database.csv", 23412), ("quakes.csv", 18334)])
 def test_real_catalogs_load_with_default_columns(name, rows):
     path = SHARED_DATA / "earthquakes" / name
     if not path.exists():

@@ -19,11 +19,23 @@ def data(recovery_hp):
 
 
 def _svi(hp, X, S, init, *, steps, lr, lr_final, estimator="enum"):
-    guide = EarthquakeGuide(init, enumerate=estimator == "enum", loc_scale=hp.tau**-0.5,
-                            logit_scale=10.0)
+    guide = EarthquakeGuide(
+        init, enumerate=estimator == "enum", loc_scale=hp.tau**-0.5, logit_scale=10.0
+    )
     loss = get_elbo(estimator, max_plate_nesting=1)
-    result = fit_svi(model, guide, loss, X, S, hp, num_steps=steps, lr=lr, lr_final=lr_final,
-                     seed=0, progress=False)
+    result = fit_svi(
+        model,
+        guide,
+        loss,
+        X,
+        S,
+        hp,
+        num_steps=steps,
+        lr=lr,
+        lr_final=lr_final,
+        seed=0,
+        progress=False,
+    )
     return guide.mean_field(), result
 
 
@@ -69,7 +81,19 @@ def test_minibatch_svi_runs_and_improves(recovery_hp, data):
     init = initial_mean_field(X, S, recovery_hp, torch.Generator().manual_seed(0))
     guide = EarthquakeGuide(init, loc_scale=1.0, logit_scale=10.0)
     loss = get_elbo("enum", max_plate_nesting=1)
-    fit_svi(model, guide, loss, X, S, recovery_hp, subsample_size=200, num_steps=300, lr=0.1,
-            lr_final=0.01, seed=0, progress=False)
+    fit_svi(
+        model,
+        guide,
+        loss,
+        X,
+        S,
+        recovery_hp,
+        subsample_size=200,
+        num_steps=300,
+        lr=0.1,
+        lr_final=0.01,
+        seed=0,
+        progress=False,
+    )
     start = elbo(X, S, recovery_hp, init)
     assert elbo(X, S, recovery_hp, guide.mean_field()) > start + 0.9 * (best.elbo - start)

@@ -31,8 +31,17 @@ def test_fit_reaches_the_conjugate_posterior():
     """Normal-normal: posterior mean sum(x) / (n + 1), sd (n + 1)^-1/2."""
     x = torch.tensor([1.0, 2.0, 0.5, 1.5])
     guide = _Guide()
-    fit_svi(_model, guide, get_elbo("meanfield"), x, num_steps=2000, lr=0.05, lr_final=0.002,
-            seed=0, progress=False)
+    fit_svi(
+        _model,
+        guide,
+        get_elbo("meanfield"),
+        x,
+        num_steps=2000,
+        lr=0.05,
+        lr_final=0.002,
+        seed=0,
+        progress=False,
+    )
     assert guide.loc.item() == pytest.approx(5.0 / 5, abs=0.03)
     assert guide.log_scale.exp().item() == pytest.approx(5**-0.5, abs=0.03)
 
@@ -42,8 +51,7 @@ def test_fit_is_reproducible_with_a_seed():
     runs = []
     for _ in range(2):
         guide = _Guide()
-        result = fit_svi(_model, guide, get_elbo("trace"), x, num_steps=20, seed=3,
-                         progress=False)
+        result = fit_svi(_model, guide, get_elbo("trace"), x, num_steps=20, seed=3, progress=False)
         runs.append((result.elbo_history, guide.loc.detach().clone()))
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
@@ -54,9 +62,14 @@ def test_fit_stops_on_nan_with_a_clear_message():
         fit_svi(_model, _Guide(), get_elbo("trace"), x, num_steps=5, progress=False)
 
 
-@pytest.mark.parametrize("kwargs, field", [({"num_steps": 0}, "num_steps"),
-                                           ({"num_steps": 5, "lr": -1.0}, "lr"),
-                                           ({"num_steps": 5, "lr_final": 0.0}, "lr_final")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"num_steps": 0}, "num_steps"),
+        ({"num_steps": 5, "lr": -1.0}, "lr"),
+        ({"num_steps": 5, "lr_final": 0.0}, "lr_final"),
+    ],
+)
 def test_fit_rejects_bad_settings(kwargs, field):
     with pytest.raises(ValueError, match=field):
         fit_svi(_model, _Guide(), get_elbo("trace"), torch.ones(2), progress=False, **kwargs)
