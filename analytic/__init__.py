@@ -1,0 +1,5 @@
+"""Closed-form truth: CAVI updates, ELBOs, KLs and samplers. Pure torch; never imports Pyro."""
+
+from analytic import earthquake as earthquake
+
+__all__ = ["earthquake"]

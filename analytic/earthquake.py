@@ -49,6 +49,7 @@ __all__ = [
     "cavi",
     "cavi_step",
     "check_data",
+    "check_mean_field",
     "elbo",
     "initial_mean_field",
     "kmeans_plus_plus",
@@ -94,7 +95,7 @@ class Hyperparameters:
     mixing: tuple[float, ...] | None = None
     tau: float = 0.01
     nu: tuple[float, float] = (0.0, 0.0)
-    rho: float = 1e-4
+    rho: float = 1e-3
     alpha: float = 1.0
     beta: float = 0.1
 
@@ -212,7 +213,8 @@ def check_data(X: torch.Tensor, S: torch.Tensor) -> None:
         )
 
 
-def _check_mean_field(q: MeanField, num_events: int, num_clusters: int) -> None:
+def check_mean_field(q: MeanField, num_events: int, num_clusters: int) -> None:
+    """Raise ``ValueError`` naming the field if q's shapes or values are not a valid q."""
     shapes = {
         "probs": (num_events, num_clusters),
         "loc": (num_clusters, 2),
@@ -465,7 +467,7 @@ def elbo(X: torch.Tensor, S: torch.Tensor, hp: Hyperparameters, q: MeanField) ->
         0-dim tensor, the ELBO (to maximise; a loss would be its negative).
     """
     check_data(X, S)
-    _check_mean_field(q, X.shape[0], hp.num_clusters)
+    check_mean_field(q, X.shape[0], hp.num_clusters)
     stats = _stats_from_design(_design(X, S), q.probs)
     neg_entropy_z = torch.xlogy(q.probs, q.probs).sum()
     return _elbo_from_stats(stats, neg_entropy_z, _data_constants(X, S), hp, q)
@@ -595,7 +597,7 @@ def cavi(
     G, consts = _design(X, S), _data_constants(X, S)
     generator = torch.Generator().manual_seed(seed)
     if init is not None:
-        _check_mean_field(init, X.shape[0], hp.num_clusters)
+        check_mean_field(init, X.shape[0], hp.num_clusters)
         starts = [init]
     else:
         starts = (initial_mean_field(X, S, hp, generator) for _ in range(num_init))

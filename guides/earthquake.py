@@ -23,7 +23,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from analytic.earthquake import MeanField, _check_mean_field
+from analytic.earthquake import MeanField, check_mean_field
 
 __all__ = ["EarthquakeGuide"]
 
@@ -56,7 +56,7 @@ class EarthquakeGuide(torch.nn.Module):
     ) -> None:
         super().__init__()
         N, K = init.probs.shape
-        _check_mean_field(init, N, K)
+        check_mean_field(init, N, K)
         for name, value in (("loc_scale", loc_scale), ("logit_scale", logit_scale)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")

@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model_.add_argument(
         "--rho",
         type=float,
-        default=1e-4,
-        help="prior precision of the centres (default 1e-4: sd 100 deg)",
+        default=1e-3,
+        help="prior precision of the centres (default 1e-3: sd ~32 deg)",
     )
     model_.add_argument(
         "--nu",
