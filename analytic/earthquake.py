@@ -244,14 +244,13 @@ def _design(X: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
 class _DataConstants(NamedTuple):
     """Terms of the ELBO that depend on the data alone (sum_k r_nk = 1 removes r)."""
 
-    num_events: int
     sum_sq_x: torch.Tensor  # sum_n |x_n|^2
     sum_log_factorial_s: torch.Tensor  # sum_n log(s_n!)
 
 
 def _data_constants(X: torch.Tensor, S: torch.Tensor) -> _DataConstants:
     S = S.to(X.dtype)
-    return _DataConstants(X.shape[0], X.pow(2).sum(), torch.lgamma(S + 1).sum())
+    return _DataConstants(X.pow(2).sum(), torch.lgamma(S + 1).sum())
 
 
 def _stats_from_design(G: torch.Tensor, probs: torch.Tensor) -> SufficientStats:
