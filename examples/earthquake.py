@@ -34,7 +34,7 @@ def main(args) -> dict:
     exact = cavi(X, S, hp, seed=args.seed)
 
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
-    guide = EarthquakeGuide(init, loc_scale=hp.tau**-0.5, logit_scale=10.0)
+    guide = EarthquakeGuide.for_svi(init, hp)
     fit_svi(
         model,
         guide,

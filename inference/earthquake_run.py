@@ -33,13 +33,6 @@ from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 
 __all__ = ["add_arguments", "run"]
 
-# SVI is run with the guide's centres in units of one cluster width and its logits in units
-# of 10 nats: Adam moves every parameter about lr per step, and these are the scales on which
-# the optimum lies (see guides/earthquake.py). Measured on 2,000 simulated events: 500 steps
-# reach the CAVI ELBO within 0.3 nats with these, while unscaled centres and logits stall
-# hundreds of nats below it.
-_LOGIT_SCALE = 10.0
-
 
 def _pair(text: str) -> tuple[float, float]:
     parts = text.split(",")
@@ -270,9 +263,7 @@ def run(args: argparse.Namespace) -> dict:
 
     # ---- SVI --------------------------------------------------------------------------------
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
-    guide = EarthquakeGuide(
-        init, enumerate=args.estimator == "enum", loc_scale=hp.tau**-0.5, logit_scale=_LOGIT_SCALE
-    )
+    guide = EarthquakeGuide.for_svi(init, hp, enumerate=args.estimator == "enum")
     loss = get_elbo(
         args.estimator,
         num_particles=args.particles,

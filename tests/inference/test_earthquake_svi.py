@@ -19,9 +19,7 @@ def data(recovery_hp):
 
 
 def _svi(hp, X, S, init, *, steps, lr, lr_final, estimator="enum"):
-    guide = EarthquakeGuide(
-        init, enumerate=estimator == "enum", loc_scale=hp.tau**-0.5, logit_scale=10.0
-    )
+    guide = EarthquakeGuide.for_svi(init, hp, enumerate=estimator == "enum")
     loss = get_elbo(estimator, max_plate_nesting=1)
     result = fit_svi(
         model,
@@ -79,7 +77,7 @@ def test_svi_with_sampled_assignments_improves_the_elbo(recovery_hp, data):
 def test_minibatch_svi_runs_and_improves(recovery_hp, data):
     X, S, _, _, best = data
     init = initial_mean_field(X, S, recovery_hp, torch.Generator().manual_seed(0))
-    guide = EarthquakeGuide(init, loc_scale=1.0, logit_scale=10.0)
+    guide = EarthquakeGuide.for_svi(init, recovery_hp)
     loss = get_elbo("enum", max_plate_nesting=1)
     fit_svi(
         model,
