@@ -1,6 +1,8 @@
 """Closed-form truth: CAVI updates, ELBOs, KLs and samplers. Pure torch; never imports Pyro."""
 
 from analytic import earthquake as earthquake
+from analytic import expgauss as expgauss
 from analytic import gaussian as gaussian
+from analytic import reparam as reparam
 
-__all__ = ["earthquake", "gaussian"]
+__all__ = ["earthquake", "expgauss", "gaussian", "reparam"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference import earthquake_run
+from inference import earthquake_run, expgauss_run
 
 __all__ = ["build_parser", "main"]
 
@@ -13,6 +13,10 @@ _COMMANDS = {
     "earthquake": (
         earthquake_run,
         "earthquake mixture: closed-form CAVI beside Pyro SVI on a catalog",
+    ),
+    "expgauss": (
+        expgauss_run,
+        "exponential-Gaussian model: SVI paths on the closed-form ELBO, exact log p(x)",
     ),
 }
 

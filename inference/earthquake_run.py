@@ -29,6 +29,7 @@ from inference.devices import resolve_device
 from inference.estimators import get_elbo
 from inference.fit import fit_svi
 from inference.io import atomic_write_json
+from inference.report import format_table
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 
 __all__ = ["add_arguments", "run"]
@@ -209,13 +210,6 @@ def _cluster_summary(q: MeanField) -> dict:
     }
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> dict:
     """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
     _check_args(args)
@@ -369,12 +363,12 @@ def run(args: argparse.Namespace) -> dict:
         f"Earthquake mixture: N={summary['n']} events, K={hp.num_clusters} clusters "
         f"({'simulated' if truth else args.data})"
     )
-    print(_table(rows))
+    print(format_table(rows))
     print(
         f"ELBO gap CAVI - SVI: {cavi_elbo - svi_elbo:.3f} nats "
         f"({100 * (cavi_elbo - svi_elbo) / abs(cavi_elbo):.4f}%)"
     )
-    print(_table(cluster_rows))
+    print(format_table(cluster_rows))
 
     from inference.earthquake_plots import plot_elbo_traces, plot_map  # matplotlib: lazily
 

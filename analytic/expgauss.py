@@ -1,0 +1,309 @@
+r"""The exponential-Gaussian model: ELBO, gradients, optima and exact evidence in closed form.
+
+Model and variational family (source: ``shared/seeds/002_*.txt``, Problem 1)::
+
+    z ~ Expo(theta),   x | z ~ N(z, 1),   q_phi(z) = Expo(phi),   theta, phi > 0.
+
+Every function works elementwise and broadcasts ``x``, ``theta`` and ``phi`` (independent
+copies of the one-observation model), in the dtype it is given. Derivations, re-done here
+rather than copied; the source's ELBO agrees up to the constant -1/2 log(2 pi) - x^2/2 + 1,
+which it drops and we keep (it matters for the gap to log p(x)):
+
+ELBO (to maximise), with E_q[z] = 1/phi, E_q[z^2] = 2/phi^2 and entropy H[q] = 1 - log phi::
+
+    L(theta, phi) = E_q[log N(x | z, 1)] + E_q[log Expo(z | theta)] + H[q]
+                  = -1/2 log(2 pi) - x^2/2 + (x - theta)/phi - 1/phi^2
+                    + log theta - log phi + 1
+
+Gradients (Problem 1c, which agrees)::
+
+    dL/dtheta = 1/theta - 1/phi
+    dL/dphi   = 2/phi^3 - (x - theta)/phi^2 - 1/phi
+
+Optimal phi for fixed theta: phi^3 dL/dphi = 0 is  phi^2 + (x - theta) phi - 2 = 0, whose
+positive root is  phi* = (sqrt(d^2 + 8) - d)/2 = 4/(sqrt(d^2 + 8) + d)  with d = x - theta
+(the second form has no cancellation when d >> 0). L -> -inf at phi -> 0 and phi -> inf, so
+this unique stationary point is the maximum over phi.
+
+Joint optimum: dL/dtheta = 0 gives theta = phi; then phi^2 + (x - phi) phi - 2 = 0 gives
+x phi = 2, so theta* = phi* = 2/x, which is positive only for x > 0. There the Hessian is
+[[-1/t^2, 1/t^2], [1/t^2, -1/t^2 - 2/t^4]] (t = 2/x), negative definite: a maximum. For
+x <= 0 there is no stationary point; along theta = phi = t the ELBO is
+const + x/t - 1/t^2, increasing to its supremum as t -> inf and never attaining it.
+
+Exact evidence (completing the square in z)::
+
+    p_theta(x) = int_0^inf theta e^{-theta z} N(x | z, 1) dz
+               = theta exp(theta^2/2 - x theta) Phi(x - theta)
+
+the exponentially modified Gaussian density at x. With m = x - theta, for m >= 0 we use
+log Phi(m) (``log_ndtr``, no cancellation); for m < 0 the two terms above are huge and
+opposite, so we use Phi(m) = erfcx(-m/sqrt 2) exp(-m^2/2)/2, which cancels them exactly::
+
+    log p_theta(x) = log theta - x^2/2 + log(erfcx((theta - x)/sqrt 2) / 2).
+
+The exact posterior p_theta(z | x) is N(m, 1) truncated to z > 0, with mean
+m + phi_N(m)/Phi(m) (phi_N the standard normal density), and the identity
+log p_theta(x) - L(theta, phi) = KL(q_phi || p_theta(. | x)) > 0 (Problem 1a: the posterior
+has a z^2 term that Expo(phi) lacks, so the bound is never tight).
+
+Maximum likelihood: d/dtheta log p_theta(x) = 1/theta - E[z | x], so theta_ML = 1/E[z | x]
+(the variational theta* = 1/E_q[z] is the same equation with q in place of the posterior).
+For x > 0 it has one finite root, found by bisection; for x <= 0, log p_theta(x) increases
+towards log N(x | 0, 1) as theta -> inf and has no maximiser, as with the ELBO.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "check_observations",
+    "elbo",
+    "elbo_grad",
+    "joint_optimum",
+    "kl_to_posterior",
+    "log_evidence",
+    "ml_theta",
+    "optimal_phi",
+    "posterior_mean",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_FAR, _CF_TERMS = 5.0, 50  # posterior_mean: continued fraction for m <= -5
+
+
+def _as_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        device = like.device if like is not None else None
+        t = torch.as_tensor(value, dtype=dtype, device=device)
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if not bool(torch.isfinite(t).all()):
+        bad = t[~torch.isfinite(t)].flatten()[0].item()
+        raise ValueError(f"{name} must be finite, got {bad!r}")
+    return t
+
+
+def _positive(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    t = _as_tensor(value, name, like)
+    if not bool((t > 0).all()):
+        raise ValueError(f"{name} must be > 0, got {t[t <= 0].flatten()[0].item()!r}")
+    return t
+
+
+def check_observations(x: torch.Tensor) -> None:
+    """Raise ValueError unless ``x`` is a floating tensor of shape (N,), N >= 1, all finite."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {type(x).__name__}")
+    if x.dim() != 1 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (N,) with N >= 1, got {tuple(x.shape)}")
+    _as_tensor(x, "x")
+
+
+def elbo(x, theta, phi) -> torch.Tensor:
+    r"""The ELBO L(theta, phi) of one observation, all constants kept (to maximise).
+
+    L = -1/2 log(2 pi) - x^2/2 + (x - theta)/phi - 1/phi^2 + log theta - log phi + 1
+    (module docstring; seeds/002 Problem 1b up to its dropped constants).
+
+    Args:
+        x: observations, any shape; finite. theta: prior rate(s), > 0. phi: rate(s) of q, > 0.
+            Tensors or numbers; broadcast together.
+
+    Returns:
+        Tensor of the broadcast shape, in nats (loss = -elbo).
+
+    Raises:
+        ValueError: x not finite, or theta or phi not > 0.
+    """
+    x = _as_tensor(x, "x")
+    theta, phi = _positive(theta, "theta", x), _positive(phi, "phi", x)
+    return (
+        -_HALF_LOG_2PI
+        - 0.5 * x.square()
+        + (x - theta) / phi
+        - phi.reciprocal().square()
+        + torch.log(theta)
+        - torch.log(phi)
+        + 1.0
+    )
+
+
+def elbo_grad(x, theta, phi) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""(dL/dtheta, dL/dphi) = (1/theta - 1/phi, 2/phi^3 - (x - theta)/phi^2 - 1/phi).
+
+    Seeds/002 Problem 1c (verified). Arguments as :func:`elbo`; both returns have the
+    broadcast shape.
+    """
+    x = _as_tensor(x, "x")
+    theta, phi = _positive(theta, "theta", x), _positive(phi, "phi", x)
+    inv_phi = phi.reciprocal()
+    d_theta = theta.reciprocal() - inv_phi
+    d_phi = 2.0 * inv_phi**3 - (x - theta) * inv_phi.square() - inv_phi
+    return torch.broadcast_tensors(d_theta, d_phi)
+
+
+def optimal_phi(x, theta) -> torch.Tensor:
+    r"""argmax_phi L(theta, phi), the positive root of the stationarity condition.
+
+    The positive root of phi^2 + d phi - 2 = 0 with d = x - theta::
+
+        phi* = (sqrt(d^2 + 8) - d) / 2     (used for d < 0)
+             = 4 / (sqrt(d^2 + 8) + d)     (used for d >= 0; no cancellation)
+
+    Args:
+        x: observations, finite. theta: prior rates, > 0. Broadcast together.
+
+    Returns:
+        phi*, the broadcast shape, > 0.
+    """
+    x = _as_tensor(x, "x")
+    theta = _positive(theta, "theta", x)
+    d = x - theta
+    root = torch.sqrt(d.square() + 8.0)
+    return torch.where(d < 0, 0.5 * (root - d), 4.0 / (root + d.clamp_min(0)))
+
+
+def _require_positive_x(x: torch.Tensor, what: str) -> None:
+    if not bool((x > 0).all()):
+        bad = x[x <= 0].flatten()[0].item()
+        raise ValueError(
+            f"{what} exists only for x > 0, got x = {bad!r}: for x <= 0 the objective keeps "
+            "increasing as theta (and phi) -> infinity, i.e. as the prior on z collapses onto "
+            "0, and no finite theta attains its supremum"
+        )
+
+
+def joint_optimum(x) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The joint maximiser (theta*, phi*) = (2/x, 2/x) of L, for x > 0.
+
+    dL/dtheta = 0 forces theta = phi, and then dL/dphi = 0 reduces to x phi = 2 (module
+    docstring, where the Hessian is shown negative definite).
+
+    Args:
+        x: observations, any shape; every element finite and > 0.
+
+    Returns:
+        (theta*, phi*), each the shape of x.
+
+    Raises:
+        ValueError: for x <= 0, where the ELBO has no maximiser (it increases towards its
+            supremum as theta = phi -> infinity), or x not finite.
+    """
+    x = _as_tensor(x, "x")
+    _require_positive_x(x, "the joint ELBO maximiser")
+    optimum = 2.0 / x
+    return optimum, optimum.clone()
+
+
+def log_evidence(x, theta) -> torch.Tensor:
+    r"""Exact log p_theta(x) = log theta + theta^2/2 - x theta + log Phi(x - theta).
+
+    Computed as ``log theta + theta^2/2 - x theta + log_ndtr(m)`` for m = x - theta >= 0 and
+    as ``log theta - x^2/2 + log(erfcx((theta - x)/sqrt 2)/2)`` for m < 0 (module docstring),
+    so it stays accurate for |x - theta| in the hundreds.
+
+    Args:
+        x: observations, finite. theta: prior rates, > 0. Broadcast together.
+
+    Returns:
+        log p_theta(x) in nats, the broadcast shape.
+    """
+    x = _as_tensor(x, "x")
+    theta = _positive(theta, "theta", x)
+    m = x - theta
+    right = theta * (0.5 * theta - x) + torch.special.log_ndtr(m.clamp_min(0))
+    left = -0.5 * x.square() + torch.log(0.5 * torch.special.erfcx(-m.clamp_max(0) / _SQRT_2))
+    return torch.log(theta) + torch.where(m >= 0, right, left)
+
+
+def posterior_mean(x, theta) -> torch.Tensor:
+    r"""E[z | x] under the exact posterior N(m, 1) truncated to z > 0, m = x - theta.
+
+    E[z | x] = m + phi_N(m)/Phi(m) (m plus the inverse Mills ratio). For m < 0 the two terms
+    cancel, increasingly as m -> -inf (where E[z | x] ~ 1/|m|), so with t = -m::
+
+        m >= 0:       m + exp(log phi_N(m) - log Phi(m))
+        0 < t < 5:    sqrt(2/pi) / erfcx(t/sqrt 2) - t        (relative error ~ eps t^2)
+        t >= 5:       1/(t + 2/(t + 3/(t + 4/(t + ...))))     (Laplace's continued fraction
+                      for the Mills ratio, minus t; 50 terms, exact to rounding here)
+
+    Args:
+        x: observations, finite. theta: prior rates, > 0. Broadcast together.
+
+    Returns:
+        The broadcast shape, > 0.
+    """
+    x = _as_tensor(x, "x")
+    theta = _positive(theta, "theta", x)
+    m = x - theta
+    t = (-m).clamp_min(0)
+    log_pdf = -0.5 * m.square() - _HALF_LOG_2PI
+    right = m + torch.exp(log_pdf - torch.special.log_ndtr(m.clamp_min(0)))
+    middle = _SQRT_2_OVER_PI / torch.special.erfcx(t / _SQRT_2) - t
+    t_far = t.clamp_min(_FAR)
+    tail = torch.zeros_like(t_far)
+    for k in range(_CF_TERMS, 1, -1):
+        tail = k / (t_far + tail)
+    far = 1.0 / (t_far + tail)
+    return torch.where(m >= 0, right, torch.where(t < _FAR, middle, far))
+
+
+def kl_to_posterior(x, theta, phi) -> torch.Tensor:
+    r"""KL(q_phi || p_theta(. | x)) = log p_theta(x) - L(theta, phi) > 0.
+
+    Arguments as :func:`elbo`; returns the broadcast shape, in nats.
+    """
+    return log_evidence(x, theta) - elbo(x, theta, phi)
+
+
+def ml_theta(x, *, rtol: float = 1e-13, max_iter: int = 200) -> torch.Tensor:
+    r"""The maximum-likelihood prior rate argmax_theta log p_theta(x), for x > 0.
+
+    Solves the score equation 1/theta = E[z | x] (:func:`posterior_mean`) by bisection on
+    log theta, elementwise: the bracket is grown from theta = 2/x (the variational optimum)
+    until the score changes sign, then halved until its width is below ``rtol`` relative.
+    Compare with :func:`joint_optimum`: variational EM's theta* = 2/x differs from theta_ML
+    because E_q[z] differs from E[z | x] (the bias of variational EM).
+
+    Args:
+        x: observations, any shape; finite and > 0.
+        rtol: relative width of the final bracket (> 0). max_iter: bisection steps.
+
+    Returns:
+        theta_ML, the shape of x.
+
+    Raises:
+        ValueError: for x <= 0, where log p_theta(x) increases towards log N(x | 0, 1) as
+            theta -> infinity and has no maximiser.
+    """
+    x = _as_tensor(x, "x")
+    _require_positive_x(x, "the maximum-likelihood theta")
+
+    def score(log_theta):
+        theta = torch.exp(log_theta)
+        return theta.reciprocal() - posterior_mean(x, theta)
+
+    # Score > 0 at lo and < 0 at hi; grow each side of 2/x by factors of 2 until true.
+    lo = hi = torch.log(2.0 / x)
+    for _ in range(max_iter):
+        need_lo, need_hi = score(lo) <= 0, score(hi) >= 0
+        if not bool(need_lo.any() or need_hi.any()):
+            break
+        lo = torch.where(need_lo, lo - math.log(2.0), lo)
+        hi = torch.where(need_hi, hi + math.log(2.0), hi)
+    for _ in range(max_iter):
+        mid = 0.5 * (lo + hi)
+        positive = score(mid) > 0
+        lo, hi = torch.where(positive, mid, lo), torch.where(positive, hi, mid)
+        if bool(((hi - lo) < rtol).all()):
+            break
+    return torch.exp(0.5 * (lo + hi))

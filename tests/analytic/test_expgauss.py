@@ -1,0 +1,210 @@
+"""Closed forms of the exponential-Gaussian model, each against an independent route."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from scipy import integrate, optimize, stats
+
+from analytic import expgauss as eg
+from guides.expgauss import ExpGaussGuide
+from ppl_models.expgauss import MAX_PLATE_NESTING, ExpGaussModel
+
+# |x - theta| reaches 30 (and 60 at the corners).
+X_GRID = [-30.0, -5.0, -1.0, 0.0, 0.3, 2.0, 10.0, 30.0]
+THETA_GRID = [0.01, 0.5, 1.0, 5.0, 30.0]
+
+
+def _pyro_batches(x, theta, phi, num_batches=20, particles=10_000):
+    """Pyro Trace_ELBO in independent batches: per batch, the ELBO estimate and the gradients
+    of the surrogate loss with respect to theta and phi (via log theta, log phi)."""
+    model, guide = ExpGaussModel(theta), ExpGaussGuide(torch.full_like(x, phi))
+    loss_fn = pyro.infer.Trace_ELBO(
+        num_particles=particles, vectorize_particles=True, max_plate_nesting=MAX_PLATE_NESTING
+    )(model, guide)
+    values, d_theta, d_phi = [], [], []
+    for _ in range(num_batches):
+        model.zero_grad(), guide.zero_grad()
+        loss = loss_fn(x)
+        loss.backward()
+        values.append(-loss.item())
+        # d(-loss)/d log theta = theta * d ELBO / d theta
+        d_theta.append(-model.log_theta.grad.item() / theta)
+        d_phi.append(-guide.log_phi.grad.item() / phi)
+    return map(torch.tensor, (values, d_theta, d_phi))
+
+
+def _within_4_se(batches: torch.Tensor, target: float) -> None:
+    se = batches.std().item() / math.sqrt(len(batches))
+    assert abs(batches.mean().item() - target) < 4 * se, (batches.mean().item(), target, se)
+
+
+@pytest.mark.parametrize("x, theta, phi", [(1.0, 2.0, 2.0), (-0.7, 0.5, 3.0), (4.0, 0.3, 0.6)])
+def test_elbo_equals_pyro_trace_elbo_monte_carlo(x, theta, phi):
+    """2 x 10^5 vectorised particles in 20 batches; within 4 standard errors of the batch means."""
+    values, _, _ = _pyro_batches(torch.tensor([x]), theta, phi)
+    _within_4_se(values, eg.elbo(x, theta, phi).item())
+
+
+@pytest.mark.parametrize("x, theta, phi", [(1.0, 0.7, 1.3), (-0.7, 0.5, 3.0)])
+def test_elbo_grad_equals_mean_of_pyro_surrogate_gradients(x, theta, phi):
+    """Trace_ELBO's reparameterised gradients, 20 batches of 10^4 particles, within 4 SE."""
+    _, d_theta, d_phi = _pyro_batches(torch.tensor([x]), theta, phi)
+    exact_theta, exact_phi = eg.elbo_grad(x, theta, phi)
+    _within_4_se(d_theta, exact_theta.item())
+    _within_4_se(d_phi, exact_phi.item())
+
+
+def test_elbo_grad_equals_autograd_of_elbo():
+    """Exact identity (rtol 1e-10) on a grid of x, theta, phi."""
+    x = torch.tensor(X_GRID).view(-1, 1, 1)
+    theta = torch.tensor(THETA_GRID, requires_grad=True).view(1, -1, 1)
+    phi = torch.tensor([0.05, 0.8, 2.0, 40.0], requires_grad=True).view(1, 1, -1)
+    d_theta, d_phi = torch.autograd.grad(eg.elbo(x, theta, phi).sum(), (theta, phi))
+    exact_theta, exact_phi = eg.elbo_grad(x, theta.detach(), phi.detach())
+    torch.testing.assert_close(exact_theta.sum((0, 2), keepdim=True), d_theta, rtol=1e-10, atol=0)
+    torch.testing.assert_close(exact_phi.sum((0, 1), keepdim=True), d_phi, rtol=1e-10, atol=0)
+
+
+def _log_evidence_by_quadrature(x: float, theta: float) -> float:
+    """log int_0^inf theta e^{-theta z} N(x | z, 1) dz by adaptive quadrature, the integrand
+    scaled by its maximum (at z = max(x - theta, 0)) so that tiny values keep full precision."""
+
+    def log_f(z):
+        return math.log(theta) - theta * z - 0.5 * (x - z) ** 2 - 0.5 * math.log(2 * math.pi)
+
+    mode = max(x - theta, 0.0)
+    upper = mode + 40.0  # the integrand has fallen by > e^{-800} beyond (curvature >= 1)
+    value, _ = integrate.quad(
+        lambda z: math.exp(log_f(z) - log_f(mode)),
+        0.0,
+        upper,
+        points=[mode] if mode > 0 else None,
+        epsabs=0.0,
+        epsrel=1e-13,
+        limit=200,
+    )
+    return log_f(mode) + math.log(value)
+
+
+def test_log_evidence_equals_quadrature_and_bounds_the_elbo():
+    """scipy quadrature, rtol 1e-8, on a grid with |x - theta| up to 60; ELBO < log p there."""
+    phis = torch.tensor([0.05, 0.8, 2.0, 40.0])
+    for x in X_GRID:
+        for theta in THETA_GRID:
+            exact = eg.log_evidence(x, theta).item()
+            assert exact == pytest.approx(_log_evidence_by_quadrature(x, theta), rel=1e-8)
+            bound = eg.elbo(x, theta, torch.cat([phis, eg.optimal_phi(x, theta).view(1)]))
+            assert bool((bound < exact).all()), (x, theta)
+
+
+def test_posterior_mean_equals_quadrature():
+    """E[z | x] = int z g / int g over (0, inf) with g the posterior kernel exp(-(z - m)^2/2),
+    by quadrature (rtol 1e-9), including the far tail m = x - theta = -35 and -1000."""
+    for x, theta in [(1.0, 2.0), (3.0, 0.5), (-2.0, 2.9), (0.0, 7.0), (-30.0, 5.0), (0.1, 1e3)]:
+        m = x - theta
+        # scaled by the kernel's largest value on z >= 0 so that far tails keep precision
+        shift = 0.5 * max(-m, 0.0) ** 2
+
+        def g(z, m=m, shift=shift):
+            return math.exp(-0.5 * (z - m) ** 2 + shift)
+
+        upper = max(m, 0.0) + 40.0
+        kw = {"epsabs": 0.0, "epsrel": 1e-13, "limit": 200}
+        mass, _ = integrate.quad(g, 0.0, upper, **kw)
+        first, _ = integrate.quad(lambda z, g=g: z * g(z), 0.0, upper, **kw)
+        assert eg.posterior_mean(x, theta).item() == pytest.approx(first / mass, rel=1e-9)
+
+
+def test_gap_is_kl_to_the_exact_posterior():
+    """log p - ELBO equals KL(q || truncated normal) by quadrature (rtol 1e-7)."""
+    x, theta, phi = 0.8, 1.5, 1.7
+    m = x - theta
+    post = stats.truncnorm(a=-m, b=np.inf, loc=m, scale=1.0)
+    q = stats.expon(scale=1 / phi)
+    kl, _ = integrate.quad(lambda z: q.pdf(z) * (q.logpdf(z) - post.logpdf(z)), 0, 60, limit=200)
+    assert eg.kl_to_posterior(x, theta, phi).item() == pytest.approx(kl, rel=1e-7)
+
+
+def test_optimal_phi_is_the_stationary_maximum():
+    """dL/dphi = 0 at phi* (atol 1e-10 relative to the scale), and L(phi*) >= L on a grid."""
+    x = torch.tensor(X_GRID).view(-1, 1)
+    theta = torch.tensor(THETA_GRID).view(1, -1)
+    phi = eg.optimal_phi(x, theta)
+    _, d_phi = eg.elbo_grad(x, theta, phi)
+    assert bool((d_phi.abs() * phi < 1e-10 * (1 + (x - theta).abs())).all())
+    nearby = phi.unsqueeze(-1) * torch.logspace(-2, 2, 401)
+    assert bool(
+        (
+            eg.elbo(x.unsqueeze(-1), theta.unsqueeze(-1), nearby)
+            <= eg.elbo(x, theta, phi).unsqueeze(-1) + 1e-12
+        ).all()
+    )
+
+
+def test_joint_optimum_is_a_stationary_maximum():
+    """Both partial derivatives vanish (atol 1e-12), the Hessian is negative definite, and no
+    point of a wide log grid does better."""
+    for x in [0.05, 1.0, 3.0, 25.0]:
+        theta, phi = eg.joint_optimum(torch.tensor([x]))
+        for g in eg.elbo_grad(x, theta, phi):
+            assert abs(g.item()) < 1e-12
+        hessian = torch.autograd.functional.hessian(
+            lambda t, p, x=x: eg.elbo(x, t, p), (theta[0], phi[0])
+        )
+        matrix = torch.tensor([[float(hessian[i][j]) for j in range(2)] for i in range(2)])
+        assert bool((torch.linalg.eigvalsh(matrix) < 0).all())
+        grid = theta * torch.logspace(-2, 2, 201)
+        values = eg.elbo(x, grid.view(-1, 1), grid.view(1, -1))
+        assert values.max().item() <= eg.elbo(x, theta, phi).item() + 1e-12
+
+
+@pytest.mark.parametrize("x", [0.0, -1.5])
+def test_joint_optimum_and_ml_theta_refuse_x_without_a_maximiser(x):
+    """x <= 0: the ELBO and the likelihood increase towards theta -> inf; the error says so."""
+    with pytest.raises(ValueError, match=r"only for x > 0.*infinity"):
+        eg.joint_optimum(torch.tensor([x]))
+    with pytest.raises(ValueError, match=r"only for x > 0"):
+        eg.ml_theta(torch.tensor([x]))
+
+
+def test_ml_theta_maximises_the_exact_evidence():
+    """Autograd score of log_evidence ~ 0 at theta_ML, and scipy's bounded scalar optimiser on
+    -log p over log theta finds the same point (rtol 1e-6)."""
+    x = torch.tensor([0.05, 0.3, 1.0, 2.0, 10.0])
+    theta_ml = eg.ml_theta(x)
+    theta = theta_ml.clone().requires_grad_(True)
+    (score,) = torch.autograd.grad(eg.log_evidence(x, theta).sum(), theta)
+    assert bool((score.abs() * theta_ml < 1e-9).all())
+    for xi, ti in zip(x.tolist(), theta_ml.tolist()):
+        res = optimize.minimize_scalar(
+            lambda u, xi=xi: -eg.log_evidence(xi, math.exp(u)).item(),
+            bounds=(math.log(ti) - 3, math.log(ti) + 3),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        assert math.exp(res.x) == pytest.approx(ti, rel=1e-6)
+    # variational EM is biased: theta* = 2/x differs from the MLE
+    assert bool(((2.0 / x) > theta_ml).all())
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: eg.elbo(float("nan"), 1.0, 1.0), "x must be finite"),
+        (lambda: eg.elbo(1.0, 0.0, 1.0), "theta must be > 0"),
+        (lambda: eg.elbo(1.0, 1.0, -2.0), "phi must be > 0, got -2.0"),
+        (lambda: eg.elbo_grad(1.0, float("inf"), 1.0), "theta must be finite"),
+        (lambda: eg.optimal_phi(1.0, -1.0), "theta must be > 0"),
+        (lambda: eg.log_evidence(float("inf"), 1.0), "x must be finite"),
+        (lambda: eg.joint_optimum(torch.tensor([1.0, float("nan")])), "x must be finite"),
+        (lambda: eg.check_observations(torch.tensor([[1.0]])), r"shape \(N,\)"),
+    ],
+)
+def test_bad_input_is_rejected_by_name(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
