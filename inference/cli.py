@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference import earthquake_run, expgauss_run
+from inference import earthquake_run, expgauss_run, reparam_run
 
 __all__ = ["build_parser", "main"]
 
@@ -17,6 +17,10 @@ _COMMANDS = {
     "expgauss": (
         expgauss_run,
         "exponential-Gaussian model: SVI paths on the closed-form ELBO, exact log p(x)",
+    ),
+    "reparam": (
+        reparam_run,
+        "reparameterised samplers (inverse-CDF exponential, Gumbel-max/softmax) vs torch's",
     ),
 }
 

@@ -13,6 +13,8 @@ BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 # name -> tiny command-line arguments
 EXAMPLES = {
     "earthquake": ["--num-events", "200", "--steps", "50"],
+    "expgauss": ["--x", "2", "--steps", "50"],
+    "reparam": ["--num-samples", "1000", "--steps", "20"],
 }
 
 
