@@ -99,13 +99,15 @@ class EarthquakeGuide(torch.nn.Module):
             logits = self.scaled_logits[idx] * self.logit_scale
             pyro.sample("z", dist.Categorical(logits=logits), infer=infer)
 
-    @torch.no_grad()
-    def mean_field(self) -> MeanField:
-        """The current parameters as a (detached) :class:`MeanField`."""
-        return MeanField(
-            probs=torch.softmax(self.scaled_logits * self.logit_scale, dim=-1),
-            loc=self.scaled_loc * self.loc_scale,
-            precision=self.log_precision.exp(),
-            concentration=self.log_concentration.exp(),
-            rate=torch.exp(self.log_concentration - self.log_mean_lam),
-        )
+    def mean_field(self, *, differentiable: bool = False) -> MeanField:
+        """The current parameters as a :class:`MeanField`: detached by default; with
+        ``differentiable=True`` it keeps the graph to the guide's parameters (so that autograd
+        of the closed-form ELBO gives the exact gradient w.r.t. them)."""
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            return MeanField(
+                probs=torch.softmax(self.scaled_logits * self.logit_scale, dim=-1),
+                loc=self.scaled_loc * self.loc_scale,
+                precision=self.log_precision.exp(),
+                concentration=self.log_concentration.exp(),
+                rate=torch.exp(self.log_concentration - self.log_mean_lam),
+            )

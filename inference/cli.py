@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from inference import earthquake_run, expgauss_run, reparam_run
+from inference import earthquake_run, expgauss_run, gradvar_run, reparam_run
 
 __all__ = ["build_parser", "main"]
 
@@ -21,6 +22,10 @@ _COMMANDS = {
     "reparam": (
         reparam_run,
         "reparameterised samplers (inverse-CDF exponential, Gumbel-max/softmax) vs torch's",
+    ),
+    "gradvar": (
+        gradvar_run,
+        "gradient variance and SNR of each estimator (Trace_ELBO, analytic KL, STL)",
     ),
 }
 
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except (ValueError, FloatingPointError) as err:
         parser.exit(2, f"vilab {args.command}: error: {err}\n")
+    except BrokenPipeError:  # e.g. `vilab ... | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

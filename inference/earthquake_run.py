@@ -128,11 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--steps", type=int, default=1000, help="SVI steps (default 1000)")
     fit.add_argument(
         "--estimator",
-        choices=["enum", "trace"],
+        choices=["enum", "stl", "trace"],
         default="enum",
         help="SVI loss: enum = TraceEnum_ELBO with Z summed out exactly in the "
-        "guide (default); trace = Trace_ELBO with Z sampled (score function, "
-        "much noisier)",
+        "guide (default); stl = the path-derivative estimator on top of enum (Z still "
+        "summed out; the score term of mu and lambda dropped); trace = Trace_ELBO with Z "
+        "sampled (score function, much noisier)",
     )
     fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
     fit.add_argument(
@@ -257,9 +258,11 @@ def run(args: argparse.Namespace) -> dict:
 
     # ---- SVI --------------------------------------------------------------------------------
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
-    guide = EarthquakeGuide.for_svi(init, hp, enumerate=args.estimator == "enum")
+    enumerate_z = args.estimator in ("enum", "stl")
+    guide = EarthquakeGuide.for_svi(init, hp, enumerate=enumerate_z)
     loss = get_elbo(
         args.estimator,
+        **({"base": "enum"} if args.estimator == "stl" else {}),
         num_particles=args.particles,
         vectorize_particles=args.particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,

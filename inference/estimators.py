@@ -1,4 +1,4 @@
-"""Gradient estimators by name: one registry for every SVI fit in the project.
+r"""Gradient estimators by name: one registry for every SVI fit in the project.
 
 ``get_elbo(name, **kwargs)`` returns a Pyro ELBO object usable as ``loss=`` in
 :class:`pyro.infer.SVI`, or as ``elbo(model, guide)`` -> ``torch.nn.Module`` in
@@ -11,30 +11,172 @@ Names:
                    (e.g. Normal-Normal, Gamma-Gamma), Monte Carlo otherwise.
     ``enum``       Pyro ``TraceEnum_ELBO``: sums out discrete sites marked for enumeration
                    exactly (needs ``max_plate_nesting``).
+    ``stl``        :class:`StickingTheLanding`: the path-derivative estimator of Roeder, Wu &
+                   Duvenaud (2017) on top of ``trace`` (default) or ``enum`` (``base="enum"``).
+
+The path-derivative ("sticking the landing") estimator. With z = t(eps, phi), the total
+derivative of the ELBO integrand splits (Roeder et al. 2017, Eq. 5)::
+
+    d/dphi [log p(x, z) - log q_phi(z)]
+        = (d/dz [log p(x, z) - log q_phi(z)]) dt/dphi      (path derivative)
+          - d/dphi log q_phi(z) |_{z fixed}                 (score function)
+
+The score term has expectation zero, E_q[grad_phi log q_phi(z)] = 0, but not variance zero;
+``Trace_ELBO`` keeps it. STL drops it by evaluating log q with the variational parameters
+stopped (``pyro.distributions.util.detach``) while the sample keeps its pathwise gradient. The
+estimate stays unbiased, and when q equals the exact posterior, log p(x, z) - log q(z) is
+constant in z, so the path derivative is zero for every eps: the gradient has zero variance.
+Far from the posterior it can have *more* variance than ``Trace_ELBO`` (the two terms can
+partly cancel); see ``vilab gradvar``.
+
+Only reparameterisable, non-enumerated guide sites are changed; others keep their score-function
+term (``Trace_ELBO``) or their exact enumeration (``TraceEnum_ELBO``). The reported loss is the
+ordinary -ELBO estimate (the log-densities' values are unchanged); only the gradient differs.
 """
 
 from __future__ import annotations
 
-import pyro.infer
+import functools
 
-__all__ = ["ESTIMATORS", "get_elbo"]
+import pyro.infer
+import torch
+from pyro.distributions import TorchDistribution
+from pyro.distributions.util import detach
+from pyro.poutine.messenger import Messenger
+
+__all__ = ["ESTIMATORS", "StickingTheLanding", "get_elbo"]
+
+
+class _PathDerivative(TorchDistribution):
+    """``base`` for sampling (``rsample`` keeps the pathwise gradient), but ``log_prob``
+    evaluated with ``base``'s parameters detached: log q_{stop_grad(phi)}(z)."""
+
+    arg_constraints = {}
+    has_rsample = True
+
+    def __init__(self, base: TorchDistribution) -> None:
+        self.base_dist = base
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base_dist.support
+
+    def rsample(self, sample_shape=()):
+        return self.base_dist.rsample(sample_shape)
+
+    def sample(self, sample_shape=()):
+        return self.base_dist.sample(sample_shape)
+
+    def log_prob(self, value):
+        return detach(self.base_dist).log_prob(value)
+
+    def expand(self, batch_shape, _instance=None):
+        return _PathDerivative(self.base_dist.expand(batch_shape))
+
+    @property
+    def mean(self):
+        return self.base_dist.mean
+
+    @property
+    def variance(self):
+        return self.base_dist.variance
+
+
+class _PathDerivativeMessenger(Messenger):
+    """Wraps every reparameterisable, unobserved, non-enumerated sample site in
+    :class:`_PathDerivative`."""
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["infer"].get("enumerate") is not None:
+            return
+        if getattr(msg["fn"], "has_rsample", False):
+            msg["fn"] = _PathDerivative(msg["fn"])
+
+
+def _path_derivative_guide(guide):
+    @functools.wraps(guide)
+    def wrapped(*args, **kwargs):
+        with _PathDerivativeMessenger():
+            return guide(*args, **kwargs)
+
+    return wrapped
+
+
+_STL_BASES = {"trace": pyro.infer.Trace_ELBO, "enum": pyro.infer.TraceEnum_ELBO}
+
+
+class StickingTheLanding(pyro.infer.ELBO):
+    """The path-derivative estimator (Roeder, Wu & Duvenaud 2017), as a Pyro ELBO.
+
+    Usable as ``SVI(model, guide, optim, loss=StickingTheLanding())`` and as
+    ``StickingTheLanding()(model, guide)`` -> ``nn.Module``. Loss = -ELBO; its value equals
+    ``base``'s estimate, its gradient drops the score term of every reparameterised guide site.
+
+    Args:
+        base: ``"trace"`` (``Trace_ELBO``) or ``"enum"`` (``TraceEnum_ELBO``, for guides with
+            enumerated discrete sites, e.g. the earthquake guide).
+        **kwargs: Pyro ELBO options (``num_particles``, ``vectorize_particles``,
+            ``max_plate_nesting``, ...), passed to the base estimator.
+
+    Raises:
+        ValueError: for ``base="meanfield"``: ``TraceMeanField_ELBO`` replaces the Monte Carlo
+            log q - log p by an analytic KL, so there is no sampled log q whose parameters could
+            be stopped -- the analytic KL's gradient is already exact. Use ``meanfield`` by
+            itself, or ``stl`` (Trace_ELBO base). Also for any other unknown base.
+    """
+
+    def __init__(self, base: str = "trace", **kwargs) -> None:
+        if base == "meanfield":
+            raise ValueError(
+                "estimator 'stl' cannot use base 'meanfield': TraceMeanField_ELBO computes "
+                "KL(q || p) analytically, so there is no sampled log q(z) whose score term STL "
+                "could drop (the analytic KL's gradient is already exact). Use 'meanfield' on "
+                "its own, or 'stl' with base 'trace' (or 'enum' for enumerated guides)"
+            )
+        if base not in _STL_BASES:
+            raise ValueError(f"stl base must be one of {sorted(_STL_BASES)}, got {base!r}")
+        super().__init__(**kwargs)
+        self.base_name = base
+        self.base = _STL_BASES[base](**kwargs)
+
+    def _get_trace(self, model, guide, args, kwargs):
+        return self.base._get_trace(model, _path_derivative_guide(guide), args, kwargs)
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """-ELBO estimate (a float), exactly as the base estimator's."""
+        return self.base.loss(model, _path_derivative_guide(guide), *args, **kwargs)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """-ELBO estimate whose gradient is the path-derivative gradient."""
+        return self.base.differentiable_loss(model, _path_derivative_guide(guide), *args, **kwargs)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """As :meth:`loss`, and accumulates the path-derivative gradient into the params."""
+        return self.base.loss_and_grads(model, _path_derivative_guide(guide), *args, **kwargs)
+
 
 ESTIMATORS = {
     "trace": pyro.infer.Trace_ELBO,
     "meanfield": pyro.infer.TraceMeanField_ELBO,
     "enum": pyro.infer.TraceEnum_ELBO,
+    "stl": StickingTheLanding,
 }
 
 
 def get_elbo(name: str, **kwargs) -> pyro.infer.ELBO:
     """Build the estimator called ``name`` with Pyro ELBO keyword arguments
-    (``num_particles``, ``vectorize_particles``, ``max_plate_nesting``, ...).
+    (``num_particles``, ``vectorize_particles``, ``max_plate_nesting``, ...; for ``stl`` also
+    ``base="trace"|"enum"``).
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: for an unknown name, listing the known ones; for impossible combinations
+            (``stl`` on ``meanfield``), saying what to use instead.
     """
     try:
         cls = ESTIMATORS[name]
     except KeyError:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
+    if "base" in kwargs and name != "stl":
+        raise ValueError(f"'base' is an option of estimator 'stl' only, not of {name!r}")
     return cls(**kwargs)

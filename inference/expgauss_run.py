@@ -34,7 +34,7 @@ from inference.report import format_table
 
 __all__ = ["ESTIMATOR_CHOICES", "add_arguments", "run"]
 
-ESTIMATOR_CHOICES = ["trace", "meanfield"]
+ESTIMATOR_CHOICES = ["trace", "meanfield", "stl"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=ESTIMATOR_CHOICES,
         help="gradient estimators to run, each from the same start: trace = Trace_ELBO "
         "(pathwise gradient through z = eps/phi); meanfield = TraceMeanField_ELBO (closed-form "
-        "KL(Expo(phi) || Expo(theta))) (default: both)",
+        "KL(Expo(phi) || Expo(theta))); stl = path derivative, the score term of q dropped "
+        "(default: all three)",
     )
     fit.add_argument(
         "--init-theta", type=float, default=0.1, help="starting prior rate theta (0.1)"

@@ -62,7 +62,8 @@ def fit_expgauss(
 
     Args:
         x: (N,) observations, on the device to fit on.
-        estimator: a name from :func:`inference.estimators.get_elbo` (``trace``, ``meanfield``).
+        estimator: a name from :func:`inference.estimators.get_elbo` (``trace``, ``meanfield``,
+            ``stl``).
         init_theta, init_phi: the start (phi is the same for every observation), > 0.
         num_steps, num_particles, lr, lr_final, seed, progress: as in
             :func:`inference.fit.fit_svi`; particles are vectorised.

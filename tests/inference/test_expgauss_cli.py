@@ -18,7 +18,7 @@ def test_cli_writes_contour_and_summary(tmp_path, capsys):
     summary = json.loads(extra.read_text())
     assert summary == json.loads((out / "summary.json").read_text())
     assert summary["closed_form"]["theta"] == pytest.approx(2 / 1.5)
-    assert set(summary["svi"]) == {"trace", "meanfield"}
+    assert set(summary["svi"]) == {"trace", "meanfield", "stl"}
     for scores in [summary["closed_form"], summary["maximum_likelihood"], *summary["svi"].values()]:
         assert scores["gap"] > 0  # log p(x) - ELBO = KL > 0
     printed = capsys.readouterr().out
