@@ -77,10 +77,12 @@ def elbo(
 
     Args:
         x: (N, D). prior_scale_tril: (D, D). obs_scale: sigma > 0.
-        loc: (D,) mean of q. scale_tril: (D, D) lower-triangular with a positive diagonal.
+        loc: (D,) mean of q. scale_tril: (D, D) with a positive diagonal; only its lower
+            triangle is read.
     """
     _check(x, prior_scale_tril, obs_scale)
     N, D = x.shape
+    scale_tril = torch.tril(scale_tril)
     S = scale_tril @ scale_tril.T
     log_2pi = math.log(2 * math.pi)
     expected_lik = -0.5 * N * D * (log_2pi + 2 * math.log(obs_scale)) - (

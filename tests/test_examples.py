@@ -44,3 +44,13 @@ def test_cavi_benchmark_runs_small(capsys):
     assert row["n"] == 500 and row["sklearn_s"] > 0
     assert row["ratio"] == pytest.approx(row["ours_s"] / row["sklearn_s"])
     assert "ratio" in capsys.readouterr().out
+
+
+def test_estimator_variance_benchmark_runs_small(capsys):
+    module = _load(BENCHMARKS_DIR / "estimator_variance.py")
+    args = ["--models", "expgauss", "vae", "--draws", "3", "--steps", "2", "--repeats", "1",
+            "--batch-size", "4", "--vae-train-steps", "2"]  # fmt: skip
+    result = module.main(module.build_parser().parse_args(args))
+    assert [r["model"] for r in result["rows"]] == ["expgauss", "vae"]
+    assert all(r["time_ratio"] > 0 for r in result["rows"])
+    assert "STL / baseline" in capsys.readouterr().out
