@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from inference import earthquake_run, expgauss_run, gradvar_run, reparam_run
+from inference import earthquake_run, expgauss_run, gradvar_run, reparam_run, vae_run
 
 __all__ = ["build_parser", "main"]
 
@@ -18,6 +18,10 @@ _COMMANDS = {
     "expgauss": (
         expgauss_run,
         "exponential-Gaussian model: SVI paths on the closed-form ELBO, exact log p(x)",
+    ),
+    "vae": (
+        vae_run,
+        "Bernoulli VAE on MNIST by Pyro SVI: test -ELBO, importance-weighted log-likelihood",
     ),
     "reparam": (
         reparam_run,

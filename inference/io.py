@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_savefig", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:
@@ -23,6 +23,11 @@ def _atomic(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    return _atomic(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
