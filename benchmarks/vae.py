@@ -38,8 +38,8 @@ def _plain(train, test_x, epochs, config, fused=False):
     source's optimiser (``torch.optim.Adam`` defaults) or, ``fused``, the one our trainer uses."""
     torch.manual_seed(config.seed)
     D = train.shape[1]
-    model = VAEModel(D, config.latent_dim, config.hidden_dim, config.num_hidden)
-    guide = VAEGuide(D, config.latent_dim, config.hidden_dim, config.num_hidden)
+    model = VAEModel(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(train.dtype)
+    guide = VAEGuide(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(train.dtype)
     params = list(guide.parameters()) + list(model.parameters())
     optimizer = adam(params, config.lr) if fused else torch.optim.Adam(params, lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)

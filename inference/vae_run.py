@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     print("epoch  train loss  test -ELBO  seconds   (nats per image)")
 
-    def report(r):
+    def report(r, *_):
         print(f"{r.epoch:>5}  {r.train_loss:>10.2f}  {r.test_nelbo:>10.2f}  {r.seconds:>7.1f}")
 
     result = train_vae(

@@ -125,7 +125,7 @@ def train_vae(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord, VAEModel, VAEGuide], None] | None = None,
 ) -> VAEResult:
     """Train (or resume training) a VAE on ``train_images`` for ``epochs`` epochs in total.
 
@@ -136,7 +136,9 @@ def train_vae(
         checkpoint: file written after every epoch (None: no checkpoints).
         resume: continue from ``checkpoint`` (which must exist and match ``config`` and the
             data sizes).
-        progress: tqdm bar over minibatches. on_epoch: called with each new :class:`EpochRecord`.
+        progress: tqdm bar over minibatches.
+        on_epoch: called as ``on_epoch(record, model, guide)`` after each new epoch (and its
+            checkpoint).
 
     Raises:
         ValueError: bad arguments, or a checkpoint that is missing or from another config.
@@ -238,5 +240,5 @@ def train_vae(
                 },
             )
         if on_epoch is not None:
-            on_epoch(record)
+            on_epoch(record, model, guide)
     return VAEResult(model, guide, history, test_x)

@@ -7,11 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.idx_files import write_mnist_dir
+
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
-# name -> tiny command-line arguments
+# name -> tiny command-line arguments, or a function of a temporary folder returning them
 EXAMPLES = {
+    "vae": lambda tmp: [
+        "--data-dir",
+        str(write_mnist_dir(tmp / "mnist", 40, 10)),
+        "--epochs",
+        "1",
+        "--latent-dim",
+        "3",
+        "--hidden-dim",
+        "16",
+    ],  # fmt: skip
     "earthquake": ["--num-events", "200", "--steps", "50"],
     "expgauss": ["--x", "2", "--steps", "50"],
     "reparam": ["--num-samples", "1000", "--steps", "20"],
@@ -30,9 +42,10 @@ def test_every_example_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_example_runs_small(name, capsys):
+def test_example_runs_small(name, capsys, tmp_path):
     module = _load(EXAMPLES_DIR / f"{name}.py")
-    metrics = module.main(module.build_parser().parse_args(EXAMPLES[name]))
+    args = EXAMPLES[name](tmp_path) if callable(EXAMPLES[name]) else EXAMPLES[name]
+    metrics = module.main(module.build_parser().parse_args(args))
     assert isinstance(metrics, dict) and metrics
     assert capsys.readouterr().out
 
@@ -54,3 +67,14 @@ def test_estimator_variance_benchmark_runs_small(capsys):
     assert [r["model"] for r in result["rows"]] == ["expgauss", "vae"]
     assert all(r["time_ratio"] > 0 for r in result["rows"])
     assert "STL / baseline" in capsys.readouterr().out
+
+
+def test_vae_benchmark_runs_small(capsys, tmp_path):
+    module = _load(BENCHMARKS_DIR / "vae.py")
+    data = write_mnist_dir(tmp_path / "mnist", 40, 10)
+    args = ["--data-dir", str(data), "--latent-dim", "3", "--hidden-dim", "16", "--quiet",
+            "--estimators", "trace", "stl"]  # fmt: skip
+    result = module.main(module.build_parser().parse_args(args))
+    assert set(result) == {"plain", "plain, fused Adam", "trace", "stl"}
+    assert result["stl"]["ratio"] > 0
+    assert "vs plain" in capsys.readouterr().out
