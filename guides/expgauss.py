@@ -39,8 +39,9 @@ class ExpGaussGuide(torch.nn.Module):
         """The current rates, (N,)."""
         return self.log_phi.exp()
 
-    def forward(self, x: torch.Tensor) -> None:
-        """Sample z (N,) from q; ``x`` (N,) only fixes the plate size."""
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
+        """Sample z (N,) from q; ``x`` (N,) only fixes the plate size (further arguments of the
+        model, e.g. a fixed theta, are accepted and ignored)."""
         check_observations(x)
         if x.shape != self.log_phi.shape:
             raise ValueError(

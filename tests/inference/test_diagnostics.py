@@ -1,0 +1,153 @@
+"""ArviZ diagnostics: InferenceData layout, PSIS k-hat that can fail, NUTS as the reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from analytic import conjugate, expgauss
+from analytic.earthquake import Hyperparameters, cavi, log_joint_marginal
+from guides.conjugate import GaussianGuide
+from guides.earthquake import EarthquakeGuide
+from guides.expgauss import ExpGaussGuide
+from inference import diagnostics as D
+from ppl_models import conjugate as conjugate_model
+from ppl_models import earthquake as earthquake_model
+from ppl_models import expgauss as expgauss_model
+
+PRIOR = torch.tensor([[1.0, 0.0], [0.8, 0.6]])
+QUAKE_DIMS = {"mu": ["cluster", "coord"], "lam": ["cluster"]}
+
+
+def _conjugate():
+    x, _ = conjugate_model.simulate(PRIOR, 0.5, 10, seed=0)
+    return (x, PRIOR, 0.5), conjugate.posterior(x, PRIOR, 0.5)
+
+
+@pytest.fixture(scope="module")
+def quake():
+    hp = Hyperparameters(2, tau=1.0, rho=0.01, alpha=5.0, beta=0.5)
+    X, S, *_ = earthquake_model.simulate(hp, 60, seed=1)
+    return hp, X, S, cavi(X, S, hp, seed=0).q
+
+
+def test_inference_data_has_groups_dims_shapes_and_round_trips_netcdf(quake, tmp_path):
+    hp, X, S, q = quake
+    coords = {"cluster": [0, 1], "coord": ["lon", "lat"]}
+    idata = D.to_inference_data(
+        earthquake_model.model, EarthquakeGuide(q), X, S, hp, num_samples=200,
+        sites=["mu", "lam"], dims=QUAKE_DIMS, coords=coords, elbo_history=torch.arange(7.0),
+        observed_data={"X": X, "S": S},
+    )  # fmt: skip
+    assert set(idata.groups()) == {"posterior", "observed_data", "vi_elbo"}
+    assert idata.posterior["mu"].dims == ("chain", "draw", "cluster", "coord")
+    assert idata.posterior["mu"].shape == (1, 200, 2, 2)
+    assert idata.posterior["lam"].shape == (1, 200, 2)
+    assert list(idata.posterior["mu"].coords["coord"].values) == ["lon", "lat"]
+    assert idata.vi_elbo["elbo"].dims == ("step",) and idata.vi_elbo["elbo"].size == 7
+    # draws follow q: the mean of mu within 4 SE of q's mean (sd p^-1/2 / sqrt(200))
+    se = q.precision.rsqrt().numpy()[:, None] / math.sqrt(200)
+    assert np.all(np.abs(idata.posterior["mu"].values[0].mean(0) - q.loc.numpy()) < 4 * se)
+    path = tmp_path / "posterior.nc"
+    idata.to_netcdf(str(path))
+    back = D.az.from_netcdf(str(path))
+    assert set(back.groups()) == set(idata.groups())
+    np.testing.assert_array_equal(back.posterior["mu"].values, idata.posterior["mu"].values)
+    np.testing.assert_array_equal(back.observed_data["X"].values, X.numpy())
+
+
+def test_psis_at_the_exact_posterior_is_good_with_uniform_weights():
+    """q = p(z | x): every log weight equals log p(x) (rtol 1e-10), so the smoothed weights are
+    uniform, the ESS is S, and k-hat < 0.5."""
+    args, (loc, tril) = _conjugate()
+    result = D.psis_check(conjugate_model.model, GaussianGuide(loc, tril), *args,
+                          num_samples=1000)  # fmt: skip
+    np.testing.assert_allclose(result.log_weights, conjugate.log_evidence(*args).item(),
+                               rtol=1e-10)  # fmt: skip
+    assert result.khat < 0.5 and result.verdict.startswith("good")
+    assert result.ess == pytest.approx(1000, rel=1e-8)
+
+
+def test_psis_flags_a_too_narrow_q():
+    """q with 0.2 x the posterior's scale: the weights' tail index is 1 - 0.2^2 = 0.96 in
+    theory (exp of a quadratic under a narrow Gaussian); k-hat must exceed 0.7, and the
+    verdict say so. A check that can fail."""
+    args, (loc, tril) = _conjugate()
+    result = D.psis_check(conjugate_model.model, GaussianGuide(loc, 0.2 * tril), *args,
+                          num_samples=4000)  # fmt: skip
+    assert result.khat > 0.7
+    assert result.verdict.startswith("not trustworthy")
+
+
+def test_psis_corrected_means_move_towards_the_posterior():
+    """A diagonal q with its mean shifted by 0.1: the PSIS-corrected mean is closer to the
+    exact posterior mean than q's own."""
+    args, (loc, tril) = _conjugate()
+    guide = GaussianGuide(loc + 0.1, torch.diag(torch.diagonal(tril)), full=False)
+    result = D.psis_check(conjugate_model.model, guide, *args, num_samples=4000)
+    assert np.abs(result.means["z"] - loc.numpy()).max() < 0.5 * 0.1
+    assert np.abs(result.raw_means["z"] - loc.numpy()).max() > 0.08
+
+
+def test_earthquake_marginal_log_joint_equals_pyro_with_z_enumerated(quake):
+    """log p(X, S, mu, lambda), Z summed out: TraceEnum_ELBO with a point-mass guide gives
+    exactly -log p (rtol 1e-10), at three random (mu, lambda)."""
+    hp, X, S, _ = quake
+    gen = torch.Generator().manual_seed(0)
+    mu = 5 * torch.randn(3, 2, 2, generator=gen)
+    lam = torch.rand(3, 2, generator=gen) * 10 + 1
+    fast = log_joint_marginal(X, S, hp, mu, lam)
+    model = pyro.infer.config_enumerate(earthquake_model.model, "parallel")
+    for i in range(3):
+
+        def guide(*_, i=i):
+            with pyro.plate("cluster", 2, dim=-1):
+                pyro.sample("mu", dist.Delta(mu[i]).to_event(1))
+                pyro.sample("lam", dist.Delta(lam[i]))
+
+        loss = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, X, S, hp)
+        assert fast[i].item() == pytest.approx(-loss, rel=1e-10)
+
+
+def test_nuts_matches_the_exact_expgauss_posterior_and_reports_the_vi_sd_ratio():
+    """z | x at theta = 2/x (x = 1) is N(x - theta, 1) truncated to z > 0: NUTS's posterior
+    mean (2 chains x 300 draws) within 4 Monte Carlo standard errors of the exact mean; the VI
+    row (q = Expo(2), sd 0.5) reports sd ratio q / NUTS."""
+    x, theta = torch.tensor([1.0]), torch.tensor(2.0)
+    guide = ExpGaussGuide(torch.tensor([2.0]))
+    vi = D.to_inference_data(expgauss_model.model, guide, x, theta, num_samples=2000,
+                             dims={"z": ["obs"]})  # fmt: skip
+    result = D.compare_with_nuts(expgauss_model.model, vi, x, theta, num_samples=300,
+                                 warmup_steps=300, dims={"z": ["obs"]})  # fmt: skip
+    (row,) = result.rows
+    exact = expgauss.posterior_mean(1.0, 2.0).item()
+    mcse = row["nuts_sd"] / math.sqrt(row["ess_bulk"])
+    assert abs(row["nuts_mean"] - exact) < 4 * mcse
+    assert row["r_hat"] < 1.05
+    assert row["sd_ratio"] == pytest.approx(row["vi_sd"] / row["nuts_sd"])
+    assert 0.5 < row["sd_ratio"] < 1.5 and 0 <= row["overlap90"] <= 1
+
+
+def test_nuts_with_enumerated_z_agrees_with_cavi_on_the_cluster_means(quake):
+    """60 events, K = 2: NUTS (Z summed out, chains started at the CAVI means so the labels
+    match) and CAVI agree on every coordinate of the cluster means within one NUTS posterior
+    sd."""
+    hp, X, S, q = quake
+    coords = {"cluster": [0, 1], "coord": ["lon", "lat"]}
+    vi = D.to_inference_data(
+        earthquake_model.model, EarthquakeGuide(q), X, S, hp, num_samples=500,
+        sites=["mu", "lam"], dims=QUAKE_DIMS, coords=coords,
+    )  # fmt: skip
+    result = D.compare_with_nuts(
+        earthquake_model.model, vi, X, S, hp, num_samples=200, warmup_steps=200, num_chains=1,
+        enumerate_discrete=True, init_values={"mu": q.loc, "lam": q.concentration / q.rate},
+        dims=QUAKE_DIMS, coords=coords,
+    )  # fmt: skip
+    for row in result.rows:
+        if row["parameter"].startswith("mu"):
+            assert abs(row["vi_mean"] - row["nuts_mean"]) < row["nuts_sd"], row
