@@ -47,6 +47,8 @@ __all__ = [
     "compare_with_nuts",
     "forest_plot",
     "guide_log_weights",
+    "khat_plot",
+    "psis_inference_data",
     "psis_check",
     "psis_from_log_weights",
     "to_inference_data",
@@ -375,6 +377,11 @@ def compare_with_nuts(
     return NutsComparison(rows, vi, nuts, summary, seconds)
 
 
+def _num_scalars(idata) -> int:
+    return sum(int(v.size // (v.sizes["chain"] * v.sizes["draw"]))
+               for v in idata.posterior.data_vars.values())  # fmt: skip
+
+
 def forest_plot(path, posteriors: dict[str, az.InferenceData], var_names=None, title=""):
     """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals,
     saved atomically to ``path`` (headless)."""
@@ -406,5 +413,50 @@ def forest_plot(path, posteriors: dict[str, az.InferenceData], var_names=None, t
         fig.suptitle(title)
     try:
         return atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
+    """Per-item PSIS results as InferenceData: group ``psis`` with ``khat`` and ``ess`` (dim
+    ``item``) and the raw ``log_weights`` (dims ``item``, ``draw``)."""
+    import xarray as xr
+
+    lw = _numpy(log_weights)
+    ds = xr.Dataset(
+        {
+            "khat": ("item", np.asarray(khat)),
+            "ess": ("item", np.asarray(ess)),
+            "log_weights": (("item", "draw"), lw),
+        },
+        coords={"item": np.arange(lw.shape[0]), "draw": np.arange(lw.shape[1])},
+    )
+    idata = az.InferenceData()
+    idata.add_groups({"psis": ds})
+    return idata
+
+
+def khat_plot(path, khat) -> object:
+    """Histogram of per-item k-hat with the 0.5 and 0.7 thresholds, saved atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inference.io import atomic_savefig
+
+    khat = np.asarray(khat)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist(khat, bins=40, color="0.5")
+    for value, label in (
+        (GOOD_KHAT, "0.5: good below"),
+        (USABLE_KHAT, "0.7: not trustworthy above"),
+    ):
+        ax.axvline(value, color="k", ls="--", lw=1)
+        ax.text(value, ax.get_ylim()[1] * 0.95, " " + label, fontsize=8, va="top")
+    ax.set(xlabel="PSIS k-hat", ylabel="test images", title="Did the VAE's q(z | x) work?")
+    fig.tight_layout()
+    try:
+        return atomic_savefig(fig, path, dpi=110)
     finally:
         plt.close(fig)

@@ -24,6 +24,7 @@ from analytic.earthquake import (
     initial_mean_field,
 )
 from guides.earthquake import EarthquakeGuide
+from inference import diagnostics_report
 from inference.data import load_catalog, parse_bbox
 from inference.devices import resolve_device
 from inference.estimators import get_elbo
@@ -170,6 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    diagnostics_report.add_arguments(parser)
 
 
 def _check_args(args) -> None:
@@ -187,6 +189,7 @@ def _check_args(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
+    diagnostics_report.check_arguments(args)
 
 
 def _match(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
@@ -386,6 +389,11 @@ def run(args: argparse.Namespace) -> dict:
         plot_map(out_dir / "map.png", X, S, {"CAVI": q_cavi, "SVI": q_svi}, hp.tau),
         atomic_write_json(out_dir / "summary.json", summary),
     ]
+    if args.diagnostics:
+        guide.enumerate = True  # Z is summed out in NUTS's model and in the PSIS weights
+        written += diagnostics_report.earthquake_report(
+            out_dir, model, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
+        )
     if args.json:
         written.append(atomic_write_json(args.json, summary))
     print("wrote: " + ", ".join(str(p) for p in written))

@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from analytic.expgauss import elbo, log_evidence, optimal_phi  # noqa: E402
 from inference.io import atomic_savefig  # noqa: E402
 
-__all__ = ["plot_elbo_contour"]
+__all__ = ["plot_elbo_contour", "plot_elbo_histories"]
 
 # Distances below the optimum smaller than this (nats) are drawn at it.
 _FLOOR = 1e-9
@@ -73,5 +73,25 @@ def plot_elbo_contour(path, x: float, paths: dict, optimum, theta_ml: float) -> 
     fig.tight_layout()
     try:
         return atomic_savefig(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def plot_elbo_histories(path, histories: dict) -> os.PathLike:
+    """SVI's Monte Carlo ELBO estimate per step for each estimator (the convergence check)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, history in histories.items():
+        h = np.asarray(history)
+        ax.plot(np.arange(1, len(h) + 1), h, color=_COLOURS.get(name), lw=0.8, alpha=0.8,
+                label=f"SVI {name}")  # fmt: skip
+    low = min(np.quantile(np.asarray(h), 0.05) for h in histories.values())
+    high = max(np.asarray(h).max() for h in histories.values())
+    ax.set_ylim(low, high + 0.05 * (high - low) + 1e-9)
+    ax.set(xscale="log", xlabel="SVI step", ylabel="ELBO estimate (nats)")
+    ax.set_title("ELBO trace")
+    ax.legend()
+    fig.tight_layout()
+    try:
+        return atomic_savefig(fig, path, dpi=110)
     finally:
         plt.close(fig)

@@ -27,6 +27,7 @@ from analytic.expgauss import (
     ml_theta,
     optimal_phi,
 )
+from inference import diagnostics_report
 from inference.devices import resolve_device
 from inference.expgauss_svi import fit_expgauss
 from inference.io import atomic_write_json
@@ -82,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--seed", type=int, default=0, help="seed for SVI; same seed, same result (0)")
     out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    diagnostics_report.add_arguments(parser)
 
 
 def _check_args(args) -> None:
@@ -98,6 +100,7 @@ def _check_args(args) -> None:
             raise ValueError(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    diagnostics_report.check_arguments(args)
 
 
 def _scores(x: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> dict:
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
         "start": {"theta": args.init_theta, "phi": args.init_phi},
         "svi": {},
     }
-    paths = {}
+    paths, histories = {}, {}
     for name in args.estimator:
         fit = fit_expgauss(
             x.to(device),
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         summary["svi"][name] = scores
         paths[name] = (fit.path_theta, fit.path_phi[:, 0])
+        histories[name] = fit.elbo_history
 
     rows = [["", "theta", "phi", "ELBO", "log p(x)", "gap = KL", "seconds"]]
 
@@ -195,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         f"({100 * (theta_star.item() / ml - 1):+.1f}%)"
     )
 
-    from inference.expgauss_plots import plot_elbo_contour  # matplotlib: lazily
+    from inference.expgauss_plots import plot_elbo_contour, plot_elbo_histories
 
     out_dir = Path(args.out)
     written = [
@@ -208,6 +212,15 @@ def run(args: argparse.Namespace) -> dict:
         ),
         atomic_write_json(out_dir / "summary.json", summary),
     ]
+    if args.diagnostics:
+        first = args.estimator[0]
+        fitted = summary["svi"][first]
+        print(f"diagnostics of the SVI {first} fit: q = Expo({fitted['phi']:.4g}) at theta = "
+              f"{fitted['theta']:.4g}")  # fmt: skip
+        written.append(plot_elbo_histories(out_dir / "elbo_trace.png", histories))
+        written += diagnostics_report.expgauss_report(
+            out_dir, x, fitted["theta"], fitted["phi"], histories[first], args
+        )
     if args.json:
         written.append(atomic_write_json(args.json, summary))
     print("wrote: " + ", ".join(str(p) for p in written))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from inference import diagnostics_report
 from inference.devices import resolve_device
 from inference.io import atomic_write_json
 from inference.mnist import load_mnist
@@ -90,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--seed", type=int, default=0, help="seed; same seed, same run (0)")
     out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    diagnostics_report.add_arguments(parser, nuts=False)
 
 
 def _check_args(args) -> None:
@@ -100,6 +102,7 @@ def _check_args(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    diagnostics_report.check_arguments(args)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a folder")
     if args.resume and not Path(args.checkpoint or Path(args.out) / "checkpoint.pt").is_file():
@@ -201,6 +204,8 @@ def run(args: argparse.Namespace) -> dict:
         atomic_write_json(out_dir / "summary.json", summary),
         checkpoint,
     ]
+    if args.diagnostics:
+        written += diagnostics_report.vae_report(out_dir, model, guide, test_x, args)
     if args.json:
         written.append(atomic_write_json(args.json, summary))
     print("wrote: " + ", ".join(str(p) for p in written))
