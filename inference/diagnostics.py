@@ -382,9 +382,15 @@ def _num_scalars(idata) -> int:
                for v in idata.posterior.data_vars.values())  # fmt: skip
 
 
-def forest_plot(path, posteriors: dict[str, az.InferenceData], var_names=None, title=""):
-    """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals,
-    saved atomically to ``path`` (headless)."""
+def forest_plot(path, posteriors: dict[str, az.InferenceData], reference: str | None = None,
+                title: str = ""):  # fmt: skip
+    """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals, saved
+    atomically to ``path`` (headless).
+
+    With ``reference`` (a key of ``posteriors``), every parameter is standardised by that
+    posterior's mean and sd, (value - mean) / sd, so parameters of any scale share one axis:
+    the reference's interval is about +-1.64 and another's shows its shift and its sd ratio.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,23 +398,25 @@ def forest_plot(path, posteriors: dict[str, az.InferenceData], var_names=None, t
 
     from inference.io import atomic_savefig
 
+    if reference is not None:
+        ref = posteriors[reference].posterior
+        mean, sd = ref.mean(("chain", "draw")), ref.std(("chain", "draw"))
+        posteriors = {
+            name: az.InferenceData(posterior=(idata.posterior - mean) / sd)
+            for name, idata in posteriors.items()
+        }
     axes = az.plot_forest(
         list(posteriors.values()),
         model_names=list(posteriors),
-        var_names=var_names,
         combined=True,
         hdi_prob=0.9,
-        figsize=(
-            7,
-            1.2
-            + 0.35
-            * sum(
-                v.size // max(1, v.sizes.get("draw", 1) * v.sizes.get("chain", 1))
-                for v in next(iter(posteriors.values())).posterior.data_vars.values()
-            ),
-        ),
+        figsize=(7, 1.2 + 0.4 * _num_scalars(next(iter(posteriors.values())))),
     )
-    fig = np.ravel(axes)[0].figure
+    ax = np.ravel(axes)[0]
+    fig = ax.figure
+    if reference is not None:
+        ax.set_xlabel(f"(value - {reference} mean) / {reference} sd")
+        ax.axvline(0.0, color="0.6", lw=0.8)
     if title:
         fig.suptitle(title)
     try:

@@ -116,7 +116,12 @@ def _finish(out_dir: Path, vi, comparison, psis, extra_rows=None, title="") -> l
     return [
         _write_netcdf(idata, out_dir / "posterior.nc"),
         _write_csv(rows + extra, out_dir / "summary.csv"),
-        D.forest_plot(out_dir / "forest.png", {"VI": vi, "NUTS": comparison.nuts}, title=title),
+        D.forest_plot(
+            out_dir / "forest.png",
+            {"VI": vi, "NUTS": comparison.nuts},
+            reference="NUTS",
+            title=title,
+        ),  # fmt: skip
     ]
 
 

@@ -14,6 +14,20 @@ BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # name -> tiny command-line arguments, or a function of a temporary folder returning them
 EXAMPLES = {
+    "did_it_work": lambda tmp: [
+        "--data-dir",
+        str(write_mnist_dir(tmp / "mnist", 40, 100)),
+        "--num-events",
+        "60",
+        "--nuts-samples",
+        "40",
+        "--vae-epochs",
+        "1",
+        "--latent-dim",
+        "3",
+        "--hidden-dim",
+        "16",
+    ],  # fmt: skip
     "vae": lambda tmp: [
         "--data-dir",
         str(write_mnist_dir(tmp / "mnist", 40, 10)),

@@ -1,0 +1,178 @@
+"""Did it work? The three case studies through the same diagnostics, in one table.
+
+"Yes, but did it work?" (Yao, Vehtari, Simpson & Gelman 2018): after every variational fit,
+two questions -- did the optimiser converge, and is q close to the true posterior? For each
+case study this script fits q, then
+
+- runs Pareto-smoothed importance sampling of p(x, z) / q(z): k-hat < 0.5 good, < 0.7 usable,
+  above that q is not to be trusted;
+- where the posterior is low-dimensional enough (earthquake, exponential-Gaussian), runs NUTS as
+  the reference and reports the ratio of VI to NUTS posterior sds (mean-field VI is known to
+  under-estimate them) and the overlap of the central 90% intervals;
+- for the VAE, k-hat per test image (there is no NUTS over 200-dimensional codes of many images).
+
+The command-line equivalent is ``--diagnostics`` on ``vilab earthquake``, ``vilab expgauss``
+and ``vilab vae``, which also writes posterior.nc, summary.csv and a forest plot.
+
+References:
+    Yao, Vehtari, Simpson & Gelman (2018), Yes, but Did It Work?: Evaluating Variational
+    Inference, ICML.
+    Vehtari, Simpson, Gelman, Yao & Gabry (2015-2024), Pareto Smoothed Importance Sampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from analytic.earthquake import Hyperparameters, cavi, log_joint_marginal
+from guides.earthquake import EarthquakeGuide
+from guides.expgauss import ExpGaussGuide
+from inference import diagnostics as D
+from inference.mnist import load_mnist
+from inference.vae_eval import log_weights
+from inference.vae_train import VAEConfig, train_vae
+from ppl_models import earthquake, expgauss
+
+
+def _nuts_row(name, psis, comparison):
+    ratios = [r["sd_ratio"] for r in comparison.rows]
+    return {
+        "case": name,
+        "khat": psis.khat,
+        "verdict": psis.verdict.split(":")[0],
+        "sd_ratio": f"{min(ratios):.2f}-{max(ratios):.2f}",
+        "overlap90_min": min(r["overlap90"] for r in comparison.rows),
+        "r_hat_max": max(r["r_hat"] for r in comparison.rows),
+    }
+
+
+def main(args) -> dict:
+    rows = []
+
+    # ---- earthquake: CAVI's mean field, Z summed out --------------------------------------
+    hp = Hyperparameters(3, tau=1.0, rho=0.01, alpha=5.0, beta=0.5)
+    X, S, *_ = earthquake.simulate(hp, args.num_events, seed=args.seed, dtype=torch.float64)
+    q = cavi(X, S, hp, seed=args.seed).q
+    guide = EarthquakeGuide(q)
+    dims = {"mu": ["cluster", "coord"], "lam": ["cluster"]}
+    coords = {"cluster": [0, 1, 2], "coord": ["lon", "lat"]}
+    vi = D.to_inference_data(
+        earthquake.model,
+        guide,
+        X,
+        S,
+        hp,
+        num_samples=1000,
+        sites=["mu", "lam"],
+        dims=dims,
+        coords=coords,
+        seed=args.seed,
+    )
+    psis = D.psis_check(
+        earthquake.model,
+        guide,
+        X,
+        S,
+        hp,
+        num_samples=2000,
+        sites=["mu", "lam"],
+        log_joint_fn=lambda d: log_joint_marginal(X, S, hp, d["mu"], d["lam"]),
+    )
+    comparison = D.compare_with_nuts(
+        earthquake.model,
+        vi,
+        X,
+        S,
+        hp,
+        num_samples=args.nuts_samples,
+        warmup_steps=args.nuts_samples,
+        num_chains=2,
+        enumerate_discrete=True,
+        init_values={"mu": q.loc, "lam": q.concentration / q.rate},
+        dims=dims,
+        coords=coords,
+    )
+    rows.append(_nuts_row(f"earthquake, CAVI (N={args.num_events}, K=3)", psis, comparison))
+
+    # ---- exponential-Gaussian: q = Expo(2/x) at theta = 2/x ------------------------------
+    x, theta = torch.tensor([1.0], dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+    guide = ExpGaussGuide(torch.tensor([2.0], dtype=torch.float64))
+    vi = D.to_inference_data(
+        expgauss.model, guide, x, theta, num_samples=1000, dims={"z": ["obs"]}, seed=args.seed
+    )
+    psis = D.psis_check(expgauss.model, guide, x, theta, num_samples=2000)
+    comparison = D.compare_with_nuts(
+        expgauss.model,
+        vi,
+        x,
+        theta,
+        num_samples=args.nuts_samples,
+        warmup_steps=args.nuts_samples,
+        dims={"z": ["obs"]},
+    )
+    rows.append(_nuts_row("exponential-Gaussian, q at (2/x, 2/x)", psis, comparison))
+
+    # ---- VAE: k-hat per test image --------------------------------------------------------
+    data = load_mnist(args.data_dir)
+    config = VAEConfig(latent_dim=args.latent_dim, hidden_dim=args.hidden_dim, seed=args.seed)
+    result = train_vae(
+        data.train_images[: args.vae_train_size],
+        data.test_images[:100],
+        config,
+        epochs=args.vae_epochs,
+        progress=False,
+    )
+    gen = torch.Generator().manual_seed(args.seed)
+    lw = log_weights(result.model, result.guide, result.test_images[:50], 1000, gen)
+    _, khat, _ = D.psis_from_log_weights(lw.T)
+    rows.append(
+        {
+            "case": f"VAE, {args.vae_epochs} epoch(s), 50 test images",
+            "khat": float(np.median(khat)),
+            "verdict": D.verdict(float(np.median(khat))).split(":")[0] + " (median)",
+            "sd_ratio": "-",
+            "overlap90_min": float("nan"),
+            "r_hat_max": float("nan"),
+        }
+    )
+
+    header = ["case", "PSIS k-hat", "verdict", "sd VI/NUTS", "90% overlap (min)", "r-hat (max)"]
+    table = [header] + [
+        [
+            r["case"],
+            f"{r['khat']:.2f}",
+            r["verdict"],
+            r["sd_ratio"],
+            f"{r['overlap90_min']:.2f}",
+            f"{r['r_hat_max']:.3f}",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(t[i]) for t in table) for i in range(len(header))]
+    for i, t in enumerate(table):
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return {r["case"]: r["khat"] for r in rows}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help="folder with the four MNIST .gz files (else download)")
+    parser.add_argument("--num-events", type=int, default=200, help="earthquake events (200)")
+    parser.add_argument(
+        "--nuts-samples", type=int, default=300, help="NUTS warm-up and draws per chain (300)"
+    )
+    parser.add_argument("--vae-epochs", type=int, default=2, help="VAE training epochs (2)")
+    parser.add_argument("--vae-train-size", type=int, default=10_000, help="VAE images (10000)")
+    parser.add_argument("--latent-dim", type=int, default=200, help="VAE latent dim (200)")
+    parser.add_argument("--hidden-dim", type=int, default=400, help="VAE hidden width (400)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (0)")
+    return parser
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
