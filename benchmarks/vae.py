@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder with the MNIST .gz files (else download)")
     parser.add_argument("--full", action="store_true", help="the full training comparison")
     parser.add_argument("--epochs", type=int, default=15, help="epochs with --full (15)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed epochs, best kept (1)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed epochs after the warm-up, best kept (1)"
+    )
     parser.add_argument(
         "--estimators",
         nargs="+",
