@@ -131,6 +131,19 @@ def _logits(logits: torch.Tensor | None, probs: torch.Tensor | None) -> torch.Te
     return logits - torch.logsumexp(logits, -1, keepdim=True)
 
 
+def _perturbed_logits(logits, probs, sample_shape, seed, generator) -> torch.Tensor:
+    """(*S, ..., K) normalised logits plus i.i.d. Gumbel(0, 1) noise."""
+    log_p = _logits(logits, probs)
+    g = gumbel_sample(
+        _shape(sample_shape) + log_p.shape,
+        dtype=log_p.dtype,
+        device=log_p.device,
+        seed=seed,
+        generator=generator,
+    )
+    return log_p + g
+
+
 def gumbel_max_sample(
     logits: torch.Tensor | None = None,
     probs: torch.Tensor | None = None,
@@ -149,15 +162,7 @@ def gumbel_max_sample(
     Returns:
         (*S, ...) int64 category indices in [0, K).
     """
-    log_p = _logits(logits, probs)
-    g = gumbel_sample(
-        _shape(sample_shape) + log_p.shape,
-        dtype=log_p.dtype,
-        device=log_p.device,
-        seed=seed,
-        generator=generator,
-    )
-    return torch.argmax(log_p + g, dim=-1)
+    return torch.argmax(_perturbed_logits(logits, probs, sample_shape, seed, generator), dim=-1)
 
 
 def gumbel_softmax_rsample(
@@ -190,15 +195,8 @@ def gumbel_softmax_rsample(
     temperature = torch.as_tensor(temperature)
     if not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
         raise ValueError(f"temperature must be finite and > 0, got {temperature.min().item()!r}")
-    log_p = _logits(logits, probs)
-    g = gumbel_sample(
-        _shape(sample_shape) + log_p.shape,
-        dtype=log_p.dtype,
-        device=log_p.device,
-        seed=seed,
-        generator=generator,
-    )
-    y = torch.softmax((log_p + g) / temperature.to(log_p), dim=-1)
+    perturbed = _perturbed_logits(logits, probs, sample_shape, seed, generator)
+    y = torch.softmax(perturbed / temperature.to(perturbed), dim=-1)
     if not hard:
         return y
     y_hard = torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)

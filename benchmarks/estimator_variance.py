@@ -27,6 +27,7 @@ import torch
 from inference.fit import fit_svi
 from inference.gradvar import gradient_moments
 from inference.gradvar_cases import build_case
+from inference.report import format_table
 
 MODELS = ("expgauss", "earthquake", "vae")
 
@@ -117,15 +118,11 @@ def main(args) -> dict:
                 f"{r['time_ratio']:.3f}",
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     print(
         f"Variance ratio = baseline / STL ({args.draws} draws; > 1: STL less noisy). "
         f"Time: best of {args.repeats} x {args.steps} steps, {torch.get_num_threads()} threads."
     )
-    for i, line in enumerate(lines):
-        print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(format_table(lines))
     return {"rows": rows}
 
 

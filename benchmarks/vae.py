@@ -25,6 +25,7 @@ import torch
 from guides.vae import VAEGuide
 from inference.fit import adam
 from inference.mnist import binarize, load_mnist
+from inference.report import format_table
 from inference.vae_eval import importance_weighted_bound, negative_elbo
 from inference.vae_plain import plain_epoch
 from inference.vae_train import VAEConfig, train_vae
@@ -117,11 +118,7 @@ def main(args) -> dict:
         if args.full:
             row += [f"{r['test_nelbo']:.2f}", f"{r['test_nll_iwae']:.2f}"]
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for i, r in enumerate(rows):
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(format_table(rows))
     for name in args.estimators:
         results[name]["ratio"] = results[name]["seconds_per_epoch"] / plain_s
     if args.full and "stl" in results and "trace" in results:

@@ -32,6 +32,7 @@ from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from inference import diagnostics as D
 from inference.mnist import load_mnist
+from inference.report import format_table
 from inference.vae_eval import log_weights
 from inference.vae_train import VAEConfig, train_vae
 from ppl_models import earthquake, expgauss
@@ -151,11 +152,7 @@ def main(args) -> dict:
         ]
         for r in rows
     ]
-    widths = [max(len(t[i]) for t in table) for i in range(len(header))]
-    for i, t in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(format_table(table))
     return {r["case"]: r["khat"] for r in rows}
 
 

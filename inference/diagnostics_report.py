@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from inference import diagnostics as D
+from inference.cli_args import check_ints
 from inference.io import atomic_write_text
 from inference.report import format_table
 
@@ -56,13 +57,11 @@ def add_arguments(parser, nuts: bool = True) -> None:
 
 def check_arguments(args) -> None:
     """Validate the diagnostics flags (before any work)."""
-    names = ["psis_samples", "nuts_samples", "nuts_warmup", "nuts_chains", "psis_images"]
-    for name in names:
-        value = getattr(args, name, None)
-        low = 0 if name == "nuts_warmup" else (2 if name == "psis_samples" else 1)
-        if value is not None and value < low:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
+    present = [n for n in ("nuts_samples", "nuts_chains", "psis_images") if hasattr(args, n)]
+    check_ints(args, present)
+    check_ints(args, ("psis_samples",), low=2)
+    if hasattr(args, "nuts_warmup"):
+        check_ints(args, ("nuts_warmup",), low=0)
 
 
 def _write_netcdf(idata, path: Path) -> Path:

@@ -25,6 +25,7 @@ from analytic.earthquake import (
 )
 from guides.earthquake import EarthquakeGuide
 from inference import diagnostics_report
+from inference.cli_args import add_output_arguments, check_floats, check_ints, check_out_dir
 from inference.data import load_catalog, parse_bbox
 from inference.devices import resolve_device
 from inference.estimators import get_elbo
@@ -155,38 +156,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="events per SVI step (minibatch SVI; default: all events)",
     )
 
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        default="vilab-out/earthquake",
-        metavar="DIR",
-        help="folder for elbo_trace.png, map.png and summary.json (default vilab-out/earthquake)",
-    )
-    out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
-    out.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed for simulation, k-means++ and SVI; same seed, same result (0)",
-    )
-    out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(
+        parser, "earthquake", "elbo_trace.png, map.png and summary.json",
+        "simulation, k-means++ and SVI",
+    )  # fmt: skip
     diagnostics_report.add_arguments(parser)
 
 
 def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
 
-    def positive_int(name, value):
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be an integer >= 1, got {value}")
-
-    for name in ("k", "num_events", "max_iter", "num_init", "steps", "particles", "subsample_size"):
-        positive_int(name.replace("_", "-"), getattr(args, name))
-    for name in ("lr", "lr_final", "strength_scale"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+    check_ints(args, ("k", "num_events", "max_iter", "num_init", "steps", "particles",
+                      "subsample_size"))  # fmt: skip
+    check_floats(args, ("lr", "lr_final", "strength_scale"))
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
     diagnostics_report.check_arguments(args)
@@ -221,9 +203,8 @@ def run(args: argparse.Namespace) -> dict:
         args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha, beta=args.beta
     )
     device = resolve_device(args.device)
+    check_out_dir(args)
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {str(out_dir)!r} exists and is not a folder")
 
     truth = None
     if args.data is not None:

@@ -28,6 +28,7 @@ from analytic.expgauss import (
     optimal_phi,
 )
 from inference import diagnostics_report
+from inference.cli_args import add_output_arguments, check_floats, check_ints, check_out_dir
 from inference.devices import resolve_device
 from inference.expgauss_svi import fit_expgauss
 from inference.io import atomic_write_json
@@ -72,17 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3e-4,
         help="learning rate at the last step; decays geometrically (3e-4)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        default="vilab-out/expgauss",
-        metavar="DIR",
-        help="folder for elbo_contour.png and summary.json (default vilab-out/expgauss)",
-    )
-    out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
-    out.add_argument("--seed", type=int, default=0, help="seed for SVI; same seed, same result (0)")
-    out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser, "expgauss", "elbo_contour.png and summary.json", "SVI")
     diagnostics_report.add_arguments(parser)
 
 
@@ -91,15 +82,9 @@ def _check_args(args) -> None:
     if not math.isfinite(args.x):
         raise ValueError(f"--x must be finite, got {args.x}")
     joint_optimum(torch.tensor([args.x], dtype=torch.float64))  # explains x <= 0
-    for name in ("init_theta", "init_phi", "lr", "lr_final"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-    for name in ("steps", "particles"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    check_floats(args, ("init_theta", "init_phi", "lr", "lr_final"))
+    check_ints(args, ("steps", "particles"))
+    check_out_dir(args)
     diagnostics_report.check_arguments(args)
 
 

@@ -19,11 +19,11 @@ Writes ``gradvar.png`` and ``summary.json``.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
 
+from inference.cli_args import add_output_arguments, check_floats, check_ints, check_out_dir
 from inference.devices import resolve_device
 from inference.gradvar import gradient_moments, variance_along_run
 from inference.gradvar_cases import CASES, ESTIMATORS_FOR, TRAIN_ESTIMATOR, build_case
@@ -81,32 +81,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300,
         help="Trace_ELBO steps on the batch that define the 'optimum' (300)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        default="vilab-out/gradvar",
-        metavar="DIR",
-        help="folder for gradvar.png and summary.json (default vilab-out/gradvar)",
-    )
-    out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
-    out.add_argument("--seed", type=int, default=0, help="seed; same seed, same numbers (0)")
-    out.add_argument("--device", default="cpu", help="torch device for the vae (cpu)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(
+        parser, "gradvar", "gradvar.png and summary.json", "data, draws and SVI",
+        device_help="torch device for the vae (cpu)",
+    )  # fmt: skip
 
 
 def _check_args(args) -> None:
-    for name in ("draws", "particles", "steps", "every", "batch_size", "latent_dim",
-                 "hidden_dim", "train_steps"):  # fmt: skip
-        low = 2 if name == "draws" else 1
-        if getattr(args, name) is not None and getattr(args, name) < low:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be an integer >= {low}, got {getattr(args, name)}")
-    for name in ("lr", "lr_final"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    check_ints(args, ("draws",), low=2)
+    check_ints(args, ("particles", "steps", "every", "batch_size", "latent_dim", "hidden_dim",
+                      "train_steps"))  # fmt: skip
+    check_floats(args, ("lr", "lr_final"))
+    check_out_dir(args)
     known = ESTIMATORS_FOR[args.model]
     for flag, names in (("--estimator", args.estimator or []),
                         ("--train-estimator", [args.train_estimator or known[0]])):  # fmt: skip

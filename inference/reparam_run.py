@@ -27,6 +27,7 @@ from scipy import stats
 from torch.distributions import Categorical, Exponential, RelaxedOneHotCategorical
 
 from analytic.reparam import exponential_rsample, gumbel_max_sample, gumbel_softmax_rsample
+from inference.cli_args import add_output_arguments, check_floats, check_ints, check_out_dir
 from inference.devices import resolve_device
 from inference.io import atomic_write_json
 from inference.report import format_table
@@ -64,28 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[0.1, 0.5, 1.0, 5.0],
         help="Gumbel-softmax temperatures, each > 0 (default 0.1 0.5 1 5)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        default="vilab-out/reparam",
-        metavar="DIR",
-        help="folder for reparam.png and summary.json (default vilab-out/reparam)",
-    )
-    out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
-    out.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of our samplers (torch's get seed + 1); same seed, same samples (0)",
-    )
-    out.add_argument("--device", default="cpu", help="torch device to sample on (cpu)")
+    add_output_arguments(
+        parser, "reparam", "reparam.png and summary.json",
+        "our samplers (torch's get seed + 1)", device_help="torch device to sample on (cpu)",
+        quiet=False,
+    )  # fmt: skip
 
 
 def _check_args(args) -> None:
-    if args.num_samples < 2:
-        raise ValueError(f"--num-samples must be an integer >= 2, got {args.num_samples}")
-    if not (math.isfinite(args.rate) and args.rate > 0):
-        raise ValueError(f"--rate must be a finite number > 0, got {args.rate}")
+    check_ints(args, ("num_samples",), low=2)
+    check_floats(args, ("rate",))
     if len(args.probs) < 2 or not all(math.isfinite(p) and p > 0 for p in args.probs):
         raise ValueError(f"--probs must be at least two numbers > 0, got {args.probs}")
     if abs(sum(args.probs) - 1) > 1e-6:
@@ -93,8 +82,7 @@ def _check_args(args) -> None:
     for t in args.temperatures:
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"--temperatures must all be finite and > 0, got {t}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    check_out_dir(args)
 
 
 def _chi2(samples: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:

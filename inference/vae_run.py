@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from inference import diagnostics_report
+from inference.cli_args import add_output_arguments, check_floats, check_ints, check_out_dir
 from inference.devices import resolve_device
 from inference.io import atomic_write_json
 from inference.mnist import load_mnist
@@ -70,14 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=100,
         help="k of the importance-weighted test log-likelihood (100)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        default="vilab-out/vae",
-        metavar="DIR",
-        help="folder for the plots, summary.json and the checkpoint (default vilab-out/vae)",
-    )
-    out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
+    out = add_output_arguments(
+        parser, "vae", "the plots, summary.json and the checkpoint",
+        "weights, shuffling, binarisation and noise",
+    )  # fmt: skip
     out.add_argument(
         "--checkpoint",
         metavar="FILE",
@@ -88,23 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from --checkpoint up to --epochs (same flags needed)",
     )
-    out.add_argument("--seed", type=int, default=0, help="seed; same seed, same run (0)")
-    out.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
     diagnostics_report.add_arguments(parser, nuts=False)
 
 
 def _check_args(args) -> None:
-    for name in ("epochs", "batch_size", "latent_dim", "hidden_dim", "num_hidden", "particles",
-                 "iwae_samples", "train_size", "test_size"):  # fmt: skip
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    check_ints(args, ("epochs", "batch_size", "latent_dim", "hidden_dim", "num_hidden",
+                      "particles", "iwae_samples", "train_size", "test_size"))  # fmt: skip
+    check_floats(args, ("lr",))
     diagnostics_report.check_arguments(args)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    check_out_dir(args)
     if args.resume and not Path(args.checkpoint or Path(args.out) / "checkpoint.pt").is_file():
         raise ValueError(
             f"--resume: no checkpoint at {args.checkpoint or str(Path(args.out) / 'checkpoint.pt')}"
