@@ -1,8 +1,9 @@
 """Closed-form truth: CAVI updates, ELBOs, KLs and samplers. Pure torch; never imports Pyro."""
 
+from analytic import conjugate as conjugate
 from analytic import earthquake as earthquake
 from analytic import expgauss as expgauss
 from analytic import gaussian as gaussian
 from analytic import reparam as reparam
 
-__all__ = ["earthquake", "expgauss", "gaussian", "reparam"]
+__all__ = ["conjugate", "earthquake", "expgauss", "gaussian", "reparam"]
