@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference import diagnostics as D
 from inference.cli_args import check_ints
 from inference.io import atomic_write_text
 from inference.report import format_table
@@ -102,6 +101,8 @@ def _print_comparison(rows: list[dict], psis) -> None:
 
 
 def _finish(out_dir: Path, vi, comparison, psis, extra_rows=None, title="") -> list[Path]:
+    from inference import diagnostics as D  # loads ArviZ: only when diagnosing
+
     rows = []
     for r in comparison.rows:
         name, _, index = r["parameter"].partition("[")
@@ -140,6 +141,7 @@ def earthquake_report(out_dir, model, guide, X, S, hp, elbo_history, args) -> li
     """PSIS (Z summed out exactly: the weights compare q(mu) q(lambda) with p(mu, lambda | data))
     and NUTS (Z enumerated, chains started at q's means so the labels agree) for the fit."""
     from analytic.earthquake import log_joint_marginal
+    from inference import diagnostics as D  # loads ArviZ: only when diagnosing
 
     K = hp.num_clusters
     dims = {"mu": ["cluster", "coord"], "lam": ["cluster"]}
@@ -170,6 +172,7 @@ def expgauss_report(out_dir, x: torch.Tensor, theta: float, phi: float, elbo_his
     truncated-normal posterior (mean in the table's last row)."""
     from analytic.expgauss import posterior_mean
     from guides.expgauss import ExpGaussGuide
+    from inference import diagnostics as D  # loads ArviZ: only when diagnosing
     from ppl_models.expgauss import model
 
     theta_t = torch.tensor(theta, dtype=x.dtype)
@@ -193,6 +196,7 @@ def expgauss_report(out_dir, x: torch.Tensor, theta: float, phi: float, elbo_his
 
 def vae_report(out_dir, model, guide, test_x: torch.Tensor, args) -> list[Path]:
     """PSIS per test image on the first ``--psis-images`` images, summarised."""
+    from inference import diagnostics as D  # loads ArviZ: only when diagnosing
     from inference.vae_eval import log_weights
 
     images = test_x[: args.psis_images]
