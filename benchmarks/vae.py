@@ -10,7 +10,7 @@ trainer with each estimator (trace, meanfield, stl), measured in the same run, b
 
 ``--full``: train each for ``--epochs`` (15) epochs from the same initial weights and report the
 test negative ELBO (closed-form KL, one sample) and the importance-weighted test log-likelihood
-(k = 100), per estimator and for the plain loop. Takes about 10 minutes on 2 CPU cores.
+(k = 100), per estimator and for the plain loop. Takes about 8 minutes on 2 CPU cores.
 
 Run:  python benchmarks/vae.py --data-dir ../shared/data/mnist [--full]
 """

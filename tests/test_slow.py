@@ -1,4 +1,4 @@
-"""Long checks, deselected by default; run with ``pytest -m slow`` (about 15 minutes).
+"""Long checks, deselected by default; run with ``pytest -m slow`` (about 8 minutes).
 
 The full VAE comparison of issue #5 on the real MNIST files: 15 epochs of the source's plain
 PyTorch loop and of the Pyro trainer with each estimator, same initial weights.
