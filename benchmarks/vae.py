@@ -22,14 +22,12 @@ import dataclasses
 
 import torch
 
-from guides.vae import VAEGuide
 from inference.fit import adam
 from inference.mnist import binarize, load_mnist
 from inference.report import format_table
 from inference.vae_eval import importance_weighted_bound, negative_elbo
 from inference.vae_plain import plain_epoch
-from inference.vae_train import VAEConfig, train_vae
-from ppl_models.vae import VAEModel
+from inference.vae_train import VAEConfig, build_vae, train_vae
 
 ESTIMATORS = ("trace", "meanfield", "stl")
 
@@ -37,10 +35,7 @@ ESTIMATORS = ("trace", "meanfield", "stl")
 def _plain(train, test_x, epochs, config, fused=False):
     """Train by the plain loop from the weights ``train_vae`` starts from (same seed), with the
     source's optimiser (``torch.optim.Adam`` defaults) or, ``fused``, the one our trainer uses."""
-    torch.manual_seed(config.seed)
-    D = train.shape[1]
-    model = VAEModel(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(train.dtype)
-    guide = VAEGuide(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(train.dtype)
+    model, guide = build_vae(config, train.shape[1], dtype=train.dtype)
     params = list(guide.parameters()) + list(model.parameters())
     optimizer = adam(params, config.lr) if fused else torch.optim.Adam(params, lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
@@ -54,12 +49,7 @@ def _plain(train, test_x, epochs, config, fused=False):
 
 def _evaluate(model, guide, test_x, k, seed):
     gen = torch.Generator().manual_seed(seed)
-    nelbo = torch.cat(
-        [
-            negative_elbo(model, guide, test_x[i : i + 1000], gen)
-            for i in range(0, test_x.shape[0], 1000)
-        ]
-    )
+    nelbo = negative_elbo(model, guide, test_x, gen)
     iwae = importance_weighted_bound(model, guide, test_x, k, gen)
     return nelbo.mean().item(), -iwae.mean().item()
 

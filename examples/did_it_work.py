@@ -27,15 +27,15 @@ import argparse
 import numpy as np
 import torch
 
-from analytic.earthquake import Hyperparameters, cavi, log_joint_marginal
+from analytic.earthquake import Hyperparameters, cavi
 from guides.earthquake import EarthquakeGuide
-from guides.expgauss import ExpGaussGuide
 from inference import diagnostics as D
+from inference.diagnostics_report import earthquake_checks, expgauss_checks
 from inference.mnist import load_mnist
 from inference.report import format_table
 from inference.vae_eval import log_weights
 from inference.vae_train import VAEConfig, train_vae
-from ppl_models import earthquake, expgauss
+from ppl_models import earthquake
 
 
 def _nuts_row(name, psis, comparison):
@@ -53,67 +53,19 @@ def _nuts_row(name, psis, comparison):
 def main(args) -> dict:
     rows = []
 
+    sizes = {"num_draws": 2000, "nuts_samples": args.nuts_samples,
+             "nuts_warmup": args.nuts_samples, "nuts_chains": 2, "seed": args.seed}  # fmt: skip
+
     # ---- earthquake: CAVI's mean field, Z summed out --------------------------------------
     hp = Hyperparameters(3, tau=1.0, rho=0.01, alpha=5.0, beta=0.5)
     X, S, *_ = earthquake.simulate(hp, args.num_events, seed=args.seed, dtype=torch.float64)
-    q = cavi(X, S, hp, seed=args.seed).q
-    guide = EarthquakeGuide(q)
-    dims = {"mu": ["cluster", "coord"], "lam": ["cluster"]}
-    coords = {"cluster": [0, 1, 2], "coord": ["lon", "lat"]}
-    vi = D.to_inference_data(
-        earthquake.model,
-        guide,
-        X,
-        S,
-        hp,
-        num_samples=1000,
-        sites=["mu", "lam"],
-        dims=dims,
-        coords=coords,
-        seed=args.seed,
-    )
-    psis = D.psis_check(
-        earthquake.model,
-        guide,
-        X,
-        S,
-        hp,
-        num_samples=2000,
-        sites=["mu", "lam"],
-        log_joint_fn=lambda d: log_joint_marginal(X, S, hp, d["mu"], d["lam"]),
-    )
-    comparison = D.compare_with_nuts(
-        earthquake.model,
-        vi,
-        X,
-        S,
-        hp,
-        num_samples=args.nuts_samples,
-        warmup_steps=args.nuts_samples,
-        num_chains=2,
-        enumerate_discrete=True,
-        init_values={"mu": q.loc, "lam": q.concentration / q.rate},
-        dims=dims,
-        coords=coords,
-    )
+    guide = EarthquakeGuide(cavi(X, S, hp, seed=args.seed).q)
+    _, psis, comparison = earthquake_checks(guide, X, S, hp, **sizes)
     rows.append(_nuts_row(f"earthquake, CAVI (N={args.num_events}, K=3)", psis, comparison))
 
     # ---- exponential-Gaussian: q = Expo(2/x) at theta = 2/x ------------------------------
-    x, theta = torch.tensor([1.0], dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
-    guide = ExpGaussGuide(torch.tensor([2.0], dtype=torch.float64))
-    vi = D.to_inference_data(
-        expgauss.model, guide, x, theta, num_samples=1000, dims={"z": ["obs"]}, seed=args.seed
-    )
-    psis = D.psis_check(expgauss.model, guide, x, theta, num_samples=2000)
-    comparison = D.compare_with_nuts(
-        expgauss.model,
-        vi,
-        x,
-        theta,
-        num_samples=args.nuts_samples,
-        warmup_steps=args.nuts_samples,
-        dims={"z": ["obs"]},
-    )
+    x = torch.tensor([1.0], dtype=torch.float64)
+    _, psis, comparison = expgauss_checks(x, 2.0, 2.0, **sizes)
     rows.append(_nuts_row("exponential-Gaussian, q at (2/x, 2/x)", psis, comparison))
 
     # ---- VAE: k-hat per test image --------------------------------------------------------

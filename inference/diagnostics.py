@@ -27,6 +27,7 @@ touch this file alone).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -331,8 +332,6 @@ def compare_with_nuts(
     Returns:
         :class:`NutsComparison`.
     """
-    import time
-
     from pyro.infer import MCMC, NUTS, config_enumerate
     from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
 

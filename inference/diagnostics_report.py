@@ -26,7 +26,14 @@ from inference.cli_args import check_ints
 from inference.io import atomic_write_text
 from inference.report import format_table
 
-__all__ = ["add_arguments", "earthquake_report", "expgauss_report", "vae_report"]
+__all__ = [
+    "add_arguments",
+    "earthquake_checks",
+    "earthquake_report",
+    "expgauss_checks",
+    "expgauss_report",
+    "vae_report",
+]
 
 
 def add_arguments(parser, nuts: bool = True) -> None:
@@ -137,40 +144,44 @@ def _psis_value(means: dict, vi, name: str, index: str) -> float:
     return float(value[pos])
 
 
-def earthquake_report(out_dir, model, guide, X, S, hp, elbo_history, args) -> list[Path]:
-    """PSIS (Z summed out exactly: the weights compare q(mu) q(lambda) with p(mu, lambda | data))
-    and NUTS (Z enumerated, chains started at q's means so the labels agree) for the fit."""
+def earthquake_checks(
+    guide, X, S, hp, *, num_draws: int, nuts_samples: int, nuts_warmup: int, nuts_chains: int,
+    seed: int = 0, elbo_history=None, progress=False,
+):  # fmt: skip
+    """The earthquake fit's InferenceData, PSIS check and NUTS comparison: (vi, psis, nuts).
+
+    PSIS with Z summed out exactly (the weights compare q(mu) q(lambda) with
+    p(mu, lambda | data)); NUTS with Z enumerated, chains started at q's means so the mixture
+    labels agree. ``guide``: an :class:`guides.earthquake.EarthquakeGuide`.
+    """
     from analytic.earthquake import log_joint_marginal
     from inference import diagnostics as D  # loads ArviZ: only when diagnosing
+    from ppl_models.earthquake import model
 
-    K = hp.num_clusters
     dims = {"mu": ["cluster", "coord"], "lam": ["cluster"]}
-    coords = {"cluster": list(range(K)), "coord": ["lon", "lat"]}
+    coords = {"cluster": list(range(hp.num_clusters)), "coord": ["lon", "lat"]}
     vi = D.to_inference_data(
-        model, guide, X, S, hp, num_samples=args.psis_samples, sites=["mu", "lam"], dims=dims,
-        coords=coords, elbo_history=elbo_history, observed_data={"X": X, "S": S}, seed=args.seed,
+        model, guide, X, S, hp, num_samples=num_draws, sites=["mu", "lam"], dims=dims,
+        coords=coords, elbo_history=elbo_history, observed_data={"X": X, "S": S}, seed=seed,
     )  # fmt: skip
     psis = D.psis_check(
-        model, guide, X, S, hp, num_samples=args.psis_samples, sites=["mu", "lam"],
-        log_joint_fn=lambda d: log_joint_marginal(X, S, hp, d["mu"], d["lam"]), seed=args.seed,
+        model, guide, X, S, hp, num_samples=num_draws, sites=["mu", "lam"],
+        log_joint_fn=lambda d: log_joint_marginal(X, S, hp, d["mu"], d["lam"]), seed=seed,
     )  # fmt: skip
     q = guide.mean_field()
-    print(f"NUTS: {args.nuts_chains} chain(s) x ({args.nuts_warmup} warm-up + {args.nuts_samples}) "
-          f"draws, Z summed out by enumeration ...")  # fmt: skip
     comparison = D.compare_with_nuts(
-        model, vi, X, S, hp, num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup,
-        num_chains=args.nuts_chains, enumerate_discrete=True,
+        model, vi, X, S, hp, num_samples=nuts_samples, warmup_steps=nuts_warmup,
+        num_chains=nuts_chains, enumerate_discrete=True,
         init_values={"mu": q.loc, "lam": q.concentration / q.rate}, dims=dims, coords=coords,
-        seed=args.seed, progress=not args.quiet,
+        seed=seed, progress=progress,
     )  # fmt: skip
-    print(f"NUTS took {comparison.seconds:.1f} s")
-    return _finish(Path(out_dir), vi, comparison, psis, title="earthquake: SVI vs NUTS")
+    return vi, psis, comparison
 
 
-def expgauss_report(out_dir, x: torch.Tensor, theta: float, phi: float, elbo_history, args):
-    """q = Expo(phi) at the fitted theta against NUTS on z | x, theta, and the exact
-    truncated-normal posterior (mean in the table's last row)."""
-    from analytic.expgauss import posterior_mean
+def expgauss_checks(x: torch.Tensor, theta: float, phi: float, *, num_draws: int,
+                    nuts_samples: int, nuts_warmup: int, nuts_chains: int, seed: int = 0,
+                    elbo_history=None):  # fmt: skip
+    """q = Expo(phi) at prior rate theta against NUTS on z | x, theta: (vi, psis, nuts)."""
     from guides.expgauss import ExpGaussGuide
     from inference import diagnostics as D  # loads ArviZ: only when diagnosing
     from ppl_models.expgauss import model
@@ -179,15 +190,46 @@ def expgauss_report(out_dir, x: torch.Tensor, theta: float, phi: float, elbo_his
     guide = ExpGaussGuide(torch.full_like(x, phi))
     dims, coords = {"z": ["obs"]}, {"obs": [0]}
     vi = D.to_inference_data(
-        model, guide, x, theta_t, num_samples=args.psis_samples, dims=dims, coords=coords,
-        elbo_history=elbo_history, observed_data={"x": x}, seed=args.seed,
+        model, guide, x, theta_t, num_samples=num_draws, dims=dims, coords=coords,
+        elbo_history=elbo_history, observed_data={"x": x}, seed=seed,
     )  # fmt: skip
-    psis = D.psis_check(model, guide, x, theta_t, num_samples=args.psis_samples, seed=args.seed)
+    psis = D.psis_check(model, guide, x, theta_t, num_samples=num_draws, seed=seed)
     comparison = D.compare_with_nuts(
-        model, vi, x, theta_t, num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup,
-        num_chains=args.nuts_chains, dims=dims, coords=coords, seed=args.seed,
+        model, vi, x, theta_t, num_samples=nuts_samples, warmup_steps=nuts_warmup,
+        num_chains=nuts_chains, dims=dims, coords=coords, seed=seed,
     )  # fmt: skip
-    exact = posterior_mean(x, theta_t).item()
+    return vi, psis, comparison
+
+
+def _sizes(args) -> dict:
+    return {
+        "num_draws": args.psis_samples,
+        "nuts_samples": args.nuts_samples,
+        "nuts_warmup": args.nuts_warmup,
+        "nuts_chains": args.nuts_chains,
+        "seed": args.seed,
+    }
+
+
+def earthquake_report(out_dir, guide, X, S, hp, elbo_history, args) -> list[Path]:
+    """:func:`earthquake_checks` for ``vilab earthquake --diagnostics``: print and write."""
+    print(f"NUTS: {args.nuts_chains} chain(s) x ({args.nuts_warmup} warm-up + {args.nuts_samples}) "
+          f"draws, Z summed out by enumeration ...")  # fmt: skip
+    vi, psis, comparison = earthquake_checks(
+        guide, X, S, hp, elbo_history=elbo_history, progress=not args.quiet, **_sizes(args)
+    )
+    print(f"NUTS took {comparison.seconds:.1f} s")
+    return _finish(Path(out_dir), vi, comparison, psis, title="earthquake: SVI vs NUTS")
+
+
+def expgauss_report(out_dir, x: torch.Tensor, theta: float, phi: float, elbo_history, args):
+    """:func:`expgauss_checks` for ``vilab expgauss --diagnostics``, plus the exact
+    truncated-normal posterior mean as the table's last row."""
+    from analytic.expgauss import posterior_mean
+
+    vi, psis, comparison = expgauss_checks(x, theta, phi, elbo_history=elbo_history,
+                                           **_sizes(args))  # fmt: skip
+    exact = posterior_mean(x, theta).item()
     print(f"exact posterior mean of z (truncated normal): {exact:.4f}; q's: {1 / phi:.4f}")
     extra = [{"parameter": "z[0] exact posterior mean", "nuts_mean": exact}]
     return _finish(Path(out_dir), vi, comparison, psis, extra,

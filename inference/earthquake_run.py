@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.diagnostics:
         guide.enumerate = True  # Z is summed out in NUTS's model and in the PSIS weights
         written += diagnostics_report.earthquake_report(
-            out_dir, model, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
+            out_dir, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
         )
     if args.json:
         written.append(atomic_write_json(args.json, summary))

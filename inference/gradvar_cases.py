@@ -112,7 +112,7 @@ def _factories(names: dict[str, dict]) -> dict[str, Callable[[int], pyro.infer.E
 
         return make
 
-    return {label: factory(spec.pop("name", label), spec) for label, spec in names.items()}
+    return {name: factory(name, extra) for name, extra in names.items()}
 
 
 def _conjugate(seed: int, **_) -> Case:

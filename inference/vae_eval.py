@@ -63,12 +63,17 @@ def log_weights(model, guide, x: torch.Tensor, num_samples: int, generator=None)
 
 
 @torch.no_grad()
-def negative_elbo(model, guide, x: torch.Tensor, generator=None) -> torch.Tensor:
-    """(B,) -ELBO per image: one-sample reconstruction term + closed-form KL (nats)."""
-    loc, scale = guide.encoder(x)
-    eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-    log_lik = bernoulli_log_lik(model.decoder(loc + scale * eps), x)
-    return -log_lik + kl_diag_normal_std_normal(loc, scale)
+def negative_elbo(model, guide, x: torch.Tensor, generator=None, chunk: int = 1000) -> torch.Tensor:
+    """(B,) -ELBO per image: one-sample reconstruction term + closed-form KL (nats), computed
+    over chunks of ``chunk`` images to bound memory."""
+    out = []
+    for start in range(0, x.shape[0], chunk):
+        batch = x[start : start + chunk]
+        loc, scale = guide.encoder(batch)
+        eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        log_lik = bernoulli_log_lik(model.decoder(loc + scale * eps), batch)
+        out.append(-log_lik + kl_diag_normal_std_normal(loc, scale))
+    return torch.cat(out)
 
 
 @torch.no_grad()

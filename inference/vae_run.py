@@ -145,8 +145,7 @@ def run(args: argparse.Namespace) -> dict:
     gen = torch.Generator(device=device).manual_seed(args.seed + 10_000)
     test_x = result.test_images
     iwae = importance_weighted_bound(model, guide, test_x, args.iwae_samples, gen)
-    nelbo = torch.cat([negative_elbo(model, guide, test_x[i : i + 1000], gen)
-                       for i in range(0, test_x.shape[0], 1000)])  # fmt: skip
+    nelbo = negative_elbo(model, guide, test_x, gen)
     n = test_x.shape[0]
     se = lambda t: (t.std() / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
     last = result.history[-1]

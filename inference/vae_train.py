@@ -37,7 +37,7 @@ from inference.mnist import binarize
 from inference.vae_eval import negative_elbo
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
 
-__all__ = ["EpochRecord", "VAEConfig", "VAEResult", "train_vae"]
+__all__ = ["EpochRecord", "VAEConfig", "VAEResult", "build_vae", "train_vae"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +115,16 @@ def _save(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def build_vae(
+    config: VAEConfig, data_dim: int, device="cpu", dtype=torch.float32
+) -> tuple[VAEModel, VAEGuide]:
+    """The model and guide of ``config`` with their initial weights drawn from
+    ``torch.manual_seed(config.seed)``: the same weights every time (for any trainer)."""
+    torch.manual_seed(config.seed)
+    sizes = (data_dim, config.latent_dim, config.hidden_dim, config.num_hidden)
+    return VAEModel(*sizes).to(device, dtype), VAEGuide(*sizes).to(device, dtype)
+
+
 def train_vae(
     train_images: torch.Tensor,
     test_images: torch.Tensor,
@@ -162,9 +172,7 @@ def train_vae(
     N, D = train_images.shape
     data_id = {"num_train": N, "num_test": test_images.shape[0], "data_dim": D}
 
-    torch.manual_seed(config.seed)  # the networks' initial weights
-    model = VAEModel(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(device, dtype)
-    guide = VAEGuide(D, config.latent_dim, config.hidden_dim, config.num_hidden).to(device, dtype)
+    model, guide = build_vae(config, D, device, dtype)
     elbo = get_elbo(
         config.estimator,
         num_particles=config.particles,
@@ -220,10 +228,7 @@ def train_vae(
                     bar.set_postfix(loss=f"{total / min(N, (b + 1) * B):.2f}", refresh=False)
         seconds = time.perf_counter() - start
         eval_gen = torch.Generator(device=device).manual_seed(config.seed + 2 + epoch)
-        test_nelbo = torch.cat([
-            negative_elbo(model, guide, test_x[i : i + 1000], eval_gen)
-            for i in range(0, test_x.shape[0], 1000)
-        ]).mean().item()  # fmt: skip
+        test_nelbo = negative_elbo(model, guide, test_x, eval_gen).mean().item()
         record = EpochRecord(epoch, total / N, test_nelbo, seconds)
         history.append(record)
         if checkpoint is not None:
