@@ -2,7 +2,7 @@
 Trace_ELBO (the baseline), on the exponential-Gaussian model, the earthquake mixture and a VAE
 minibatch.
 
-For each model (test beds of :mod:`inference.gradvar_cases`), at the *start* of an SVI run and
+For each model (test beds of :mod:`vilab.gradvar.cases`), at the *start* of an SVI run and
 near convergence (*optimum*: closed-form optimum, CAVI optimum, or the VAE after training on the
 batch), M independent gradient draws give the total variance of each estimator; printed is the
 ratio Trace / STL over q's parameters (where the two differ) and over all parameters. Then the
@@ -26,8 +26,8 @@ import torch
 
 from inference.fit import fit_svi
 from inference.gradvar import gradient_moments
-from inference.gradvar_cases import build_case
-from inference.report import format_table
+from vilab.gradvar.cases import build_case
+from vilab.report import format_table
 
 MODELS = ("expgauss", "earthquake", "vae")
 

@@ -24,10 +24,10 @@ import torch
 
 from inference.fit import adam
 from inference.mnist import binarize, load_mnist
-from inference.report import format_table
-from inference.vae_eval import importance_weighted_bound, negative_elbo
-from inference.vae_plain import plain_epoch
-from inference.vae_train import VAEConfig, build_vae, train_vae
+from vilab.report import format_table
+from vilab.vae.evaluate import importance_weighted_bound, negative_elbo
+from vilab.vae.plain import plain_epoch
+from vilab.vae.train import VAEConfig, build_vae, train_vae
 
 ESTIMATORS = ("trace", "meanfield", "stl")
 

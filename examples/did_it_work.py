@@ -30,12 +30,13 @@ import torch
 from analytic.earthquake import Hyperparameters, cavi
 from guides.earthquake import EarthquakeGuide
 from inference import diagnostics as D
-from inference.diagnostics_report import earthquake_checks, expgauss_checks
 from inference.mnist import load_mnist
-from inference.report import format_table
-from inference.vae_eval import log_weights
-from inference.vae_train import VAEConfig, train_vae
 from ppl_models import earthquake
+from vilab.earthquake.diagnostics import checks as earthquake_checks
+from vilab.expgauss.diagnostics import checks as expgauss_checks
+from vilab.report import format_table
+from vilab.vae.evaluate import log_weights
+from vilab.vae.train import VAEConfig, train_vae
 
 
 def _nuts_row(name, psis, comparison):

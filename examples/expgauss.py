@@ -21,7 +21,7 @@ import argparse
 import torch
 
 from analytic import expgauss
-from inference.expgauss_svi import fit_expgauss
+from vilab.expgauss.svi import fit_expgauss
 
 
 def main(args) -> dict:

@@ -22,8 +22,8 @@ import argparse
 import torch
 
 from inference.mnist import load_mnist
-from inference.vae_eval import importance_weighted_bound
-from inference.vae_train import VAEConfig, train_vae
+from vilab.vae.evaluate import importance_weighted_bound
+from vilab.vae.train import VAEConfig, train_vae
 
 
 def main(args) -> dict:

@@ -381,10 +381,10 @@ def _num_scalars(idata) -> int:
                for v in idata.posterior.data_vars.values())  # fmt: skip
 
 
-def forest_plot(path, posteriors: dict[str, az.InferenceData], reference: str | None = None,
+def forest_plot(posteriors: dict[str, az.InferenceData], reference: str | None = None,
                 title: str = ""):  # fmt: skip
-    """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals, saved
-    atomically to ``path`` (headless).
+    """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals; returns
+    the matplotlib ``Figure`` (headless backend; the caller saves and closes it).
 
     With ``reference`` (a key of ``posteriors``), every parameter is standardised by that
     posterior's mean and sd, (value - mean) / sd, so parameters of any scale share one axis:
@@ -393,9 +393,6 @@ def forest_plot(path, posteriors: dict[str, az.InferenceData], reference: str | 
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from inference.io import atomic_savefig
 
     if reference is not None:
         ref = posteriors[reference].posterior
@@ -418,10 +415,7 @@ def forest_plot(path, posteriors: dict[str, az.InferenceData], reference: str | 
         ax.axvline(0.0, color="0.6", lw=0.8)
     if title:
         fig.suptitle(title)
-    try:
-        return atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
@@ -443,14 +437,13 @@ def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
     return idata
 
 
-def khat_plot(path, khat) -> object:
-    """Histogram of per-item k-hat with the 0.5 and 0.7 thresholds, saved atomically."""
+def khat_plot(khat):
+    """Histogram of per-item k-hat with the 0.5 and 0.7 thresholds; returns the matplotlib
+    ``Figure`` (headless backend; the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from inference.io import atomic_savefig
 
     khat = np.asarray(khat)
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -463,7 +456,4 @@ def khat_plot(path, khat) -> object:
         ax.text(value, ax.get_ylim()[1] * 0.95, " " + label, fontsize=8, va="top")
     ax.set(xlabel="PSIS k-hat", ylabel="test images", title="Did the VAE's q(z | x) work?")
     fig.tight_layout()
-    try:
-        return atomic_savefig(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
+    return fig

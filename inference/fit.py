@@ -9,7 +9,7 @@ parameters as ``nn.Parameter``s.
 
 :class:`SVIStep` is one optimisation step (loss, backward, Adam, learning-rate schedule, and
 a NaN check *before* the parameters are touched). :func:`fit_svi` repeats it on fixed
-arguments; the VAE trainer (:mod:`inference.vae_train`) repeats it over minibatches.
+arguments; the VAE trainer (:mod:`vilab.vae.train`) repeats it over minibatches.
 """
 
 from __future__ import annotations

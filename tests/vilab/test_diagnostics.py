@@ -1,0 +1,76 @@
+"""``--diagnostics`` end to end on small runs: the files, the printed verdict, bad flags."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from inference.diagnostics import az
+from tests.idx_files import write_mnist_dir
+from vilab.cli import main
+
+NUTS = ["--diagnostics", "--psis-samples", "200", "--nuts-samples", "60", "--nuts-warmup", "60",
+        "--nuts-chains", "1", "--quiet"]  # fmt: skip
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_earthquake_diagnostics_write_netcdf_csv_forest(tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = ["--num-events", "80", "--k", "2", "--steps", "50", "--num-init", "1"]
+    assert main(["earthquake", *flags, *NUTS, "--out", str(out)]) == 0
+    for name in ("posterior.nc", "summary.csv", "forest.png", "elbo_trace.png"):
+        assert (out / name).stat().st_size > 0
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    assert {"posterior", "observed_data", "vi_elbo", "nuts_posterior"} <= set(idata.groups())
+    assert idata.vi_elbo["elbo"].size == 50 and "psis_khat" in idata.attrs
+    rows = _rows(out / "summary.csv")
+    assert [r["parameter"] for r in rows][:2] == ["mu[0, lon]", "mu[0, lat]"]
+    assert {"sd_ratio", "overlap90", "r_hat", "ess_bulk", "psis_mean"} <= set(rows[0])
+    assert "PSIS k-hat =" in capsys.readouterr().out
+
+
+def test_expgauss_diagnostics_include_the_exact_posterior_mean(tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = ["--estimator", "trace", "--steps", "100", "--particles", "16"]
+    assert main(["expgauss", *flags, *NUTS, "--out", str(out)]) == 0
+    rows = _rows(out / "summary.csv")
+    assert rows[0]["parameter"] == "z[0]" and rows[-1]["parameter"].endswith("exact posterior mean")
+    assert (out / "forest.png").exists() and (out / "elbo_trace.png").exists()
+    assert "exact posterior mean of z" in capsys.readouterr().out
+
+
+def test_vae_diagnostics_run_psis_per_test_image(tmp_path, capsys):
+    data = write_mnist_dir(tmp_path / "mnist", num_train=40, num_test=12)
+    out = tmp_path / "out"
+    flags = ["--data-dir", str(data), "--epochs", "1", "--latent-dim", "3", "--hidden-dim", "16",
+             "--batch-size", "20", "--iwae-samples", "5", "--quiet", "--diagnostics",
+             "--psis-images", "6", "--psis-samples", "50"]  # fmt: skip
+    assert main(["vae", *flags, "--out", str(out)]) == 0
+    rows = _rows(out / "summary.csv")
+    assert len(rows) == 6 and set(rows[0]) == {"image", "khat", "ess"}
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    assert idata.psis["log_weights"].shape == (6, 50)
+    assert (out / "psis_khat.png").exists()
+    assert "median k-hat" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command, flags, message",
+    [
+        ("earthquake", ["--nuts-chains", "0"], "--nuts-chains must be an integer >= 1"),
+        ("expgauss", ["--psis-samples", "1"], "--psis-samples must be an integer >= 2"),
+        ("vae", ["--psis-images", "0"], "--psis-images must be an integer >= 1"),
+    ],
+)
+def test_bad_diagnostics_flags_are_refused_before_work(tmp_path, capsys, command, flags, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--diagnostics", *flags, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

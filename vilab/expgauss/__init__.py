@@ -1,0 +1,1 @@
+"""``vilab expgauss``: SVI paths on the closed-form ELBO of the exponential-Gaussian model."""

@@ -1,0 +1,213 @@
+"""``vilab expgauss``: SVI on the exponential-Gaussian model against its closed forms.
+
+Model z ~ Expo(theta), x | z ~ N(z, 1); guide q(z) = Expo(phi). For one observation x > 0 the
+ELBO has its joint maximiser in closed form, theta* = phi* = 2/x
+(:func:`analytic.expgauss.joint_optimum`). SVI learns theta and phi together from a distant
+start with each chosen estimator; the table compares where each run lands with the closed
+form, scores it by the closed-form ELBO, and shows the exact log-evidence log p_theta(x) and
+the gap log p - ELBO = KL(q || posterior) > 0. The last row is the exact maximum-likelihood
+theta, so the bias of variational EM (theta* = 2/x against theta_ML) is visible.
+
+Writes ``elbo_contour.png`` (the ELBO over (theta, phi) with every SVI path drawn on it, and
+the closed-form ELBO and log p along each path) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from analytic.expgauss import (
+    elbo,
+    joint_optimum,
+    log_evidence,
+    ml_theta,
+    optimal_phi,
+)
+from vilab import diagnostics
+from vilab.devices import resolve_device
+from vilab.expgauss import diagnostics as expgauss_diagnostics
+from vilab.expgauss.svi import fit_expgauss
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.io import atomic_write_json
+from vilab.report import format_table
+
+__all__ = ["ESTIMATOR_CHOICES", "add_arguments", "run"]
+
+ESTIMATOR_CHOICES = ["trace", "meanfield", "stl"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vilab expgauss`` (shared by ``examples/expgauss.py``)."""
+    parser.add_argument(
+        "--x",
+        type=float,
+        default=1.0,
+        help="the observation; must be > 0, where the ELBO has a maximiser (default 1)",
+    )
+    fit = parser.add_argument_group("SVI")
+    fit.add_argument(
+        "--estimator",
+        nargs="+",
+        choices=ESTIMATOR_CHOICES,
+        default=ESTIMATOR_CHOICES,
+        help="gradient estimators to run, each from the same start: trace = Trace_ELBO "
+        "(pathwise gradient through z = eps/phi); meanfield = TraceMeanField_ELBO (closed-form "
+        "KL(Expo(phi) || Expo(theta))); stl = path derivative, the score term of q dropped "
+        "(default: all three)",
+    )
+    fit.add_argument(
+        "--init-theta", type=float, default=0.1, help="starting prior rate theta (0.1)"
+    )
+    fit.add_argument("--init-phi", type=float, default=20.0, help="starting rate phi of q (20)")
+    fit.add_argument("--steps", type=int, default=2000, help="SVI steps (2000)")
+    fit.add_argument(
+        "--particles", type=int, default=256, help="Monte Carlo particles per step (256)"
+    )
+    fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
+    fit.add_argument(
+        "--lr-final",
+        type=float,
+        default=3e-4,
+        help="learning rate at the last step; decays geometrically (3e-4)",
+    )
+    add_output_arguments(parser, "expgauss", "elbo_contour.png and summary.json", "SVI")
+    diagnostics.add_arguments(parser)
+
+
+def _check_args(args) -> None:
+    """Validate every flag before any work; raise ValueError naming the flag."""
+    if not math.isfinite(args.x):
+        raise ValueError(f"--x must be finite, got {args.x}")
+    joint_optimum(torch.tensor([args.x], dtype=torch.float64))  # explains x <= 0
+    check_floats(args, ("init_theta", "init_phi", "lr", "lr_final"))
+    check_ints(args, ("steps", "particles"))
+    check_out_dir(args)
+    diagnostics.check_arguments(args)
+
+
+def _scores(x: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> dict:
+    value, evidence = elbo(x, theta, phi).item(), log_evidence(x, theta).item()
+    return {
+        "theta": theta.item(),
+        "phi": phi.item(),
+        "elbo": value,
+        "log_evidence": evidence,
+        "gap": evidence - value,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Fit by SVI with each estimator, print the comparison, write the files; return the summary."""
+    _check_args(args)
+    device = resolve_device(args.device)
+    x = torch.tensor([args.x], dtype=torch.float64)
+    theta_star, phi_star = joint_optimum(x)
+    theta_ml = ml_theta(x)
+
+    summary = {
+        "x": args.x,
+        "closed_form": _scores(x, theta_star, phi_star),
+        "maximum_likelihood": _scores(x, theta_ml, optimal_phi(x, theta_ml)),
+        "start": {"theta": args.init_theta, "phi": args.init_phi},
+        "svi": {},
+    }
+    paths, histories = {}, {}
+    for name in args.estimator:
+        fit = fit_expgauss(
+            x.to(device),
+            name,
+            init_theta=args.init_theta,
+            init_phi=args.init_phi,
+            num_steps=args.steps,
+            num_particles=args.particles,
+            lr=args.lr,
+            lr_final=args.lr_final,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        scores = _scores(x, fit.theta, fit.phi)
+        scores.update(
+            steps=args.steps,
+            particles=args.particles,
+            seconds=fit.seconds,
+            rel_error_theta=(fit.theta / theta_star - 1).item(),
+            rel_error_phi=(fit.phi / phi_star - 1).item(),
+            final_mc_elbo=fit.elbo_history[-1].item(),
+        )
+        summary["svi"][name] = scores
+        paths[name] = (fit.path_theta, fit.path_phi[:, 0])
+        histories[name] = fit.elbo_history
+
+    rows = [["", "theta", "phi", "ELBO", "log p(x)", "gap = KL", "seconds"]]
+
+    def row(label, s, seconds=""):
+        rows.append(
+            [
+                label,
+                f"{s['theta']:.4f}",
+                f"{s['phi']:.4f}",
+                f"{s['elbo']:.5f}",
+                f"{s['log_evidence']:.5f}",
+                f"{s['gap']:.5f}",
+                seconds,
+            ]
+        )
+
+    row("closed form (2/x, 2/x)", summary["closed_form"])
+    for name, s in summary["svi"].items():
+        row(f"SVI {name}", s, f"{s['seconds']:.2f}")
+    row("max. likelihood, phi*(theta)", summary["maximum_likelihood"])
+    print(
+        f"Exponential-Gaussian model, x = {args.x:g}; SVI from theta = {args.init_theta:g}, "
+        f"phi = {args.init_phi:g}, {args.steps} steps x {args.particles} particles"
+    )
+    print(format_table(rows))
+    for name, s in summary["svi"].items():
+        print(
+            f"SVI {name}: theta {100 * s['rel_error_theta']:+.2f}%, "
+            f"phi {100 * s['rel_error_phi']:+.2f}% from the closed-form optimum"
+        )
+        worst = max(abs(s["rel_error_theta"]), abs(s["rel_error_phi"]))
+        shortfall = summary["closed_form"]["elbo"] - s["elbo"]
+        if worst > 0.02:
+            print(
+                f"  note: {100 * worst:.0f}% away, yet only {shortfall:.2g} nats below the "
+                "optimum: the ELBO is flat along theta = phi (curvature ~x^2/4 in log "
+                "coordinates), so SVI drifts slowly there; more --steps gets closer"
+            )
+    ml = summary["maximum_likelihood"]["theta"]
+    print(
+        f"variational EM's theta* = {theta_star.item():.4f} vs exact MLE {ml:.4f} "
+        f"({100 * (theta_star.item() / ml - 1):+.1f}%)"
+    )
+
+    from vilab.expgauss.plots import plot_elbo_contour, plot_elbo_histories
+
+    out_dir = Path(args.out)
+    written = [
+        plot_elbo_contour(
+            out_dir / "elbo_contour.png",
+            args.x,
+            paths,
+            (theta_star.item(), phi_star.item()),
+            ml,
+        ),
+        atomic_write_json(out_dir / "summary.json", summary),
+    ]
+    if args.diagnostics:
+        first = args.estimator[0]
+        fitted = summary["svi"][first]
+        print(f"diagnostics of the SVI {first} fit: q = Expo({fitted['phi']:.4g}) at theta = "
+              f"{fitted['theta']:.4g}")  # fmt: skip
+        written.append(plot_elbo_histories(out_dir / "elbo_trace.png", histories))
+        written += expgauss_diagnostics.report(
+            out_dir, x, fitted["theta"], fitted["phi"], histories[first], args
+        )
+    if args.json:
+        written.append(atomic_write_json(args.json, summary))
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return summary

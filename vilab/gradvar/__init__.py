@@ -1,0 +1,1 @@
+"""``vilab gradvar``: gradient variance of each estimator on four test beds (cases.py)."""

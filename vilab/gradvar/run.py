@@ -1,0 +1,237 @@
+"""``vilab gradvar``: how noisy is each gradient estimator, and where?
+
+For the chosen model (``--model``; test beds described in :mod:`vilab.gradvar.cases`):
+
+1. at two fixed parameter settings -- the *start* of an SVI run and the *optimum* (the exact
+   posterior, closed-form or CAVI optimum, or a trained VAE) -- M = ``--draws`` independent
+   gradient draws of each estimator give per-parameter mean, variance and signal-to-noise
+   ratio. The table shows the total variance (sum over all parameter elements), its ratio to
+   Trace_ELBO's, the SNR ||mean|| / sqrt(total variance) and the time per draw; summary.json
+   has the same per parameter tensor;
+2. along an SVI run from the start (trained with ``--train-estimator``), the total variance of
+   every estimator at the current parameters every ``--every`` steps: ``gradvar.png`` (log
+   scale), the picture of Roeder, Wu & Duvenaud (2017): the path-derivative (STL) estimator's
+   variance falls towards zero as q approaches the exact posterior, Trace_ELBO's does not.
+
+Writes ``gradvar.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from inference.gradvar import gradient_moments, variance_along_run
+from vilab.devices import resolve_device
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.gradvar.cases import CASES, ESTIMATORS_FOR, TRAIN_ESTIMATOR, build_case
+from vilab.io import atomic_write_json
+from vilab.report import format_table
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vilab gradvar``."""
+    parser.add_argument(
+        "--model", choices=CASES, default="conjugate", help="test bed (default conjugate)"
+    )
+    parser.add_argument(
+        "--estimator",
+        nargs="+",
+        help="estimators to compare (default: all that apply: trace, meanfield, stl; for "
+        "earthquake trace, enum, stl)",
+    )
+    parser.add_argument(
+        "--draws", type=int, default=100, help="gradient draws M per measurement (100)"
+    )
+    parser.add_argument(
+        "--particles", type=int, default=1, help="Monte Carlo particles per draw (1)"
+    )
+    run_ = parser.add_argument_group("the SVI run")
+    run_.add_argument(
+        "--steps",
+        type=int,
+        help="SVI steps (default: the model's: conjugate 1500, expgauss 1000, earthquake 500, "
+        "vae --train-steps)",
+    )
+    run_.add_argument("--every", type=int, default=50, help="measure every this many steps (50)")
+    run_.add_argument(
+        "--train-estimator",
+        help="estimator that drives the run (default: stl for conjugate, enum for earthquake, "
+        "trace otherwise)",
+    )
+    run_.add_argument("--lr", type=float, help="initial Adam learning rate (default: the model's)")
+    run_.add_argument(
+        "--lr-final",
+        type=float,
+        help="learning rate at the last step, decaying geometrically (default: the model's; "
+        "constant for conjugate and vae)",
+    )
+    vae = parser.add_argument_group("vae")
+    vae.add_argument("--data-dir", help="folder with the four MNIST .gz files (else: download)")
+    vae.add_argument("--batch-size", type=int, default=100, help="images in the minibatch (100)")
+    vae.add_argument("--latent-dim", type=int, default=200, help="latent dimension (200)")
+    vae.add_argument("--hidden-dim", type=int, default=400, help="hidden width (400)")
+    vae.add_argument(
+        "--train-steps",
+        type=int,
+        default=300,
+        help="Trace_ELBO steps on the batch that define the 'optimum' (300)",
+    )
+    add_output_arguments(
+        parser, "gradvar", "gradvar.png and summary.json", "data, draws and SVI",
+        device_help="torch device for the vae (cpu)",
+    )  # fmt: skip
+
+
+def _check_args(args) -> None:
+    check_ints(args, ("draws",), low=2)
+    check_ints(args, ("particles", "steps", "every", "batch_size", "latent_dim", "hidden_dim",
+                      "train_steps"))  # fmt: skip
+    check_floats(args, ("lr", "lr_final"))
+    check_out_dir(args)
+    known = ESTIMATORS_FOR[args.model]
+    for flag, names in (("--estimator", args.estimator or []),
+                        ("--train-estimator", [args.train_estimator or known[0]])):  # fmt: skip
+        for name in names:
+            if name not in known:
+                raise ValueError(
+                    f"{flag} {name!r} does not apply to --model {args.model}; choose from "
+                    f"{list(known)}"
+                )
+
+
+def _vae_images(args, device) -> torch.Tensor:
+    from inference.mnist import binarize, load_mnist
+
+    data = load_mnist(args.data_dir)
+    if args.batch_size > data.train_images.shape[0]:
+        raise ValueError(f"--batch-size {args.batch_size} exceeds the training set")
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(data.train_images.shape[0], generator=gen)[: args.batch_size]
+    return binarize(data.train_images[idx], "round").to(device)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Measure, print the table, write the files; return the summary dict."""
+    _check_args(args)
+    device = resolve_device(args.device)
+    options = {}
+    if args.model == "vae":
+        options = {
+            "images": _vae_images(args, device),
+            "latent_dim": args.latent_dim,
+            "hidden_dim": args.hidden_dim,
+            "train_steps": args.train_steps,
+            "progress": not args.quiet,
+        }
+    case = build_case(args.model, seed=args.seed, **options)
+    names = args.estimator or list(case.estimators)
+    train = args.train_estimator or TRAIN_ESTIMATOR[args.model]
+
+    # ---- fixed points -----------------------------------------------------------------------
+    table = {}
+    for point in ("start", "optimum"):
+        case.move_to(point)
+        for name in names:
+            moments = gradient_moments(
+                case.model,
+                case.guides[name],
+                case.elbo(name, args.particles),
+                *case.args,
+                num_draws=args.draws,
+                seed=args.seed,
+                **case.kwargs,
+            )
+            table[(point, name)] = {
+                "total_variance": moments.total_variance(),
+                "guide_variance": moments.total_variance("guide."),
+                "snr": moments.overall_snr(),
+                "seconds_per_draw": moments.seconds,
+                "parameters": {
+                    k: {
+                        "mean_norm": moments.mean[k].norm().item(),
+                        "total_variance": moments.variance[k].sum().item(),
+                        "snr": snr,
+                    }
+                    for k, snr in moments.parameter_snr().items()
+                },
+            }
+
+    # ---- along an SVI run -------------------------------------------------------------------
+    case.move_to("start")
+    lr = args.lr or case.lr
+    trace_run = variance_along_run(
+        case.model,
+        case.guide,
+        case.elbo(train, args.particles),
+        {name: case.elbo(name, args.particles) for name in names},
+        *case.args,
+        num_steps=args.steps or case.steps,
+        every=args.every,
+        num_draws=max(2, args.draws // 2),
+        lr=lr,
+        lr_final=args.lr_final or (case.lr_final if args.lr is None else lr),
+        seed=args.seed,
+        progress=not args.quiet,
+        guides=case.guides,
+        **case.kwargs,
+    )
+
+    summary = {
+        "model": args.model,
+        "draws": args.draws,
+        "particles": args.particles,
+        "fixed_points": {
+            point: {name: table[(point, name)] for name in names} for point in ("start", "optimum")
+        },
+        "along_run": {
+            "train_estimator": train,
+            "steps": trace_run.steps,
+            "total_variance": trace_run.total_variance,
+            "elbo_history": trace_run.fit.elbo_history.tolist(),
+        },
+    }
+
+    rows = [
+        ["point", "estimator", "variance (all)", "vs trace", "variance (q)", "vs trace", "SNR",
+         "ms / draw"]
+    ]  # fmt: skip
+    for point in ("start", "optimum"):
+        reference = table.get((point, "trace"))
+
+        def ratio(t, key, reference=reference):
+            return f"{t[key] / reference[key]:.3g}" if reference and reference[key] else "-"
+
+        for name in names:
+            t = table[(point, name)]
+            rows.append(
+                [point, name, f"{t['total_variance']:.4g}", ratio(t, "total_variance"),
+                 f"{t['guide_variance']:.4g}", ratio(t, "guide_variance"), f"{t['snr']:.3g}",
+                 f"{1e3 * t['seconds_per_draw']:.2f}"]
+            )  # fmt: skip
+    print(
+        f"Gradient variance, --model {args.model}: {args.draws} draws x {args.particles} "
+        "particle(s) at each point"
+    )
+    print(format_table(rows))
+    last = {name: values[-1] for name, values in trace_run.total_variance.items()}
+    print(
+        f"after {trace_run.fit.num_steps} SVI steps ({train}): "
+        + ", ".join(f"{name} {value:.3g}" for name, value in last.items())
+    )
+
+    from vilab.gradvar.plots import plot_variance_along_run  # matplotlib: lazily
+
+    out_dir = Path(args.out)
+    written = [
+        plot_variance_along_run(out_dir / "gradvar.png", args.model, trace_run, train),
+        atomic_write_json(out_dir / "summary.json", summary),
+    ]
+    if args.json:
+        written.append(atomic_write_json(args.json, summary))
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return summary

@@ -1,0 +1,1 @@
+"""``vilab reparam``: the reparameterised samplers against torch's, by KS and chi-square tests."""

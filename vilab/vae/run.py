@@ -1,0 +1,201 @@
+"""``vilab vae``: the Bernoulli VAE on MNIST, trained by Pyro SVI.
+
+Model z ~ N(0, I), x | z ~ Bernoulli(logits = g(z)); guide q(z | x) = N(mu(x), diag sigma(x)^2);
+the source's architecture by default (784-400-400-200, LeakyReLU 0.2; Adam 1e-3, batch 100).
+Per epoch it reports the training loss and the test negative ELBO (nats per image, the latter
+with the closed-form KL), and the seconds the epoch took; at the end, the importance-weighted
+bound L_k on the test set (k = ``--iwae-samples``), an estimate of the test log-likelihood that
+is >= the ELBO. Checkpoints after every epoch; ``--resume`` continues a run exactly.
+
+Writes ``learning_curves.png``, ``reconstructions.png``, ``samples.png``, ``summary.json``
+and the checkpoint (default ``checkpoint.pt``) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+
+from inference.mnist import load_mnist
+from vilab import diagnostics
+from vilab.devices import resolve_device
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.io import atomic_write_json
+from vilab.report import format_table
+from vilab.vae import diagnostics as vae_diagnostics
+from vilab.vae.evaluate import importance_weighted_bound, negative_elbo
+from vilab.vae.train import VAEConfig, train_vae
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vilab vae``."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir",
+        help="folder with the four MNIST .gz files (offline; e.g. ../shared/data/mnist); "
+        "without it torchvision downloads MNIST into $VILAB_CACHE or ~/.cache/vilab",
+    )
+    data.add_argument(
+        "--binarize",
+        choices=["round", "sample"],
+        default="round",
+        help="round = pixel >= 0.5, fixed (the source's); sample = Bernoulli(pixel), redrawn "
+        "every epoch (dynamic binarisation, the VAE literature's) (default round)",
+    )
+    data.add_argument("--train-size", type=int, help="use only the first N training images")
+    data.add_argument("--test-size", type=int, help="use only the first M test images")
+    net = parser.add_argument_group("model")
+    net.add_argument("--latent-dim", type=int, default=200, help="latent dimension (200)")
+    net.add_argument("--hidden-dim", type=int, default=400, help="hidden layer width (400)")
+    net.add_argument("--num-hidden", type=int, default=2, help="hidden layers per network (2)")
+    fit = parser.add_argument_group("training")
+    fit.add_argument(
+        "--estimator",
+        choices=["trace", "meanfield", "stl"],
+        default="meanfield",
+        help="meanfield = TraceMeanField_ELBO, closed-form KL (the source's loss; default); "
+        "trace = Trace_ELBO; stl = path derivative (sticking the landing)",
+    )
+    fit.add_argument("--epochs", type=int, default=15, help="epochs in total (15)")
+    fit.add_argument("--batch-size", type=int, default=100, help="images per step (100)")
+    fit.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    fit.add_argument("--particles", type=int, default=1, help="samples of z per image (1)")
+    fit.add_argument(
+        "--iwae-samples",
+        type=int,
+        default=100,
+        help="k of the importance-weighted test log-likelihood (100)",
+    )
+    out = add_output_arguments(
+        parser, "vae", "the plots, summary.json and the checkpoint",
+        "weights, shuffling, binarisation and noise",
+    )  # fmt: skip
+    out.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="checkpoint written after every epoch (default OUT/checkpoint.pt)",
+    )
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint up to --epochs (same flags needed)",
+    )
+    diagnostics.add_arguments(parser, nuts=False)
+
+
+def _check_args(args) -> None:
+    check_ints(args, ("epochs", "batch_size", "latent_dim", "hidden_dim", "num_hidden",
+                      "particles", "iwae_samples", "train_size", "test_size"))  # fmt: skip
+    check_floats(args, ("lr",))
+    diagnostics.check_arguments(args)
+    check_out_dir(args)
+    if args.resume and not Path(args.checkpoint or Path(args.out) / "checkpoint.pt").is_file():
+        raise ValueError(
+            f"--resume: no checkpoint at {args.checkpoint or str(Path(args.out) / 'checkpoint.pt')}"
+        )
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train, evaluate, print, write the files; return the summary dict."""
+    _check_args(args)
+    device = resolve_device(args.device)
+    config = VAEConfig(
+        latent_dim=args.latent_dim,
+        hidden_dim=args.hidden_dim,
+        num_hidden=args.num_hidden,
+        estimator=args.estimator,
+        particles=args.particles,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        binarize=args.binarize,
+        seed=args.seed,
+    )
+    data = load_mnist(args.data_dir)
+    train_images = data.train_images[: args.train_size]
+    test_images = data.test_images[: args.test_size]
+    out_dir = Path(args.out)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out_dir / "checkpoint.pt"
+    print(
+        f"VAE on MNIST ({data.source}{', md5-verified' if data.md5_verified else ''}): "
+        f"{train_images.shape[0]} training / {test_images.shape[0]} test images, "
+        f"{args.binarize}-binarised; estimator {args.estimator}; device {device}"
+    )
+    print("epoch  train loss  test -ELBO  seconds   (nats per image)")
+
+    def report(r, *_):
+        print(f"{r.epoch:>5}  {r.train_loss:>10.2f}  {r.test_nelbo:>10.2f}  {r.seconds:>7.1f}")
+
+    result = train_vae(
+        train_images,
+        test_images,
+        config,
+        epochs=args.epochs,
+        device=device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        progress=not args.quiet,
+        on_epoch=report,
+    )
+    model, guide = result.model.eval(), result.guide.eval()
+    gen = torch.Generator(device=device).manual_seed(args.seed + 10_000)
+    test_x = result.test_images
+    iwae = importance_weighted_bound(model, guide, test_x, args.iwae_samples, gen)
+    nelbo = negative_elbo(model, guide, test_x, gen)
+    n = test_x.shape[0]
+    se = lambda t: (t.std() / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
+    last = result.history[-1]
+    summary = {
+        "config": {**dataclasses.asdict(config), "epochs": args.epochs},
+        "data": {
+            "source": data.source,
+            "md5_verified": data.md5_verified,
+            "num_train": train_images.shape[0],
+            "num_test": n,
+        },
+        "device": str(device),
+        "history": [r._asdict() for r in result.history],
+        "final": {
+            "train_loss": last.train_loss,
+            "test_nelbo": nelbo.mean().item(),
+            "test_nelbo_se": se(nelbo),
+            "iwae_samples": args.iwae_samples,
+            "test_log_likelihood_iwae": iwae.mean().item(),
+            "test_log_likelihood_iwae_se": se(iwae),
+            "mean_seconds_per_epoch": sum(r.seconds for r in result.history) / len(result.history),
+        },
+    }
+    f = summary["final"]
+    gap = f["test_nelbo"] + f["test_log_likelihood_iwae"]
+    rows = [
+        ["test set (nats per image)", "value", "s.e."],
+        ["-ELBO", f"{f['test_nelbo']:.2f}", f"{f['test_nelbo_se']:.2f}"],
+        [
+            f"-log p(x), IWAE k={args.iwae_samples}",
+            f"{-f['test_log_likelihood_iwae']:.2f}",
+            f"{f['test_log_likelihood_iwae_se']:.2f}",
+        ],
+        ["-ELBO minus IWAE (>= 0 in expectation)", f"{gap:.2f}", ""],
+    ]
+    print(format_table(rows))
+
+    from vilab.vae.plots import plot_learning_curves, plot_reconstructions, plot_samples
+
+    written = [
+        plot_learning_curves(out_dir / "learning_curves.png", result.history, f),
+        plot_reconstructions(out_dir / "reconstructions.png", model, guide, test_x[:16]),
+        plot_samples(out_dir / "samples.png", model, args.seed),
+        atomic_write_json(out_dir / "summary.json", summary),
+        checkpoint,
+    ]
+    if args.diagnostics:
+        written += vae_diagnostics.report(out_dir, model, guide, test_x, args)
+    if args.json:
+        written.append(atomic_write_json(args.json, summary))
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return summary
