@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from analytic.earthquake import (
     Hyperparameters,
@@ -31,6 +30,7 @@ from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
+from vilab.earthquake.matching import match_clusters, permute_clusters
 from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
 from vilab.io import atomic_write_json
 from vilab.report import format_table
@@ -175,19 +175,6 @@ def _check_args(args) -> None:
     diagnostics.check_arguments(args)
 
 
-def _match(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
-    """perm such that other[perm[k]] is matched to reference[k] (Hungarian, Euclidean cost)."""
-    cost = torch.cdist(reference, other).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return [int(c) for _, c in sorted(zip(rows, cols))]
-
-
-def _permute(q: MeanField, perm: list[int]) -> MeanField:
-    return MeanField(
-        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
-    )
-
-
 def _cluster_summary(q: MeanField) -> dict:
     return {
         "means": q.loc.tolist(),
@@ -197,18 +184,13 @@ def _cluster_summary(q: MeanField) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
-    _check_args(args)
-    hp = Hyperparameters(
-        args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha, beta=args.beta
-    )
-    device = resolve_device(args.device)
-    check_out_dir(args)
-    out_dir = Path(args.out)
-
-    truth = None
-    if args.data is not None:
+def _load_data(args, hp: Hyperparameters):
+    """The catalog of ``--data``, or one simulated from the model: (X, S, source, truth)."""
+    if args.data is None:
+        X, S, _, mu, lam = simulate(hp, args.num_events, seed=args.seed)
+        source = {"simulated": True, "num_events": args.num_events, "seed": args.seed}
+        truth = {"means": mu.tolist(), "rates": lam.tolist()}
+    else:
         catalog = load_catalog(
             args.data,
             lat_col=args.lat_col,
@@ -218,33 +200,33 @@ def run(args: argparse.Namespace) -> dict:
             bbox=args.bbox,
             drop_invalid=args.drop_invalid,
         )
-        X, S = catalog.X, catalog.S
+        X, S, truth = catalog.X, catalog.S, None
         source = {
             "data": str(args.data),
             "rows": catalog.num_rows,
             "invalid_dropped": catalog.num_invalid,
             "outside_bbox": catalog.num_outside,
         }
-    else:
-        X, S, _, mu, lam = simulate(hp, args.num_events, seed=args.seed)
-        truth = {"means": mu.tolist(), "rates": lam.tolist()}
-        source = {"simulated": True, "num_events": args.num_events, "seed": args.seed}
     check_data(X, S)
     if args.subsample_size is not None and args.subsample_size > X.shape[0]:
         raise ValueError(f"--subsample-size {args.subsample_size} exceeds the {X.shape[0]} events")
-    X, S = X.to(device), S.to(device)
+    return X, S, source, truth
 
-    # ---- CAVI -------------------------------------------------------------------------------
+
+def _fit_cavi(X, S, hp, args):
+    """Closed-form CAVI, the best of ``--num-init`` restarts: (CaviResult, seconds)."""
     start = time.perf_counter()
-    cavi_result = cavi(
+    result = cavi(
         X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
     )
-    cavi_seconds = time.perf_counter() - start
+    return result, time.perf_counter() - start
 
-    # ---- SVI --------------------------------------------------------------------------------
+
+def _fit_svi(X, S, hp, args):
+    """Pyro SVI from the k-means++ seeding of CAVI's first restart, recording the closed-form
+    ELBO of the guide about 200 times along the run: (guide, FitResult, steps, exact ELBOs)."""
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
-    enumerate_z = args.estimator in ("enum", "stl")
-    guide = EarthquakeGuide.for_svi(init, hp, enumerate=enumerate_z)
+    guide = EarthquakeGuide.for_svi(init, hp, enumerate=args.estimator in ("enum", "stl"))
     loss = get_elbo(
         args.estimator,
         **({"base": "enum"} if args.estimator == "stl" else {}),
@@ -259,30 +241,16 @@ def run(args: argparse.Namespace) -> dict:
         exact_values.append(elbo(X, S, hp, guide_.mean_field()).item())
 
     fit = fit_svi(
-        model,
-        guide,
-        loss,
-        X,
-        S,
-        hp,
-        subsample_size=args.subsample_size,
-        num_steps=args.steps,
-        lr=args.lr,
-        lr_final=args.lr_final,
-        seed=args.seed,
-        progress=not args.quiet,
-        callback=track_exact_elbo,
-        callback_every=max(1, args.steps // 200),
-    )
-    svi_seconds = fit.seconds  # the exact-ELBO tracking is inside; it is a small share
+        model, guide, loss, X, S, hp,
+        subsample_size=args.subsample_size, num_steps=args.steps, lr=args.lr,
+        lr_final=args.lr_final, seed=args.seed, progress=not args.quiet,
+        callback=track_exact_elbo, callback_every=max(1, args.steps // 200),
+    )  # fmt: skip
+    return guide, fit, exact_steps, exact_values
 
-    # ---- compare ----------------------------------------------------------------------------
-    q_cavi = MeanField(*(t.cpu() for t in cavi_result.q))
-    q_svi = MeanField(*(t.cpu() for t in guide.mean_field()))
-    q_svi = _permute(q_svi, _match(q_cavi.loc, q_svi.loc))
-    X, S = X.cpu(), S.cpu()
-    cavi_elbo, svi_elbo = cavi_result.elbo.item(), elbo(X, S, hp, q_svi).item()
 
+def _summary(X, hp, source, truth, args, cavi_fit: dict, svi_fit: dict) -> dict:
+    """The JSON summary: the data, the hyperparameters, and each fit."""
     summary = {
         "n": int(X.shape[0]),
         "k": hp.num_clusters,
@@ -295,68 +263,69 @@ def run(args: argparse.Namespace) -> dict:
             "beta": hp.beta,
             "mixing": list(hp.mixing),
         },
-        "cavi": {
-            "elbo": cavi_elbo,
-            "iterations": cavi_result.num_iter,
-            "converged": cavi_result.converged,
-            "seconds": cavi_seconds,
-            **_cluster_summary(q_cavi),
-        },
-        "svi": {
-            "elbo": svi_elbo,
-            "iterations": fit.num_steps,
-            "estimator": args.estimator,
-            "seconds": svi_seconds,
-            "final_mc_elbo": fit.elbo_history[-1].item(),
-            **_cluster_summary(q_svi),
-        },
+        "cavi": cavi_fit,
+        "svi": svi_fit,
     }
     if truth is not None:
         summary["truth"] = truth
+    return summary
 
-    # ---- report -----------------------------------------------------------------------------
+
+def _print_report(summary: dict, args) -> None:
+    """The one-screen summary: ELBO and cost per method, the gap, and cluster by cluster."""
+    c, s = summary["cavi"], summary["svi"]
     rows = [
         ["method", "ELBO", "iterations", "seconds"],
-        ["CAVI", f"{cavi_elbo:.3f}", str(cavi_result.num_iter), f"{cavi_seconds:.2f}"],
-        [f"SVI ({args.estimator})", f"{svi_elbo:.3f}", str(fit.num_steps), f"{svi_seconds:.2f}"],
-    ]
-    cluster_rows = [
-        [
-            "k",
-            "CAVI mean (lon, lat)",
-            "SVI mean (lon, lat)",
-            "|diff|",
-            "CAVI rate",
-            "SVI rate",
-            "CAVI weight",
-            "SVI weight",
-        ]
-    ]
-    c, s = summary["cavi"], summary["svi"]
-    for k in range(hp.num_clusters):
-        diff = math.dist(c["means"][k], s["means"][k])
-        cluster_rows.append(
-            [
-                str(k),
-                "({:.2f}, {:.2f})".format(*c["means"][k]),
-                "({:.2f}, {:.2f})".format(*s["means"][k]),
-                f"{diff:.3f}",
-                f"{c['rates'][k]:.3f}",
-                f"{s['rates'][k]:.3f}",
-                f"{c['weights'][k]:.3f}",
-                f"{s['weights'][k]:.3f}",
-            ]
-        )
-    print(
-        f"Earthquake mixture: N={summary['n']} events, K={hp.num_clusters} clusters "
-        f"({'simulated' if truth else args.data})"
-    )
+        ["CAVI", f"{c['elbo']:.3f}", str(c["iterations"]), f"{c['seconds']:.2f}"],
+        [f"SVI ({args.estimator})", f"{s['elbo']:.3f}", str(s["iterations"]),
+         f"{s['seconds']:.2f}"],
+    ]  # fmt: skip
+    cluster_rows = [["k", "CAVI mean (lon, lat)", "SVI mean (lon, lat)", "|diff|", "CAVI rate",
+                     "SVI rate", "CAVI weight", "SVI weight"]]  # fmt: skip
+    for k in range(summary["k"]):
+        cluster_rows.append([
+            str(k),
+            "({:.2f}, {:.2f})".format(*c["means"][k]),
+            "({:.2f}, {:.2f})".format(*s["means"][k]),
+            f"{math.dist(c['means'][k], s['means'][k]):.3f}",
+            f"{c['rates'][k]:.3f}", f"{s['rates'][k]:.3f}",
+            f"{c['weights'][k]:.3f}", f"{s['weights'][k]:.3f}",
+        ])  # fmt: skip
+    origin = "simulated" if "truth" in summary else args.data
+    print(f"Earthquake mixture: N={summary['n']} events, K={summary['k']} clusters ({origin})")
     print(format_table(rows))
-    print(
-        f"ELBO gap CAVI - SVI: {cavi_elbo - svi_elbo:.3f} nats "
-        f"({100 * (cavi_elbo - svi_elbo) / abs(cavi_elbo):.4f}%)"
-    )
+    gap = c["elbo"] - s["elbo"]
+    print(f"ELBO gap CAVI - SVI: {gap:.3f} nats ({100 * gap / abs(c['elbo']):.4f}%)")
     print(format_table(cluster_rows))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
+    _check_args(args)
+    hp = Hyperparameters(
+        args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha, beta=args.beta
+    )
+    device = resolve_device(args.device)
+    check_out_dir(args)
+    out_dir = Path(args.out)
+
+    X, S, source, truth = _load_data(args, hp)
+    cavi_result, cavi_seconds = _fit_cavi(X.to(device), S.to(device), hp, args)
+    guide, fit, exact_steps, exact_values = _fit_svi(X.to(device), S.to(device), hp, args)
+
+    # SVI's labels are arbitrary: match its clusters to CAVI's before comparing them
+    q_cavi = MeanField(*(t.cpu() for t in cavi_result.q))
+    q_svi = MeanField(*(t.cpu() for t in guide.mean_field()))
+    q_svi = permute_clusters(q_svi, match_clusters(q_cavi.loc, q_svi.loc))
+    cavi_fit = {"elbo": cavi_result.elbo.item(), "iterations": cavi_result.num_iter,
+                "converged": cavi_result.converged, "seconds": cavi_seconds,
+                **_cluster_summary(q_cavi)}  # fmt: skip
+    svi_fit = {"elbo": elbo(X, S, hp, q_svi).item(), "iterations": fit.num_steps,
+               "estimator": args.estimator,
+               "seconds": fit.seconds,  # the exact-ELBO tracking is inside; a small share
+               "final_mc_elbo": fit.elbo_history[-1].item(), **_cluster_summary(q_svi)}  # fmt: skip
+    summary = _summary(X, hp, source, truth, args, cavi_fit, svi_fit)
+    _print_report(summary, args)
 
     from vilab.earthquake.plots import plot_elbo_traces, plot_map  # matplotlib: lazily
 
@@ -367,7 +336,7 @@ def run(args: argparse.Namespace) -> dict:
             exact_steps,
             exact_values,
             fit.elbo_history.numpy(),
-        ),
+        ),  # fmt: skip
         plot_map(out_dir / "map.png", X, S, {"CAVI": q_cavi, "SVI": q_svi}, hp.tau),
         atomic_write_json(out_dir / "summary.json", summary),
     ]

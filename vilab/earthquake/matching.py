@@ -1,0 +1,31 @@
+"""Matching the clusters of two fits: mixture labels are arbitrary, so SVI's cluster k need not
+be CAVI's cluster k. The Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) pairs
+them by the smallest total Euclidean distance between their means."""
+
+from __future__ import annotations
+
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from analytic.earthquake import MeanField
+
+__all__ = ["match_clusters", "permute_clusters"]
+
+
+def match_clusters(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
+    """``perm`` such that ``other[perm[k]]`` is matched to ``reference[k]``.
+
+    Args:
+        reference, other: (K, 2) cluster means. Returns: a permutation of range(K) minimising
+        sum_k |reference[k] - other[perm[k]]|.
+    """
+    cost = torch.cdist(reference, other).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return [int(c) for _, c in sorted(zip(rows, cols))]
+
+
+def permute_clusters(q: MeanField, perm: list[int]) -> MeanField:
+    """``q`` with its clusters reordered: cluster k of the result is cluster ``perm[k]`` of q."""
+    return MeanField(
+        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
+    )
