@@ -115,6 +115,99 @@ def _vae_images(args, device) -> torch.Tensor:
     return binarize(data.train_images[idx], "round").to(device)
 
 
+def _moments_row(moments) -> dict:
+    """One estimator at one point: total variance (all parameters; q's alone), SNR, cost, and
+    per parameter the norm of the mean gradient, its total variance and its SNR."""
+    return {
+        "total_variance": moments.total_variance(),
+        "guide_variance": moments.total_variance("guide."),
+        "snr": moments.overall_snr(),
+        "seconds_per_draw": moments.seconds,
+        "parameters": {
+            k: {
+                "mean_norm": moments.mean[k].norm().item(),
+                "total_variance": moments.variance[k].sum().item(),
+                "snr": snr,
+            }
+            for k, snr in moments.parameter_snr().items()
+        },
+    }
+
+
+def _at_fixed_points(case, names, args) -> dict:
+    """Every estimator's gradient moments at the case's start and at its optimum:
+    {point: {estimator: row}}."""
+    table = {}
+    for point in ("start", "optimum"):
+        case.move_to(point)
+        table[point] = {
+            name: _moments_row(
+                gradient_moments(
+                    case.model,
+                    case.guides[name],
+                    case.elbo(name, args.particles),
+                    *case.args,
+                    num_draws=args.draws,
+                    seed=args.seed,
+                    **case.kwargs,
+                )  # fmt: skip
+            )
+            for name in names
+        }
+    return table
+
+
+def _along_run(case, names, train: str, args):
+    """Every estimator's total variance every ``--every`` steps of an SVI run from the start."""
+    case.move_to("start")
+    lr = args.lr or case.lr
+    return variance_along_run(
+        case.model,
+        case.guide,
+        case.elbo(train, args.particles),
+        {name: case.elbo(name, args.particles) for name in names},
+        *case.args,
+        num_steps=args.steps or case.steps,
+        every=args.every,
+        num_draws=max(2, args.draws // 2),
+        lr=lr,
+        lr_final=args.lr_final or (case.lr_final if args.lr is None else lr),
+        seed=args.seed,
+        progress=not args.quiet,
+        guides=case.guides,
+        **case.kwargs,
+    )
+
+
+def _print_report(summary: dict) -> None:
+    """Variance, its ratio to trace, SNR and cost per point and estimator; the run's last."""
+    rows = [["point", "estimator", "variance (all)", "vs trace", "variance (q)", "vs trace",
+             "SNR", "ms / draw"]]  # fmt: skip
+    for point, by_name in summary["fixed_points"].items():
+        reference = by_name.get("trace")
+
+        def ratio(t, key, reference=reference):
+            return f"{t[key] / reference[key]:.3g}" if reference and reference[key] else "-"
+
+        for name, t in by_name.items():
+            rows.append(
+                [point, name, f"{t['total_variance']:.4g}", ratio(t, "total_variance"),
+                 f"{t['guide_variance']:.4g}", ratio(t, "guide_variance"), f"{t['snr']:.3g}",
+                 f"{1e3 * t['seconds_per_draw']:.2f}"]
+            )  # fmt: skip
+    print(
+        f"Gradient variance, --model {summary['model']}: {summary['draws']} draws x "
+        f"{summary['particles']} particle(s) at each point"
+    )
+    print(format_table(rows))
+    along = summary["along_run"]
+    last = {name: values[-1] for name, values in along["total_variance"].items()}
+    print(
+        f"after {along['num_steps']} SVI steps ({along['train_estimator']}): "
+        + ", ".join(f"{name} {value:.3g}" for name, value in last.items())
+    )
+
+
 def run(args: argparse.Namespace) -> dict:
     """Measure, print the table, write the files; return the summary dict."""
     _check_args(args)
@@ -132,97 +225,22 @@ def run(args: argparse.Namespace) -> dict:
     names = args.estimator or list(case.estimators)
     train = args.train_estimator or TRAIN_ESTIMATOR[args.model]
 
-    # ---- fixed points -----------------------------------------------------------------------
-    table = {}
-    for point in ("start", "optimum"):
-        case.move_to(point)
-        for name in names:
-            moments = gradient_moments(
-                case.model,
-                case.guides[name],
-                case.elbo(name, args.particles),
-                *case.args,
-                num_draws=args.draws,
-                seed=args.seed,
-                **case.kwargs,
-            )
-            table[(point, name)] = {
-                "total_variance": moments.total_variance(),
-                "guide_variance": moments.total_variance("guide."),
-                "snr": moments.overall_snr(),
-                "seconds_per_draw": moments.seconds,
-                "parameters": {
-                    k: {
-                        "mean_norm": moments.mean[k].norm().item(),
-                        "total_variance": moments.variance[k].sum().item(),
-                        "snr": snr,
-                    }
-                    for k, snr in moments.parameter_snr().items()
-                },
-            }
-
-    # ---- along an SVI run -------------------------------------------------------------------
-    case.move_to("start")
-    lr = args.lr or case.lr
-    trace_run = variance_along_run(
-        case.model,
-        case.guide,
-        case.elbo(train, args.particles),
-        {name: case.elbo(name, args.particles) for name in names},
-        *case.args,
-        num_steps=args.steps or case.steps,
-        every=args.every,
-        num_draws=max(2, args.draws // 2),
-        lr=lr,
-        lr_final=args.lr_final or (case.lr_final if args.lr is None else lr),
-        seed=args.seed,
-        progress=not args.quiet,
-        guides=case.guides,
-        **case.kwargs,
-    )
-
+    fixed_points = _at_fixed_points(case, names, args)
+    trace_run = _along_run(case, names, train, args)
     summary = {
         "model": args.model,
         "draws": args.draws,
         "particles": args.particles,
-        "fixed_points": {
-            point: {name: table[(point, name)] for name in names} for point in ("start", "optimum")
-        },
+        "fixed_points": fixed_points,
         "along_run": {
             "train_estimator": train,
+            "num_steps": trace_run.fit.num_steps,
             "steps": trace_run.steps,
             "total_variance": trace_run.total_variance,
             "elbo_history": trace_run.fit.elbo_history.tolist(),
         },
     }
-
-    rows = [
-        ["point", "estimator", "variance (all)", "vs trace", "variance (q)", "vs trace", "SNR",
-         "ms / draw"]
-    ]  # fmt: skip
-    for point in ("start", "optimum"):
-        reference = table.get((point, "trace"))
-
-        def ratio(t, key, reference=reference):
-            return f"{t[key] / reference[key]:.3g}" if reference and reference[key] else "-"
-
-        for name in names:
-            t = table[(point, name)]
-            rows.append(
-                [point, name, f"{t['total_variance']:.4g}", ratio(t, "total_variance"),
-                 f"{t['guide_variance']:.4g}", ratio(t, "guide_variance"), f"{t['snr']:.3g}",
-                 f"{1e3 * t['seconds_per_draw']:.2f}"]
-            )  # fmt: skip
-    print(
-        f"Gradient variance, --model {args.model}: {args.draws} draws x {args.particles} "
-        "particle(s) at each point"
-    )
-    print(format_table(rows))
-    last = {name: values[-1] for name, values in trace_run.total_variance.items()}
-    print(
-        f"after {trace_run.fit.num_steps} SVI steps ({train}): "
-        + ", ".join(f"{name} {value:.3g}" for name, value in last.items())
-    )
+    _print_report(summary)
 
     from vilab.gradvar.plots import plot_variance_along_run  # matplotlib: lazily
 
