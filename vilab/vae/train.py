@@ -154,19 +154,7 @@ def train_vae(
         ValueError: bad arguments, or a checkpoint that is missing or from another config.
         FloatingPointError: the loss became NaN or infinite (the last checkpoint is kept).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if (
-        train_images.dim() != 2
-        or test_images.dim() != 2
-        or train_images.shape[1] != test_images.shape[1]
-    ):
-        raise ValueError(
-            f"images must be (N, D) and (M, D), got {tuple(train_images.shape)} and "
-            f"{tuple(test_images.shape)}"
-        )
-    if resume and checkpoint is None:
-        raise ValueError("resume needs a checkpoint file")
+    _check_arguments(train_images, test_images, epochs, checkpoint, resume)
     device = torch.device(device)
     dtype = train_images.dtype
     N, D = train_images.shape
@@ -187,45 +175,15 @@ def train_vae(
     # the test set is binarised once, the same way every run (a fixed stochastic one for "sample")
     test_gen = torch.Generator().manual_seed(config.seed + 1)
     test_x = binarize(test_images, config.binarize, test_gen).to(device)
-
     if resume:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise ValueError(f"--resume: no checkpoint at {str(path)!r}")
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["config"] != dataclasses.asdict(config) or state["data"] != data_id:
-            raise ValueError(
-                f"--resume: checkpoint {str(path)!r} is from another run "
-                f"(config {state['config']}, data {state['data']}); give the same flags"
-            )
-        model.load_state_dict(state["model"])
-        guide.load_state_dict(state["guide"])
-        step.optimizer.load_state_dict(state["optimizer"])
-        history = [EpochRecord(*r) for r in state["history"]]
-        _set_rng_state(state["rng"], gen)
+        history = _resume(Path(checkpoint), config, data_id, model, guide, step, gen, device)
 
-    B = config.batch_size
-    num_batches = math.ceil(N / B)
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.perf_counter()
         perm = torch.randperm(N, generator=gen)
         images = fixed_train if fixed_train is not None else binarize(train_images, "sample", gen)
-        total = 0.0
-        bar = tqdm(range(num_batches), desc=f"epoch {epoch}/{epochs}", disable=not progress,
-                   leave=False, mininterval=0.5)  # fmt: skip
-        with pyro.validation_enabled(False):
-            for b in bar:
-                x = images[perm[b * B : (b + 1) * B]].to(device, non_blocking=True)
-                try:
-                    total += step(x)
-                except FloatingPointError as err:
-                    kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
-                    raise FloatingPointError(
-                        f"{err} at epoch {epoch}, batch {b + 1}/{num_batches}{kept}; "
-                        "try a lower --lr"
-                    ) from None
-                if progress and b % 50 == 0:
-                    bar.set_postfix(loss=f"{total / min(N, (b + 1) * B):.2f}", refresh=False)
+        batches = [perm[b : b + config.batch_size] for b in range(0, N, config.batch_size)]
+        total = _run_epoch(step, images, batches, (epoch, epochs), device, checkpoint, progress)
         seconds = time.perf_counter() - start
         eval_gen = torch.Generator(device=device).manual_seed(config.seed + 2 + epoch)
         test_nelbo = negative_elbo(model, guide, test_x, eval_gen).mean().item()
@@ -247,3 +205,64 @@ def train_vae(
         if on_epoch is not None:
             on_epoch(record, model, guide)
     return VAEResult(model, guide, history, test_x)
+
+
+def _check_arguments(train_images, test_images, epochs, checkpoint, resume) -> None:
+    """Raise ValueError, naming the argument, before any work."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if (
+        train_images.dim() != 2
+        or test_images.dim() != 2
+        or train_images.shape[1] != test_images.shape[1]
+    ):
+        raise ValueError(
+            f"images must be (N, D) and (M, D), got {tuple(train_images.shape)} and "
+            f"{tuple(test_images.shape)}"
+        )
+    if resume and checkpoint is None:
+        raise ValueError("resume needs a checkpoint file")
+
+
+def _resume(path: Path, config, data_id, model, guide, step, gen, device) -> list[EpochRecord]:
+    """Load the weights, Adam's state and the random states of the run that wrote ``path``;
+    return its history. Refuses a missing file or one from another config or data."""
+    if not path.is_file():
+        raise ValueError(f"--resume: no checkpoint at {str(path)!r}")
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["config"] != dataclasses.asdict(config) or state["data"] != data_id:
+        raise ValueError(
+            f"--resume: checkpoint {str(path)!r} is from another run "
+            f"(config {state['config']}, data {state['data']}); give the same flags"
+        )
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    step.optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], gen)
+    return [EpochRecord(*r) for r in state["history"]]
+
+
+def _run_epoch(step, images, batches, epoch_of, device, checkpoint, progress) -> float:
+    """One SVI step per minibatch ``images[index]`` for each index tensor of ``batches``;
+    returns the summed loss.
+
+    ``epoch_of``: (this epoch, the last one), for the progress bar. A NaN or infinite loss
+    raises FloatingPointError naming the epoch, the batch and the last good checkpoint."""
+    total, seen = 0.0, 0
+    epoch, epochs = epoch_of
+    bar = tqdm(
+        batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False, mininterval=0.5
+    )
+    with pyro.validation_enabled(False):
+        for b, index in enumerate(bar):
+            seen += index.shape[0]
+            try:
+                total += step(images[index].to(device, non_blocking=True))
+            except FloatingPointError as err:
+                kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
+                raise FloatingPointError(
+                    f"{err} at epoch {epoch}, batch {b + 1}/{len(batches)}{kept}; try a lower --lr"
+                ) from None
+            if progress and b % 50 == 0:
+                bar.set_postfix(loss=f"{total / seen:.2f}", refresh=False)
+    return total
