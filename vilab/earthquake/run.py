@@ -50,6 +50,17 @@ def _pair(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vilab earthquake`` (shared by ``examples/earthquake.py``)."""
+    _add_data_arguments(parser)
+    _add_model_arguments(parser)
+    _add_fit_arguments(parser)
+    add_output_arguments(
+        parser, "earthquake", "elbo_trace.png, map.png and summary.json",
+        "simulation, k-means++ and SVI",
+    )  # fmt: skip
+    diagnostics.add_arguments(parser)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: a catalog simulated from the model)")
     data.add_argument("--data", metavar="CSV", help="earthquake catalog (CSV with a header row)")
     data.add_argument(
@@ -80,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip rows with missing or out-of-range values instead of stopping",
     )
 
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model_ = parser.add_argument_group("model (locations in degrees)")
     model_.add_argument("--k", type=int, default=3, help="number of clusters K (default 3)")
     model_.add_argument(
@@ -114,6 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Gamma prior rate of the Poisson rates (default 0.1: mean 10)",
     )
 
+
+def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit = parser.add_argument_group("fitting")
     fit.add_argument("--max-iter", type=int, default=500, help="CAVI sweeps per restart (500)")
     fit.add_argument(
@@ -156,12 +171,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="events per SVI step (minibatch SVI; default: all events)",
     )
-
-    add_output_arguments(
-        parser, "earthquake", "elbo_trace.png, map.png and summary.json",
-        "simulation, k-means++ and SVI",
-    )  # fmt: skip
-    diagnostics.add_arguments(parser)
 
 
 def _check_args(args) -> None:

@@ -101,6 +101,41 @@ def _check_args(args) -> None:
         )
 
 
+def _evaluate(model, guide, test_x, history, args, device) -> dict:
+    """The trained model on the test set: -ELBO (closed-form KL) and the IWAE estimate of
+    log p(x) with ``--iwae-samples``, each a mean over images with its standard error."""
+    gen = torch.Generator(device=device).manual_seed(args.seed + 10_000)
+    iwae = importance_weighted_bound(model, guide, test_x, args.iwae_samples, gen)
+    nelbo = negative_elbo(model, guide, test_x, gen)
+    n = test_x.shape[0]
+
+    def se(t):
+        return (t.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+
+    return {
+        "train_loss": history[-1].train_loss,
+        "test_nelbo": nelbo.mean().item(),
+        "test_nelbo_se": se(nelbo),
+        "iwae_samples": args.iwae_samples,
+        "test_log_likelihood_iwae": iwae.mean().item(),
+        "test_log_likelihood_iwae_se": se(iwae),
+        "mean_seconds_per_epoch": sum(r.seconds for r in history) / len(history),
+    }
+
+
+def _print_report(f: dict) -> None:
+    """-ELBO, -log p(x) by IWAE, and their gap, per test image."""
+    gap = f["test_nelbo"] + f["test_log_likelihood_iwae"]
+    rows = [
+        ["test set (nats per image)", "value", "s.e."],
+        ["-ELBO", f"{f['test_nelbo']:.2f}", f"{f['test_nelbo_se']:.2f}"],
+        [f"-log p(x), IWAE k={f['iwae_samples']}", f"{-f['test_log_likelihood_iwae']:.2f}",
+         f"{f['test_log_likelihood_iwae_se']:.2f}"],
+        ["-ELBO minus IWAE (>= 0 in expectation)", f"{gap:.2f}", ""],
+    ]  # fmt: skip
+    print(format_table(rows))
+
+
 def run(args: argparse.Namespace) -> dict:
     """Train, evaluate, print, write the files; return the summary dict."""
     _check_args(args)
@@ -143,46 +178,21 @@ def run(args: argparse.Namespace) -> dict:
         on_epoch=report,
     )
     model, guide = result.model.eval(), result.guide.eval()
-    gen = torch.Generator(device=device).manual_seed(args.seed + 10_000)
     test_x = result.test_images
-    iwae = importance_weighted_bound(model, guide, test_x, args.iwae_samples, gen)
-    nelbo = negative_elbo(model, guide, test_x, gen)
-    n = test_x.shape[0]
-    se = lambda t: (t.std() / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
-    last = result.history[-1]
     summary = {
         "config": {**dataclasses.asdict(config), "epochs": args.epochs},
         "data": {
             "source": data.source,
             "md5_verified": data.md5_verified,
             "num_train": train_images.shape[0],
-            "num_test": n,
+            "num_test": test_x.shape[0],
         },
         "device": str(device),
         "history": [r._asdict() for r in result.history],
-        "final": {
-            "train_loss": last.train_loss,
-            "test_nelbo": nelbo.mean().item(),
-            "test_nelbo_se": se(nelbo),
-            "iwae_samples": args.iwae_samples,
-            "test_log_likelihood_iwae": iwae.mean().item(),
-            "test_log_likelihood_iwae_se": se(iwae),
-            "mean_seconds_per_epoch": sum(r.seconds for r in result.history) / len(result.history),
-        },
+        "final": _evaluate(model, guide, test_x, result.history, args, device),
     }
     f = summary["final"]
-    gap = f["test_nelbo"] + f["test_log_likelihood_iwae"]
-    rows = [
-        ["test set (nats per image)", "value", "s.e."],
-        ["-ELBO", f"{f['test_nelbo']:.2f}", f"{f['test_nelbo_se']:.2f}"],
-        [
-            f"-log p(x), IWAE k={args.iwae_samples}",
-            f"{-f['test_log_likelihood_iwae']:.2f}",
-            f"{f['test_log_likelihood_iwae_se']:.2f}",
-        ],
-        ["-ELBO minus IWAE (>= 0 in expectation)", f"{gap:.2f}", ""],
-    ]
-    print(format_table(rows))
+    _print_report(f)
 
     from vilab.vae.plots import plot_learning_curves, plot_reconstructions, plot_samples
 
