@@ -14,93 +14,28 @@ Names:
     ``stl``        :class:`StickingTheLanding`: the path-derivative estimator of Roeder, Wu &
                    Duvenaud (2017) on top of ``trace`` (default) or ``enum`` (``base="enum"``).
 
-The path-derivative ("sticking the landing") estimator. With z = t(eps, phi), the total
-derivative of the ELBO integrand splits (Roeder et al. 2017, Eq. 5)::
-
-    d/dphi [log p(x, z) - log q_phi(z)]
-        = (d/dz [log p(x, z) - log q_phi(z)]) dt/dphi      (path derivative)
-          - d/dphi log q_phi(z) |_{z fixed}                 (score function)
-
-The score term has expectation zero, E_q[grad_phi log q_phi(z)] = 0, but not variance zero;
-``Trace_ELBO`` keeps it. STL drops it by evaluating log q with the variational parameters
-stopped (``pyro.distributions.util.detach``) while the sample keeps its pathwise gradient. The
-estimate stays unbiased, and when q equals the exact posterior, log p(x, z) - log q(z) is
-constant in z, so the path derivative is zero for every eps: the gradient has zero variance.
-Far from the posterior it can have *more* variance than ``Trace_ELBO`` (the two terms can
-partly cancel); see ``vilab gradvar``.
+The path-derivative ("sticking the landing") estimator keeps, of the total derivative of
+log p(x, z) - log q_phi(z) at z = t(eps, phi), the path term only and drops the score term
+-d/dphi log q_phi(z)|_{z fixed} (mean zero, variance not). It is unbiased, and when q equals the
+exact posterior every gradient draw is exactly zero. Far from the posterior it can have *more*
+variance than ``Trace_ELBO`` (the two terms can partly cancel); see ``vilab gradvar``. How it is
+built for any guide (hand-written, autoguides, messenger autoguides), and which guides it
+refuses: :mod:`inference.stl`.
 
 Only reparameterisable, non-enumerated guide sites are changed; others keep their score-function
 term (``Trace_ELBO``) or their exact enumeration (``TraceEnum_ELBO``). The reported loss is the
-ordinary -ELBO estimate (the log-densities' values are unchanged); only the gradient differs.
+ordinary -ELBO estimate, identical to the base estimator's at the same seed; only the gradient
+differs.
 """
 
 from __future__ import annotations
 
-import functools
-
 import pyro.infer
 import torch
-from pyro.distributions import TorchDistribution
-from pyro.distributions.util import detach
-from pyro.poutine.messenger import Messenger
+
+from inference.stl import path_derivative_guide
 
 __all__ = ["ESTIMATORS", "StickingTheLanding", "get_elbo"]
-
-
-class _PathDerivative(TorchDistribution):
-    """``base`` for sampling (``rsample`` keeps the pathwise gradient), but ``log_prob``
-    evaluated with ``base``'s parameters detached: log q_{stop_grad(phi)}(z)."""
-
-    arg_constraints = {}
-    has_rsample = True
-
-    def __init__(self, base: TorchDistribution) -> None:
-        self.base_dist = base
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):
-        return self.base_dist.support
-
-    def rsample(self, sample_shape=()):
-        return self.base_dist.rsample(sample_shape)
-
-    def sample(self, sample_shape=()):
-        return self.base_dist.sample(sample_shape)
-
-    def log_prob(self, value):
-        return detach(self.base_dist).log_prob(value)
-
-    def expand(self, batch_shape, _instance=None):
-        return _PathDerivative(self.base_dist.expand(batch_shape))
-
-    @property
-    def mean(self):
-        return self.base_dist.mean
-
-    @property
-    def variance(self):
-        return self.base_dist.variance
-
-
-class _PathDerivativeMessenger(Messenger):
-    """Wraps every reparameterisable, unobserved, non-enumerated sample site in
-    :class:`_PathDerivative`."""
-
-    def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["infer"].get("enumerate") is not None:
-            return
-        if getattr(msg["fn"], "has_rsample", False):
-            msg["fn"] = _PathDerivative(msg["fn"])
-
-
-def _path_derivative_guide(guide):
-    @functools.wraps(guide)
-    def wrapped(*args, **kwargs):
-        with _PathDerivativeMessenger():
-            return guide(*args, **kwargs)
-
-    return wrapped
 
 
 _STL_BASES = {"trace": pyro.infer.Trace_ELBO, "enum": pyro.infer.TraceEnum_ELBO}
@@ -141,19 +76,19 @@ class StickingTheLanding(pyro.infer.ELBO):
         self.base = _STL_BASES[base](**kwargs)
 
     def _get_trace(self, model, guide, args, kwargs):
-        return self.base._get_trace(model, _path_derivative_guide(guide), args, kwargs)
+        return self.base._get_trace(model, path_derivative_guide(guide), args, kwargs)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """-ELBO estimate (a float), exactly as the base estimator's."""
-        return self.base.loss(model, _path_derivative_guide(guide), *args, **kwargs)
+        """-ELBO estimate (a float): the base estimator's, which STL's value equals exactly."""
+        return self.base.loss(model, guide, *args, **kwargs)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """-ELBO estimate whose gradient is the path-derivative gradient."""
-        return self.base.differentiable_loss(model, _path_derivative_guide(guide), *args, **kwargs)
+        return self.base.differentiable_loss(model, path_derivative_guide(guide), *args, **kwargs)
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """As :meth:`loss`, and accumulates the path-derivative gradient into the params."""
-        return self.base.loss_and_grads(model, _path_derivative_guide(guide), *args, **kwargs)
+        return self.base.loss_and_grads(model, path_derivative_guide(guide), *args, **kwargs)
 
 
 ESTIMATORS = {

@@ -1,0 +1,222 @@
+r"""The path-derivative ("sticking the landing") estimator for any Pyro guide.
+
+Roeder, Wu & Duvenaud (2017), "Sticking the Landing: Simple, Lower-Variance Gradient Estimators
+for Variational Inference", Eq. 5 and Sec. 3. With z = t(eps, phi) the total derivative of the
+ELBO integrand splits into a path term and a score term::
+
+    d/dphi [log p(x, z) - log q_phi(z)]
+        = (d/dz [log p(x, z) - log q_phi(z)]) dt/dphi          (path derivative)
+          - d/dphi log q_phi(z) |_{z fixed}                    (score term, mean 0)
+
+STL keeps the path derivative only: grad_phi [log p(x, z) - log q_{stop(phi)}(z)], with every
+dependence of log q on the *sample* kept (Jacobians of constraining transforms, upstream samples
+of a structured guide, an encoder's inputs) and only the variational parameters stopped.
+
+How, for any guide program (hand-written, autoguide, messenger autoguide):
+
+1. The guide runs once as usual, drawing z with its pathwise gradient (``pass 1``).
+2. It runs again, hidden from the ELBO (``poutine.block``), with *every* sample site replayed
+   at its pass-1 value *detached* (``pass 2``). Each reparameterised site's log density there,
+   ``partial = log q_phi(stop(z))``, depends on phi only directly, so its gradient is exactly the
+   score term ``d/dphi log q_phi(z)|_{z fixed}``. At a ``Delta`` site (how autoguides emit a
+   constrained latent) the replayed log density is the Delta's ``log_density`` (the log-Jacobian
+   of the transform at the replayed unconstrained value), so the Jacobian's dependence on the
+   sample stays in pass 1 and is not cut.
+3. Each reparameterised guide site's log density becomes
+   ``log q - (partial - stop(partial))``: the same value, gradient = total - score = path.
+
+The loss value is therefore identical to the base estimator's at the same seed (pass 2 draws
+no random numbers), and at the exact posterior log p(x, z) - log q(z) is constant in z, so
+every STL gradient draw is zero.
+
+Not supported, refused with a ValueError naming the site: guides that emit a latent as a
+``Delta`` whose value moves with phi *given* upstream random draws (AutoGaussian,
+AutoStructured: z = loc + scale * eps with eps drawn first). Their program never evaluates
+q at a fixed z (that would need the inverse of the map), so "holding the samples fixed" holds
+eps, not z, and the gradient would be biased. A ``Delta`` that moves with phi but is fed by no
+random draw is a point mass (AutoDelta, AutoLaplaceApproximation's MAP stage): it has no score
+term, and STL's gradient there equals Trace_ELBO's exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pyro.poutine as poutine
+import torch
+from pyro.distributions import Delta, TorchDistribution
+from pyro.poutine.guide import GuideMessenger
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+__all__ = ["path_derivative_guide"]
+
+
+class _Partial:
+    """Holds ``log q_phi(stop(z))`` of one site, filled in after the guide has run."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = None
+
+
+class _PathDerivative(TorchDistribution):
+    """``base`` for sampling (``rsample`` keeps the pathwise gradient); its ``log_prob`` has
+    base's value and the gradient of base's log density minus the score term held by
+    ``partial``: ``base.log_prob(z) - (partial - stop(partial))``."""
+
+    arg_constraints = {}
+    has_rsample = True
+
+    def __init__(self, base: TorchDistribution, partial: _Partial) -> None:
+        self.base_dist, self.partial = base, partial
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base_dist.support
+
+    def rsample(self, sample_shape=()):
+        return self.base_dist.rsample(sample_shape)
+
+    def sample(self, sample_shape=()):
+        return self.base_dist.sample(sample_shape)
+
+    def log_prob(self, value):
+        log_q = self.base_dist.log_prob(value)
+        score = self.partial.value
+        if score is None:  # asked before the guide finished (e.g. inside the guide itself)
+            return log_q
+        return log_q - (score - score.detach())
+
+    def expand(self, batch_shape, _instance=None):
+        return _PathDerivative(self.base_dist.expand(batch_shape), self.partial)
+
+    @property
+    def mean(self):
+        return self.base_dist.mean
+
+    @property
+    def variance(self):
+        return self.base_dist.variance
+
+
+class _Recorder(Messenger):
+    """Pass 1: wraps each unobserved, reparameterised, non-enumerated guide site in
+    :class:`_PathDerivative`, and records every sample value (detached) for the replay and
+    which of them are continuous random draws (not a Delta, not a subsample, not enumerated)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trace = poutine.Trace()
+        self.partials: dict[str, _Partial] = {}
+        self.draws: list[str] = []
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["is_observed"] or site_is_subsample(msg):
+            return
+        if msg["infer"].get("enumerate") is not None or not getattr(msg["fn"], "has_rsample", 0):
+            return
+        self.partials[msg["name"]] = _Partial()
+        msg["fn"] = _PathDerivative(msg["fn"], self.partials[msg["name"]])
+
+    def _pyro_post_sample(self, msg) -> None:
+        if msg["is_observed"]:
+            return
+        value = msg["value"]
+        self.trace.add_node(
+            msg["name"], type="sample", is_observed=False, value=value.detach(),
+            infer=msg["infer"],
+        )  # fmt: skip
+        fn = msg["fn"].base_dist if isinstance(msg["fn"], _PathDerivative) else msg["fn"]
+        enumerated = msg["infer"].get("enumerate") is not None
+        point = isinstance(fn, Delta) or site_is_subsample(msg) or enumerated
+        if not point and value.is_floating_point():
+            self.draws.append(msg["name"])
+
+
+def _replay_detached(guide, trace: poutine.Trace, args, kwargs) -> poutine.Trace:
+    """The guide at the values of ``trace``, hidden from every outer handler."""
+    replayed = poutine.replay(guide, trace=trace)
+    messenger = poutine.unwrap(guide)
+    with poutine.block():
+        if isinstance(messenger, GuideMessenger):  # it traces itself; keep pass 1's trace
+            kept = messenger.trace
+            try:
+                replayed(*args, **kwargs)
+                return messenger.trace
+            finally:
+                messenger.trace = kept
+        return poutine.trace(replayed).get_trace(*args, **kwargs)
+
+
+def _check_point_masses(recorder: _Recorder, replay: poutine.Trace, guide, args, kwargs):
+    """Refuse a Delta whose value moves with phi at fixed upstream values (found in the replay)
+    when it is also a function of a random draw: a pushforward z = g_phi(eps), not a point mass.
+
+    Only when such a Delta exists (AutoDelta, AutoLaplaceApproximation, AutoGaussian,
+    AutoStructured) does the guide run a third time, with the draws as leaves that require grad.
+    """
+    moving = [
+        name
+        for name in recorder.partials
+        if isinstance(fn := replay.nodes[name]["fn"], Delta) and fn.v.requires_grad
+    ]
+    if not moving or not recorder.draws:
+        return
+    probe = recorder.trace.copy()
+    leaves = []
+    for name in recorder.draws:
+        site = probe.nodes[name] = dict(probe.nodes[name])
+        site["value"] = site["value"].detach().requires_grad_()
+        leaves.append(site["value"])
+    probed = _replay_detached(guide, probe, args, kwargs)
+    for name in moving:
+        value = probed.nodes[name]["fn"].v
+        fed = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+        if any(g is not None for g in fed):
+            raise ValueError(
+                f"estimator 'stl' cannot support guide {type(poutine.unwrap(guide)).__name__} "
+                f"at site {name!r}: the guide emits it as a Delta whose value is a "
+                "parameter-dependent function of an earlier random draw (z = loc + scale * eps), "
+                "so its program never evaluates q at a fixed z and the path derivative cannot be "
+                "separated from the score term. Use 'trace', or a guide that samples the latent "
+                "from a parametric distribution (AutoNormal, AutoMultivariateNormal, "
+                "AutoLowRankMultivariateNormal, AutoIAFNormal, AutoNormalMessenger, ...)"
+            )
+
+
+def _score_term(fn, value) -> torch.Tensor:
+    """log q_phi at the held value: a Delta's log_density (the Jacobian at the held upstream
+    value; the value itself is held, so its equality test is left out), else log_prob."""
+    if isinstance(fn, Delta):
+        return fn.log_density.expand(value.shape[: value.dim() - fn.event_dim])
+    return fn.log_prob(value)
+
+
+def _run(guide, *args, **kwargs):
+    recorder = _Recorder()
+    with recorder:
+        result = guide(*args, **kwargs)
+    if recorder.partials and torch.is_grad_enabled():
+        replay = _replay_detached(guide, recorder.trace, args, kwargs)
+        _check_point_masses(recorder, replay, guide, args, kwargs)
+        for name, partial in recorder.partials.items():
+            site = replay.nodes[name]
+            partial.value = _score_term(site["fn"], site["value"])
+    return result
+
+
+def path_derivative_guide(guide):
+    """``guide`` with each reparameterised site's log density carrying the STL gradient.
+
+    The wrapper is a ``functools.partial`` of the form Pyro's ``poutine.unwrap`` sees through,
+    so a :class:`~pyro.poutine.guide.GuideMessenger` (AutoNormalMessenger, ...) is still
+    dispatched as one by the ELBO (its model runs inside it; its traces come from it).
+    """
+    return functools.partial(_call, _run, guide)
+
+
+def _call(run, guide, *args, **kwargs):
+    return run(guide, *args, **kwargs)
