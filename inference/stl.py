@@ -109,7 +109,7 @@ class _Recorder(Messenger):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trace = poutine.Trace()
+        self.values: dict[str, torch.Tensor] = {}
         self.partials: dict[str, _Partial] = {}
         self.draws: list[str] = []
 
@@ -125,10 +125,7 @@ class _Recorder(Messenger):
         if msg["is_observed"]:
             return
         value = msg["value"]
-        self.trace.add_node(
-            msg["name"], type="sample", is_observed=False, value=value.detach(),
-            infer=msg["infer"],
-        )  # fmt: skip
+        self.values[msg["name"]] = value.detach()
         fn = msg["fn"].base_dist if isinstance(msg["fn"], _PathDerivative) else msg["fn"]
         enumerated = msg["infer"].get("enumerate") is not None
         point = isinstance(fn, Delta) or site_is_subsample(msg) or enumerated
@@ -136,19 +133,32 @@ class _Recorder(Messenger):
             self.draws.append(msg["name"])
 
 
-def _replay_detached(guide, trace: poutine.Trace, args, kwargs) -> poutine.Trace:
-    """The guide at the values of ``trace``, hidden from every outer handler."""
-    replayed = poutine.replay(guide, trace=trace)
+class _Hold(Messenger):
+    """Pass 2: every recorded sample site takes its recorded value. Unlike ``poutine.replay``
+    it leaves the site's ``infer`` alone (a GuideMessenger keeps the prior it stores there)."""
+
+    def __init__(self, values: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.values = values
+
+    def _pyro_sample(self, msg) -> None:
+        if not msg["is_observed"] and msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+            msg["done"] = True
+
+
+def _replay_detached(guide, values: dict, args, kwargs) -> poutine.Trace:
+    """The guide with its sample sites held at ``values``, hidden from every outer handler."""
     messenger = poutine.unwrap(guide)
-    with poutine.block():
+    with poutine.block(), _Hold(values):
         if isinstance(messenger, GuideMessenger):  # it traces itself; keep pass 1's trace
             kept = messenger.trace
             try:
-                replayed(*args, **kwargs)
+                guide(*args, **kwargs)
                 return messenger.trace
             finally:
                 messenger.trace = kept
-        return poutine.trace(replayed).get_trace(*args, **kwargs)
+        return poutine.trace(guide).get_trace(*args, **kwargs)
 
 
 def _check_point_masses(recorder: _Recorder, replay: poutine.Trace, guide, args, kwargs):
@@ -165,16 +175,11 @@ def _check_point_masses(recorder: _Recorder, replay: poutine.Trace, guide, args,
     ]
     if not moving or not recorder.draws:
         return
-    probe = recorder.trace.copy()
-    leaves = []
-    for name in recorder.draws:
-        site = probe.nodes[name] = dict(probe.nodes[name])
-        site["value"] = site["value"].detach().requires_grad_()
-        leaves.append(site["value"])
-    probed = _replay_detached(guide, probe, args, kwargs)
+    leaves = {name: recorder.values[name].detach().requires_grad_() for name in recorder.draws}
+    probed = _replay_detached(guide, {**recorder.values, **leaves}, args, kwargs)
     for name in moving:
         value = probed.nodes[name]["fn"].v
-        fed = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+        fed = torch.autograd.grad(value.sum(), list(leaves.values()), allow_unused=True)
         if any(g is not None for g in fed):
             raise ValueError(
                 f"estimator 'stl' cannot support guide {type(poutine.unwrap(guide)).__name__} "
@@ -200,7 +205,7 @@ def _run(guide, *args, **kwargs):
     with recorder:
         result = guide(*args, **kwargs)
     if recorder.partials and torch.is_grad_enabled():
-        replay = _replay_detached(guide, recorder.trace, args, kwargs)
+        replay = _replay_detached(guide, recorder.values, args, kwargs)
         _check_point_masses(recorder, replay, guide, args, kwargs)
         for name, partial in recorder.partials.items():
             site = replay.nodes[name]

@@ -66,6 +66,15 @@ def eight_schools(y, sigma):
         pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
 
 
+def eight_schools_subsampled(y, sigma):
+    """The centred model with minibatches of 4 schools (likelihood and theta scaled by 8/4)."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", y.shape[0], subsample_size=4) as idx:
+        theta = pyro.sample("theta", dist.Normal(mu, tau))
+        pyro.sample("obs", dist.Normal(theta, sigma[idx]), obs=y[idx])
+
+
 def lkj_cholesky(x):
     L = pyro.sample("L", dist.LKJCholesky(3, torch.tensor(1.5, dtype=x.dtype)))
     with pyro.plate("data", x.shape[0]):
@@ -121,12 +130,21 @@ MODELS = {
     "lognormal": lambda: (lognormal, (torch.tensor(1.2, dtype=torch.float64),), 0),
     "gamma_poisson": lambda: (
         gamma_poisson,
-        (_data(1, lambda g: torch.poisson(torch.full((20,), 3.0, dtype=torch.float64), generator=g)),),
+        (
+            _data(
+                1, lambda g: torch.poisson(torch.full((20,), 3.0, dtype=torch.float64), generator=g)
+            ),
+        ),
         1,
     ),
     "beta_bernoulli": lambda: (
         beta_bernoulli,
-        (_data(2, lambda g: torch.bernoulli(torch.full((25,), 0.3, dtype=torch.float64), generator=g)),),
+        (
+            _data(
+                2,
+                lambda g: torch.bernoulli(torch.full((25,), 0.3, dtype=torch.float64), generator=g),
+            ),
+        ),
         1,
     ),
     "dirichlet_categorical": lambda: (
@@ -142,6 +160,11 @@ MODELS = {
         1,
     ),
     "eight_schools": lambda: (eight_schools, (EIGHT_SCHOOLS_Y, EIGHT_SCHOOLS_SIGMA), 1),
+    "eight_schools_subsampled": lambda: (
+        eight_schools_subsampled,
+        (EIGHT_SCHOOLS_Y, EIGHT_SCHOOLS_SIGMA),
+        1,
+    ),
     "lkj_cholesky": lambda: (lkj_cholesky, _data(4, _lkj_data), 1),
     "bayesian_regression": lambda: (BayesianRegression(3), _data(5, _regression_data), 1),
     "gmm": lambda: (
@@ -161,33 +184,78 @@ def _without_enumerated(model):
 
 
 def _list_guide(model):
-    """AutoGuideList: the first latent by AutoDelta, the rest by AutoNormal."""
+    """AutoGuideList: the first latent by AutoNormal, the others by AutoDelta (a point mass
+    after a random draw, which STL must not mistake for a pushforward)."""
     first = next(
         name
         for name, site in poutine.trace(model).get_trace(*_ARGS[0]).nodes.items()
         if site["type"] == "sample" and not site["is_observed"]
     )
     guide = autoguide.AutoGuideList(model)
-    guide.append(autoguide.AutoDelta(poutine.block(model, expose=[first])))
-    guide.append(autoguide.AutoNormal(poutine.block(model, hide=[first])))
+    guide.append(autoguide.AutoNormal(poutine.block(model, expose=[first])))
+    guide.append(autoguide.AutoDelta(poutine.block(model, hide=[first])))
     return guide
 
 
-_ARGS = [()]  # the args of the model being built (AutoGuideList needs a trace to split it)
+_ARGS = [()]
+_median = (
+    autoguide.init_to_median
+)  # the args of the model being built (AutoGuideList needs a trace to split it)
 
 GUIDES = {
     "AutoNormal": autoguide.AutoNormal,
     "AutoDiagonalNormal": autoguide.AutoDiagonalNormal,
     "AutoMultivariateNormal": autoguide.AutoMultivariateNormal,
     "AutoLowRankMultivariateNormal": lambda m: autoguide.AutoLowRankMultivariateNormal(m, rank=2),
-    "AutoIAFNormal": lambda m: autoguide.AutoIAFNormal(m, num_transforms=1, hidden_dim=[6]),
-    "AutoNormalMessenger": autoguide.AutoNormalMessenger,
-    "AutoHierarchicalNormalMessenger": autoguide.AutoHierarchicalNormalMessenger,
-    "AutoRegressiveMessenger": autoguide.AutoRegressiveMessenger,
+    "AutoIAFNormal": lambda m: autoguide.AutoIAFNormal(m, num_transforms=1),
+    # messenger guides start at the prior mean by default: infinite for a HalfCauchy
+    "AutoNormalMessenger": lambda m: autoguide.AutoNormalMessenger(m, init_loc_fn=_median),
+    "AutoHierarchicalNormalMessenger": lambda m: autoguide.AutoHierarchicalNormalMessenger(
+        m, init_loc_fn=_median
+    ),
+    "AutoRegressiveMessenger": lambda m: autoguide.AutoRegressiveMessenger(m, init_loc_fn=_median),
     "AutoGuideList": _list_guide,
     "AutoDelta": autoguide.AutoDelta,
     "AutoLaplaceApproximation": autoguide.AutoLaplaceApproximation,
 }
+# combinations Pyro itself does not run (not STL's doing)
+PYRO_UNSUPPORTED = {
+    ("gmm", "AutoNormalMessenger"),  # TraceEnum_ELBO does not support GuideMessenger
+    ("gmm", "AutoHierarchicalNormalMessenger"),
+    ("gmm", "AutoRegressiveMessenger"),
+    ("lkj_cholesky", "AutoHierarchicalNormalMessenger"),  # NotImplementedError in Pyro
+    # its loc adds the prior's mean, which a HalfCauchy does not have: NaN before any step
+    ("eight_schools", "AutoHierarchicalNormalMessenger"),
+    ("eight_schools_subsampled", "AutoHierarchicalNormalMessenger"),
+}
+
+
+# models written, like Pyro's tutorials, without vectorised particles in mind
+NOT_VECTORIZABLE = ("bayesian_regression", "gmm")
+
+
+def particles(model_name: str, num: int = 8) -> dict:
+    """ELBO keyword arguments: ``num`` vectorised particles, or num / 2 in a loop for the
+    models that cannot take an extra batch dimension."""
+    if model_name in NOT_VECTORIZABLE:
+        return {"num_particles": max(1, num // 2), "vectorize_particles": False}
+    return {"num_particles": num, "vectorize_particles": True}
+
+
+def fit(model, guide, args, nesting: int, num_steps: int, elbo=None, lr: float = 0.05) -> None:
+    """Move the guide to a fitted point: ``num_steps`` of Adam on Trace_ELBO (or ``elbo``)."""
+    from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
+
+    if elbo is None:
+        cls = TraceEnum_ELBO if model is gmm else Trace_ELBO
+        name = "gmm" if model is gmm else type(model).__name__
+        kw = particles("bayesian_regression" if name == "BayesianRegression" else name)
+        elbo = cls(max_plate_nesting=nesting, **kw)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), elbo)
+    for _ in range(num_steps):
+        svi.step(*args)
+
+
 REFUSED_GUIDES = {
     "AutoStructured": autoguide.AutoStructured,
     "AutoGaussian": autoguide.AutoGaussian,
@@ -223,10 +291,12 @@ def gradient_draws(elbo, model, guide, args, num_draws: int, seed: int):
         names = names or sorted(params)
         grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
         draws.append(
-            torch.cat([
-                (g if g is not None else torch.zeros_like(params[n])).reshape(-1)
-                for n, g in zip(names, grads)
-            ])  # fmt: skip
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(params[n])).reshape(-1)
+                    for n, g in zip(names, grads)
+                ]
+            )  # fmt: skip
         )
     return torch.stack(draws), names
 
