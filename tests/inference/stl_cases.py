@@ -13,6 +13,7 @@ parameters, collected the way ``pyro.infer.SVI`` collects them (the params the l
 from __future__ import annotations
 
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -272,7 +273,9 @@ def build(model_name: str, guide_name: str, seed: int = 0):
     guide = make(_without_enumerated(model))
     if hasattr(guide, "double"):
         guide.double()
-    with poutine.block():
+    with poutine.block(), warnings.catch_warnings():
+        # Pyro's advice for a one-dimensional latent, not a fault
+        warnings.filterwarnings("ignore", "ConditionalAutoRegressiveNN input_dim = 1")
         guide(*args)  # create the parameters
     if hasattr(guide, "double"):
         guide.double()

@@ -24,7 +24,7 @@ from inference.estimators import get_elbo
 from tests.inference import stl_cases as C
 
 Z_MAX = 4.5
-DRAWS = 60
+DRAWS = {"start": 60, "fitted": 240}  # at the start STL's variance is large (see README)
 PARTICLES = 8
 
 DEFAULT_GRID = [
@@ -35,8 +35,8 @@ DEFAULT_GRID = [
     ("eight_schools", "AutoGuideList"),
     ("eight_schools_subsampled", "AutoNormal"),
     ("lkj_cholesky", "AutoNormalMessenger"),
-    ("bayesian_regression", "AutoIAFNormal"),
-    ("gmm", "AutoDiagonalNormal"),
+    ("dirichlet_categorical", "AutoIAFNormal"),
+    ("gamma_poisson", "AutoDiagonalNormal"),
     ("beta_bernoulli", "AutoRegressiveMessenger"),
 ]
 FULL_GRID = [
@@ -60,8 +60,8 @@ def _check_unbiased(model_name: str, guide_name: str) -> None:
     for point in ("start", "fitted"):
         if point == "fitted":
             C.fit(model, guide, args, nesting, num_steps=150)
-        a, _ = C.gradient_draws(stl, model, guide, args, DRAWS, seed=1)
-        b, _ = C.gradient_draws(base, model, guide, args, DRAWS, seed=2)
+        a, _ = C.gradient_draws(stl, model, guide, args, DRAWS[point], seed=1)
+        b, _ = C.gradient_draws(base, model, guide, args, DRAWS[point], seed=2)
         assert torch.isfinite(a).all() and torch.isfinite(b).all()
         z = C.max_abs(C.z_scores(a, b))
         assert z < Z_MAX, f"{model_name} / {guide_name} at the {point}: max |z| = {z:.1f}"
