@@ -15,15 +15,26 @@ The VAE uses the source's architecture (784-400-400-200) on a minibatch of 100 r
 MNIST images from ``--data-dir`` (e.g. ../shared/data/mnist); without it, random binary images
 of the same size (the timing does not depend on the pixels; the variances then mean little).
 
+Then the cost of STL on Pyro's autoguides (``--autoguides``, default on): ms per SVI step of
+``pyro.infer.SVI`` on the centred eight-schools model with Trace_ELBO and with STL, for
+AutoNormal, AutoMultivariateNormal, AutoIAFNormal and AutoNormalMessenger. STL runs each guide a
+second time (held at its draws, to read off the score term), so the ratio there is about
+1 + (guide's share of a step).
+
 Run:  python benchmarks/estimator_variance.py [--data-dir ../shared/data/mnist]
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
+import pyro
+import pyro.distributions as dist
 import torch
+from pyro.infer import SVI, autoguide
 
+from inference.estimators import get_elbo
 from inference.fit import fit_svi
 from inference.gradvar import gradient_moments
 from vilab.gradvar.cases import build_case
@@ -62,6 +73,61 @@ def _seconds_per_step(case, name: str, steps: int, repeats: int) -> float:
         if r > 0:
             best = min(best, fit.seconds / steps)
     return best
+
+
+SCHOOLS_Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+SCHOOLS_SIGMA = torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18])
+AUTOGUIDES = {
+    "AutoNormal": autoguide.AutoNormal,
+    "AutoMultivariateNormal": autoguide.AutoMultivariateNormal,
+    "AutoIAFNormal": autoguide.AutoIAFNormal,
+    "AutoNormalMessenger": lambda m: autoguide.AutoNormalMessenger(
+        m, init_loc_fn=autoguide.init_to_median
+    ),
+}
+
+
+def eight_schools(y, sigma):
+    """The centred eight-schools model (Gelman et al., BDA 5.5)."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", y.shape[0]):
+        theta = pyro.sample("theta", dist.Normal(mu, tau))
+        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+
+
+def _autoguide_ms(make, name: str, steps: int, repeats: int) -> float:
+    """Best of ``repeats`` runs of ``steps`` pyro.infer.SVI steps, in ms per step."""
+    best = float("inf")
+    for r in range(repeats + 1):  # the first run warms up
+        pyro.clear_param_store()
+        pyro.set_rng_seed(r)
+        svi = SVI(eight_schools, make(eight_schools), pyro.optim.Adam({"lr": 0.01}),
+                  get_elbo(name, max_plate_nesting=1))  # fmt: skip
+        svi.step(SCHOOLS_Y, SCHOOLS_SIGMA)  # parameters created outside the clock
+        start = time.perf_counter()
+        for _ in range(steps):
+            svi.step(SCHOOLS_Y, SCHOOLS_SIGMA)
+        if r > 0:
+            best = min(best, (time.perf_counter() - start) / steps)
+    return 1e3 * best
+
+
+def autoguide_costs(args) -> list[dict]:
+    """Trace_ELBO against STL per SVI step on eight schools, for each autoguide."""
+    rows = []
+    with pyro.validation_enabled(False):
+        for guide_name, make in AUTOGUIDES.items():
+            trace_ms = _autoguide_ms(make, "trace", args.steps, args.repeats)
+            stl_ms = _autoguide_ms(make, "stl", args.steps, args.repeats)
+            rows.append({"guide": guide_name, "trace_ms": trace_ms, "stl_ms": stl_ms,
+                         "ratio": stl_ms / trace_ms})  # fmt: skip
+    print("\nAutoguides on the centred eight-schools model (pyro.infer.SVI, one particle):")
+    print(format_table([["guide", "ms/step Trace_ELBO", "ms/step STL", "STL / Trace"]] + [
+        [r["guide"], f"{r['trace_ms']:.2f}", f"{r['stl_ms']:.2f}", f"{r['ratio']:.2f}"]
+        for r in rows
+    ]))  # fmt: skip
+    return rows
 
 
 def main(args) -> dict:
@@ -123,7 +189,10 @@ def main(args) -> dict:
         f"Time: best of {args.repeats} x {args.steps} steps, {torch.get_num_threads()} threads."
     )
     print(format_table(lines))
-    return {"rows": rows}
+    result = {"rows": rows}
+    if args.autoguides:
+        result["autoguides"] = autoguide_costs(args)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Trace_ELBO steps that define the VAE's 'optimum' (300)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
+    parser.add_argument(
+        "--no-autoguides",
+        dest="autoguides",
+        action="store_false",
+        help="skip the cost of STL on Pyro's autoguides (eight schools)",
+    )
     return parser
 
 

@@ -22,6 +22,9 @@ How, for any guide program (hand-written, autoguide, messenger autoguide):
    constrained latent) the replayed log density is the Delta's ``log_density`` (the log-Jacobian
    of the transform at the replayed unconstrained value), so the Jacobian's dependence on the
    sample stays in pass 1 and is not cut.
+   When no site's distribution depends on an earlier draw that carries a gradient (found by
+   walking the autograd graph of its parameters: mean-field guides, amortised encoders), the
+   distributions of pass 1 already are those of pass 2, and the guide is not run again.
 3. Each reparameterised guide site's log density becomes
    ``log q - (partial - stop(partial))``: the same value, gradient = total - score = path.
 
@@ -111,7 +114,10 @@ class _Recorder(Messenger):
         super().__init__()
         self.values: dict[str, torch.Tensor] = {}
         self.partials: dict[str, _Partial] = {}
+        self.fns: dict[str, TorchDistribution] = {}  # the wrapped sites' distributions
         self.draws: list[str] = []
+        self.upstream: set = set()  # autograd nodes of the draws so far that carry a gradient
+        self.entangled = False  # some site's distribution depends on such an earlier draw
 
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or site_is_subsample(msg):
@@ -127,10 +133,42 @@ class _Recorder(Messenger):
         value = msg["value"]
         self.values[msg["name"]] = value.detach()
         fn = msg["fn"].base_dist if isinstance(msg["fn"], _PathDerivative) else msg["fn"]
+        if msg["name"] in self.partials:
+            self.fns[msg["name"]] = fn
+            self.entangled = self.entangled or _reaches(_tensors_of(fn), self.upstream)
+        if value.grad_fn is not None:
+            self.upstream.add(value.grad_fn)
         enumerated = msg["infer"].get("enumerate") is not None
         point = isinstance(fn, Delta) or site_is_subsample(msg) or enumerated
         if not point and value.is_floating_point():
             self.draws.append(msg["name"])
+
+
+def _tensors_of(obj, depth: int = 3):
+    """The tensors a distribution holds: its parameters, those of a base distribution, of
+    transforms and of a Delta's log_density (a few levels of attributes deep)."""
+    for value in vars(obj).values():
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                yield item
+            elif depth > 0 and hasattr(item, "__dict__") and not isinstance(item, type):
+                yield from _tensors_of(item, depth - 1)
+
+
+def _reaches(tensors, nodes: set) -> bool:
+    """Whether the autograd graph behind ``tensors`` passes through one of ``nodes``."""
+    if not nodes:
+        return False
+    seen, stack = set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in nodes:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(n for n, _ in node.next_functions if n is not None)
+    return False
 
 
 class _Hold(Messenger):
@@ -161,18 +199,15 @@ def _replay_detached(guide, values: dict, args, kwargs) -> poutine.Trace:
         return poutine.trace(guide).get_trace(*args, **kwargs)
 
 
-def _check_point_masses(recorder: _Recorder, replay: poutine.Trace, guide, args, kwargs):
-    """Refuse a Delta whose value moves with phi at fixed upstream values (found in the replay)
-    when it is also a function of a random draw: a pushforward z = g_phi(eps), not a point mass.
+def _check_point_masses(recorder: _Recorder, fns: dict, guide, args, kwargs) -> None:
+    """Refuse a Delta whose value moves with phi at fixed upstream values (``fns``: the sites'
+    distributions at those values) when it is also a function of a random draw: a pushforward
+    z = g_phi(eps), not a point mass.
 
     Only when such a Delta exists (AutoDelta, AutoLaplaceApproximation, AutoGaussian,
-    AutoStructured) does the guide run a third time, with the draws as leaves that require grad.
+    AutoStructured) does the guide run once more, with the draws as leaves that require grad.
     """
-    moving = [
-        name
-        for name in recorder.partials
-        if isinstance(fn := replay.nodes[name]["fn"], Delta) and fn.v.requires_grad
-    ]
+    moving = [name for name, fn in fns.items() if isinstance(fn, Delta) and fn.v.requires_grad]
     if not moving or not recorder.draws:
         return
     leaves = {name: recorder.values[name].detach().requires_grad_() for name in recorder.draws}
@@ -204,12 +239,16 @@ def _run(guide, *args, **kwargs):
     recorder = _Recorder()
     with recorder:
         result = guide(*args, **kwargs)
-    if recorder.partials and torch.is_grad_enabled():
+    if not recorder.partials or not torch.is_grad_enabled():
+        return result
+    if recorder.entangled:  # pass 2: hold every draw and read the distributions off again
         replay = _replay_detached(guide, recorder.values, args, kwargs)
-        _check_point_masses(recorder, replay, guide, args, kwargs)
-        for name, partial in recorder.partials.items():
-            site = replay.nodes[name]
-            partial.value = _score_term(site["fn"], site["value"])
+        fns = {name: replay.nodes[name]["fn"] for name in recorder.partials}
+    else:  # no distribution hangs on an earlier draw's gradient: pass 1's are the same
+        fns = recorder.fns
+    _check_point_masses(recorder, fns, guide, args, kwargs)
+    for name, partial in recorder.partials.items():
+        partial.value = _score_term(fns[name], recorder.values[name])
     return result
 
 

@@ -80,7 +80,10 @@ def test_estimator_variance_benchmark_runs_small(capsys):
     result = module.main(module.build_parser().parse_args(args))
     assert [r["model"] for r in result["rows"]] == ["expgauss", "vae"]
     assert all(r["time_ratio"] > 0 for r in result["rows"])
-    assert "STL / baseline" in capsys.readouterr().out
+    assert [r["guide"] for r in result["autoguides"]][0] == "AutoNormal"
+    assert all(r["ratio"] > 0 for r in result["autoguides"])
+    out = capsys.readouterr().out
+    assert "STL / baseline" in out and "STL / Trace" in out
 
 
 def test_vae_benchmark_runs_small(capsys, tmp_path):
