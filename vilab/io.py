@@ -8,7 +8,13 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["save_figure", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "remove_stale_temporaries",
+    "save_figure",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+]
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:
@@ -23,6 +29,18 @@ def _atomic(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write of ``path`` left beside it
+    (``.NAME.*.tmp``); returns those removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -34,10 +34,18 @@ from inference.estimators import get_elbo
 from inference.fit import SVIStep
 from inference.mnist import binarize
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
-from vilab.io import atomic_write_bytes
+from vilab.io import atomic_write_bytes, remove_stale_temporaries
 from vilab.vae.evaluate import negative_elbo
 
-__all__ = ["EpochRecord", "VAEConfig", "VAEResult", "build_vae", "train_vae"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EpochRecord",
+    "VAEConfig",
+    "VAEResult",
+    "build_vae",
+    "load_checkpoint",
+    "train_vae",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,24 +103,82 @@ class VAEResult(NamedTuple):
     test_images: torch.Tensor
 
 
+CHECKPOINT_FORMAT = "pyro-vi-lab/vae-checkpoint/1"
+
+
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
-    state = {"pyro": pyro.util.get_rng_state(), "data": gen.get_state()}
+    """Every random state, as tensors and plain Python values only (so that the checkpoint
+    loads with ``weights_only=True``): numpy's MT19937 state is stored as lists."""
+    rng = pyro.util.get_rng_state()
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    state = {
+        "torch": rng["torch"],
+        "random": rng["random"],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "data": gen.get_state(),
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict, gen: torch.Generator) -> None:
-    pyro.util.set_rng_state(state["pyro"])
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    numpy_state = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    pyro.util.set_rng_state(
+        {"torch": state["torch"], "random": _as_tuples(state["random"]), "numpy": numpy_state}
+    )
     gen.set_state(state["data"])
     if "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _as_tuples(value):
+    """Python's random state is nested tuples; a round trip may return lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _save(path: Path, payload: dict) -> None:
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint written by :func:`train_vae`, loaded without running code from the file.
+
+    ``torch.load(weights_only=True)`` unpickles only tensors and plain Python values; anything
+    else (a foreign pickle, a file that would run code) is refused before it is built. Then the
+    format tag and the keys are checked.
+
+    Raises:
+        ValueError: naming the file, for a missing, empty, corrupt, foreign or unsafe file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle/zip/torch all raise their own types
+        reason = str(err).splitlines()[0][:200]
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a vilab VAE checkpoint that loads safely "
+            f"(only tensors and plain values are accepted; nothing in it was run): {reason}"
+        ) from None
+    keys = {"format", "config", "data", "model", "guide", "optimizer", "history", "rng"}
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a vilab VAE checkpoint of format "
+            f"{CHECKPOINT_FORMAT!r} (found {found!r}); start a new run without --resume"
+        )
+    if not keys <= set(state):
+        raise ValueError(f"checkpoint {str(path)!r} lacks {sorted(keys - set(state))}")
+    return state
 
 
 def build_vae(
@@ -175,6 +241,8 @@ def train_vae(
     # the test set is binarised once, the same way every run (a fixed stochastic one for "sample")
     test_gen = torch.Generator().manual_seed(config.seed + 1)
     test_x = binarize(test_images, config.binarize, test_gen).to(device)
+    if checkpoint is not None:
+        remove_stale_temporaries(checkpoint)
     if resume:
         history = _resume(Path(checkpoint), config, data_id, model, guide, step, gen, device)
 
@@ -229,7 +297,7 @@ def _resume(path: Path, config, data_id, model, guide, step, gen, device) -> lis
     return its history. Refuses a missing file or one from another config or data."""
     if not path.is_file():
         raise ValueError(f"--resume: no checkpoint at {str(path)!r}")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_checkpoint(path, map_location=device)
     if state["config"] != dataclasses.asdict(config) or state["data"] != data_id:
         raise ValueError(
             f"--resume: checkpoint {str(path)!r} is from another run "
@@ -259,7 +327,11 @@ def _run_epoch(step, images, batches, epoch_of, device, checkpoint, progress) ->
             try:
                 total += step(images[index].to(device, non_blocking=True))
             except FloatingPointError as err:
-                kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
+                kept = (
+                    f"; the last good checkpoint is {checkpoint}"
+                    if checkpoint is not None and Path(checkpoint).is_file()
+                    else "; no checkpoint was written yet"
+                )
                 raise FloatingPointError(
                     f"{err} at epoch {epoch}, batch {b + 1}/{len(batches)}{kept}; try a lower --lr"
                 ) from None

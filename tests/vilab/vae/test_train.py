@@ -18,7 +18,7 @@ from tests.conftest import SHARED_DATA
 from tests.idx_files import write_mnist_dir
 from vilab.vae.evaluate import importance_weighted_bound, log_weights, negative_elbo
 from vilab.vae.plain import source_loss
-from vilab.vae.train import VAEConfig, train_vae
+from vilab.vae.train import VAEConfig, load_checkpoint, train_vae
 
 TINY = {"latent_dim": 3, "hidden_dim": 16}
 
@@ -136,7 +136,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(mnist, tmp_
     with pytest.raises(FloatingPointError, match=r"at epoch 2, batch 1/4.*last good checkpoint"):
         train_vae(train, test, VAEConfig(**TINY, batch_size=50), epochs=3, progress=False,
                   checkpoint=ckpt, on_epoch=poison)  # fmt: skip
-    state = torch.load(ckpt, weights_only=False)
+    state = load_checkpoint(ckpt)
     assert len(state["history"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -153,3 +153,78 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(mnist, tmp_
 def test_bad_config_is_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VAEConfig(**kwargs)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a malicious checkpoint would do."""
+
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def _bad_checkpoints(tmp_path):
+    sentinel = tmp_path / "code-ran"
+    malicious = tmp_path / "malicious.pt"
+    torch.save({"format": "pyro-vi-lab/vae-checkpoint/1", "x": _RunsCode(sentinel)}, malicious)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive at all")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    return sentinel, {"malicious": malicious, "foreign": foreign, "corrupt": corrupt,
+                      "empty": empty, "folder": folder}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["malicious", "foreign", "corrupt", "empty", "folder"])
+def test_resume_refuses_an_unsafe_or_foreign_checkpoint_by_name_without_running_it(
+    mnist, tmp_path, kind
+):
+    """weights_only loading: the malicious file's os.system never runs (no sentinel file),
+    every bad file gets one ValueError naming it, and the file is left as it was."""
+    train, test = mnist
+    sentinel, files = _bad_checkpoints(tmp_path)
+    path = files[kind]
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(ValueError, match=f"checkpoint '{path}'|no checkpoint at '{path}'"):
+        train_vae(train, test, VAEConfig(**TINY), epochs=2, progress=False, checkpoint=path,
+                  resume=True)  # fmt: skip
+    assert not sentinel.exists()
+    assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_a_checkpoint_loads_with_weights_only_and_names_its_format(mnist, tmp_path):
+    train, test = mnist
+    ckpt = tmp_path / "ckpt.pt"
+    train_vae(train, test, VAEConfig(**TINY), epochs=1, progress=False, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)  # raises if anything but plain values is in it
+    assert state["format"] == "pyro-vi-lab/vae-checkpoint/1"
+    assert load_checkpoint(ckpt)["history"][0][0] == 1
+
+
+def test_temporaries_of_an_interrupted_write_are_removed_at_the_next_run(mnist, tmp_path):
+    train, test = mnist
+    ckpt = tmp_path / "ckpt.pt"
+    stale = tmp_path / ".ckpt.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train_vae(train, test, VAEConfig(**TINY), epochs=1, progress=False, checkpoint=ckpt)
+    assert not stale.exists() and ckpt.is_file()
+
+
+def test_a_nan_in_the_first_epoch_does_not_point_to_a_checkpoint_that_does_not_exist(
+    mnist, tmp_path
+):
+    train, test = mnist
+    ckpt = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match="no checkpoint was written yet"):
+        train_vae(train, test, VAEConfig(**TINY, lr=1e30), epochs=1, progress=False,
+                  checkpoint=ckpt)  # fmt: skip
+    assert not ckpt.exists()
