@@ -35,6 +35,7 @@ This module is pure torch (plus ``math``); it never imports Pyro.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -46,6 +47,7 @@ __all__ = [
     "Hyperparameters",
     "MeanField",
     "SufficientStats",
+    "best_label_order",
     "cavi",
     "cavi_step",
     "check_data",
@@ -54,6 +56,7 @@ __all__ = [
     "initial_mean_field",
     "kmeans_plus_plus",
     "log_joint_marginal",
+    "permute_clusters",
     "sufficient_stats",
     "update_assignments",
     "update_locations",
@@ -508,10 +511,12 @@ def initial_mean_field(
     X: torch.Tensor, S: torch.Tensor, hp: Hyperparameters, generator: torch.Generator
 ) -> MeanField:
     """A starting point for CAVI or SVI, as if every cluster had seen an equal share N/K of the
-    events: centres seeded by k-means++ (Arthur & Vassilvitskii 2007); q(mu_k) with precision
-    rho + tau N/K; q(lambda_k) with a = alpha + mean(S) N/K and b = beta + N/K (so E[lambda_k]
-    is about the mean strength); uniform responsibilities. Starting the variance parameters at
-    the right scale matters for SVI, whose noisy steps move them slowly.
+    events: centres seeded by k-means++ (Arthur & Vassilvitskii 2007), and, when pi is not
+    uniform, labelled so that the centre nearest to the most events gets the largest pi;
+    q(mu_k) with precision rho + tau N/K; q(lambda_k) with a = alpha + mean(S) N/K and
+    b = beta + N/K (so E[lambda_k] is about the mean strength); uniform responsibilities.
+    Starting the variance parameters at the right scale matters for SVI, whose noisy steps move
+    them slowly.
 
     Returns:
         :class:`MeanField` in the dtype and device of X.
@@ -520,9 +525,19 @@ def initial_mean_field(
     kw = {"dtype": X.dtype, "device": X.device}
     share = torch.full((K,), N / K, **kw)
     mean_s = S.to(X.dtype).mean()
+    centres = kmeans_plus_plus(X, K, generator)
+    if len(set(hp.mixing)) > 1:  # labels matter: the largest pi to the most crowded centre
+        nearest = torch.cdist(X, centres).argmin(-1)
+        crowd = torch.bincount(nearest, minlength=K).to(X.dtype)
+        mixing = torch.tensor(hp.mixing, **kw)
+        perm = torch.empty(K, dtype=torch.long, device=X.device)
+        perm[torch.argsort(mixing, descending=True, stable=True)] = torch.argsort(
+            crowd, descending=True, stable=True
+        )
+        centres = centres[perm]
     return MeanField(
         probs=torch.full((N, K), 1.0 / K, **kw),
-        loc=kmeans_plus_plus(X, K, generator),
+        loc=centres,
         precision=hp.rho + hp.tau * share,
         concentration=hp.alpha + mean_s * share,
         rate=hp.beta + share,
@@ -560,6 +575,69 @@ def cavi_step(
     return _cavi_step(_design(X, S), _data_constants(X, S), hp, q)
 
 
+def permute_clusters(q: MeanField, perm) -> MeanField:
+    """``q`` relabelled: cluster ``perm[k]`` of q becomes cluster k (every field moves with it).
+
+    Args:
+        q: :class:`MeanField` with K clusters; perm: a permutation of range(K) (list or tensor).
+    """
+    perm = torch.as_tensor(perm, dtype=torch.long, device=q.loc.device)
+    return MeanField(
+        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
+    )
+
+
+def best_label_order(q: MeanField, hp: Hyperparameters) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The relabelling of q with the highest ELBO, and its gain.
+
+    Relabelling moves whole clusters, so of all ELBO terms (:func:`_elbo_from_stats`) only
+    E log p(Z) = sum_k N_k log pi_k changes: the priors on mu and lambda are the same for every
+    cluster, and every other term follows its cluster. The best relabelling maximises
+    sum_k N_{perm[k]} log pi_k, and by the rearrangement inequality (Hardy, Littlewood & Polya,
+    Inequalities, Thm. 368) that pairs the clusters sorted by N_k with the labels sorted by
+    pi_k: no search over the K! orders is needed.
+
+    Returns:
+        perm: (K,) long, for :func:`permute_clusters`; gain: 0-dim, the ELBO increase (>= 0).
+    """
+    counts = q.probs.sum(0)
+    log_pi = torch.log(torch.tensor(hp.mixing, dtype=counts.dtype, device=counts.device))
+    perm = torch.empty_like(counts, dtype=torch.long)
+    perm[torch.argsort(log_pi, descending=True, stable=True)] = torch.argsort(
+        counts, descending=True, stable=True
+    )
+    gain = ((counts[perm] - counts) * log_pi).sum()
+    return perm, gain
+
+
+def _sweeps(G, consts, hp, q, history, max_iter: int, tol: float):
+    """CAVI sweeps from q until the relative gain of a sweep is <= tol (or max_iter sweeps);
+    appends each ELBO to ``history``; returns (q, converged)."""
+    for _ in range(max_iter):
+        q, value = _cavi_step(G, consts, hp, q)
+        history.append(value)
+        if abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
+            return q, True
+    return q, False
+
+
+def _fit_from(G, consts, hp, q, max_iter: int, tol: float) -> CaviResult:
+    """Sweeps to convergence, then the best relabelling (:func:`best_label_order`) while it
+    gains more than tol * |ELBO|, sweeping again from each relabelled state. Every step keeps
+    the ELBO non-decreasing, so ``elbo_history`` stays monotone."""
+    neg_entropy_z = torch.xlogy(q.probs, q.probs).sum()
+    history = [_elbo_from_stats(_stats_from_design(G, q.probs), neg_entropy_z, consts, hp, q)]
+    q, converged = _sweeps(G, consts, hp, q, history, max_iter, tol)
+    while len(history) <= max_iter:
+        perm, gain = best_label_order(q, hp)
+        if not gain > tol * abs(history[-1]):
+            break
+        q = permute_clusters(q, perm)
+        history.append(history[-1] + gain)
+        q, converged = _sweeps(G, consts, hp, q, history, max_iter + 1 - len(history), tol)
+    return CaviResult(q, history[-1], torch.stack(history), len(history) - 1, converged)
+
+
 def cavi(
     X: torch.Tensor,
     S: torch.Tensor,
@@ -576,6 +654,12 @@ def cavi(
     A restart stops when the ELBO gain of one sweep is at most ``tol * |ELBO|``. The ELBO is
     non-decreasing along the sweeps (each update is the exact maximiser of its block).
 
+    The mixing weights pi are fixed, so the clusters are not exchangeable and no sweep can swap
+    two labels: after a restart converges, the clusters are relabelled in the best order
+    (:func:`best_label_order`) and swept again, until no relabelling gains. The run itself uses
+    pi sorted in decreasing order and maps the labels back at the end, so the result does not
+    depend on the order in which the components of pi are given.
+
     Args:
         X: locations (N, 2), float (float64 recommended); S: strengths (N,).
         hp: hyperparameters. max_iter: sweeps per restart (>= 1). tol: relative tolerance (>= 0).
@@ -583,7 +667,7 @@ def cavi(
         init: start from these parameters instead (then ``num_init`` is ignored).
 
     Returns:
-        :class:`CaviResult` of the best restart.
+        :class:`CaviResult` of the best restart (``num_iter`` counts sweeps and relabellings).
     """
     check_data(X, S)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
@@ -594,29 +678,24 @@ def cavi(
         raise ValueError(f"tol must be >= 0, got {tol!r}")
     if not X.is_floating_point():
         X = X.double()
+    # canonical order: pi decreasing (stable, so uniform pi keeps every label where it is)
+    order = sorted(range(hp.num_clusters), key=lambda k: -hp.mixing[k])
+    back = [order.index(k) for k in range(hp.num_clusters)]
+    canonical = dataclasses.replace(hp, mixing=tuple(hp.mixing[k] for k in order))
     G, consts = _design(X, S), _data_constants(X, S)
     generator = torch.Generator().manual_seed(seed)
     if init is not None:
         check_mean_field(init, X.shape[0], hp.num_clusters)
-        starts = [init]
+        starts = [permute_clusters(init, order)]
     else:
-        starts = (initial_mean_field(X, S, hp, generator) for _ in range(num_init))
+        starts = (initial_mean_field(X, S, canonical, generator) for _ in range(num_init))
 
     best: CaviResult | None = None
     for q in starts:
-        neg_entropy_z = torch.xlogy(q.probs, q.probs).sum()
-        history = [_elbo_from_stats(_stats_from_design(G, q.probs), neg_entropy_z, consts, hp, q)]
-        converged = False
-        for _ in range(max_iter):
-            q, value = _cavi_step(G, consts, hp, q)
-            history.append(value)
-            if abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
-                converged = True
-                break
-        result = CaviResult(q, history[-1], torch.stack(history), len(history) - 1, converged)
+        result = _fit_from(G, consts, canonical, q, max_iter, tol)
         if best is None or result.elbo > best.elbo:
             best = result
-    return best
+    return best._replace(q=permute_clusters(best.q, back))
 
 
 def log_joint_marginal(

@@ -8,6 +8,7 @@ import sys
 
 from vilab.earthquake import run as earthquake_run
 from vilab.expgauss import run as expgauss_run
+from vilab.flags import join_negative_values
 from vilab.gradvar import run as gradvar_run
 from vilab.reparam import run as reparam_run
 from vilab.vae import run as vae_run
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         args.run(args)
     except (ValueError, FloatingPointError) as err:

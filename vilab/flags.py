@@ -6,9 +6,60 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
-__all__ = ["add_output_arguments", "check_floats", "check_ints", "check_out_dir"]
+__all__ = [
+    "add_output_arguments",
+    "argparse_type",
+    "check_floats",
+    "check_ints",
+    "check_out_dir",
+    "join_negative_values",
+    "weights",
+]
+
+# a comma-separated list of numbers that starts with a minus sign, e.g. -40,-10,-80,-60
+_NEGATIVE_LIST = re.compile(r"^-[0-9.]+([eE][-+]?[0-9]+)?(,\s*-?[0-9.]+([eE][-+]?[0-9]+)?)+$")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--bbox -40,-10,-80,-60`` as ``--bbox=-40,-10,-80,-60``: argparse reads a value that
+    starts with "-" and is not a plain number as an option, and every southern or western
+    region has one."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_LIST.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def argparse_type(fn):
+    """``fn`` as an argparse ``type=`` whose ValueError message is shown to the user (argparse
+    replaces a ValueError by "invalid <function name> value")."""
+
+    def parse(text):
+        try:
+            return fn(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = fn.__name__
+    return parse
+
+
+def weights(text: str) -> tuple[float, ...]:
+    """Comma-separated positive finite numbers, normalised to sum to 1 (``"1,2,3,4"``)."""
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"expected comma-separated positive numbers, got {text!r}")
+    total = sum(values)
+    return tuple(v / total for v in values)
 
 
 def add_output_arguments(

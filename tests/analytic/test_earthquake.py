@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -13,11 +14,13 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from analytic.earthquake import (
     Hyperparameters,
     MeanField,
+    best_label_order,
     cavi,
     cavi_step,
     check_data,
     elbo,
     initial_mean_field,
+    permute_clusters,
     sufficient_stats,
     update_assignments,
     update_locations,
@@ -243,3 +246,53 @@ def test_bad_data_names_the_field(X, S, pattern):
         check_data(X, S)
     with pytest.raises(ValueError, match=pattern):
         cavi(X, S, Hyperparameters(2))
+
+
+# ---- label order with unequal mixing weights ----------------------------------------------
+
+
+def _unequal(seed: int):
+    hp = Hyperparameters(4, mixing=(0.1, 0.2, 0.3, 0.4), tau=0.05)
+    X, S, *_ = simulate(hp, 2000, seed=seed)
+    return X.double(), S, hp
+
+
+def test_best_label_order_gain_is_the_elbo_change_and_the_best_of_all_orders():
+    """The gain equals elbo(relabelled) - elbo(q) from the closed form (1e-9 relative), and no
+    one of the 24 orders does better (the rearrangement inequality, checked by brute force)."""
+    X, S, hp = _unequal(1)
+    q = cavi(X, S, Hyperparameters(4, tau=0.05), num_init=1).q  # fitted under uniform pi
+    perm, gain = best_label_order(q, hp)
+    base = elbo(X, S, hp, q)
+    assert (elbo(X, S, hp, permute_clusters(q, perm)) - base).item() == pytest.approx(
+        gain.item(), rel=1e-9
+    )
+    brute = max(
+        (elbo(X, S, hp, permute_clusters(q, list(p))) - base).item()
+        for p in itertools.permutations(range(4))
+    )
+    assert gain.item() == pytest.approx(brute, rel=1e-9) and gain.item() > 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cavi_finds_the_best_labelling_when_mixing_is_unequal(seed):
+    """pi = (0.1, 0.2, 0.3, 0.4): every relabelling of CAVI's answer, swept again, is no better
+    (1e-9 relative). Without the relabelling CAVI ended 2.5% (seed 1) and 2.4% (seed 2) of the
+    ELBO below this, with any number of restarts."""
+    X, S, hp = _unequal(seed)
+    result = cavi(X, S, hp)
+    for p in itertools.permutations(range(4)):
+        other = cavi(X, S, hp, init=permute_clusters(result.q, list(p))).elbo
+        assert other.item() <= result.elbo.item() + 1e-9 * abs(result.elbo.item())
+    assert torch.all(torch.diff(result.elbo_history) >= -1e-9 * abs(result.elbo.item()))
+
+
+def test_cavi_does_not_depend_on_the_order_in_which_pi_is_given():
+    """The same catalog with pi's components permuted: the same ELBO (1e-9 relative), and each
+    weight's cluster in the same place."""
+    X, S, hp = _unequal(2)
+    shuffle = [2, 0, 3, 1]
+    permuted = Hyperparameters(4, mixing=tuple(hp.mixing[k] for k in shuffle), tau=0.05)
+    a, b = cavi(X, S, hp), cavi(X, S, permuted)
+    assert b.elbo.item() == pytest.approx(a.elbo.item(), rel=1e-9)
+    torch.testing.assert_close(b.q.loc, a.q.loc[shuffle], rtol=0, atol=1e-6)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from analytic.earthquake import MeanField
+from analytic.earthquake import permute_clusters
 
-__all__ = ["match_clusters", "permute_clusters"]
+__all__ = ["match_clusters", "permute_clusters"]  # permute_clusters: from analytic.earthquake
 
 
 def match_clusters(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
@@ -22,10 +22,3 @@ def match_clusters(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
     cost = torch.cdist(reference, other).numpy()
     rows, cols = linear_sum_assignment(cost)
     return [int(c) for _, c in sorted(zip(rows, cols))]
-
-
-def permute_clusters(q: MeanField, perm: list[int]) -> MeanField:
-    """``q`` with its clusters reordered: cluster k of the result is cluster ``perm[k]`` of q."""
-    return MeanField(
-        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
-    )

@@ -31,7 +31,14 @@ from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
 from vilab.earthquake.matching import match_clusters, permute_clusters
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.flags import (
+    add_output_arguments,
+    argparse_type,
+    check_floats,
+    check_ints,
+    check_out_dir,
+    weights,
+)
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
@@ -81,7 +88,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--bbox",
-        type=parse_bbox,
+        type=argparse_type(parse_bbox),
         metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
         help="keep only events inside this box (degrees)",
     )
@@ -106,6 +113,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1e-3,
         help="prior precision of the centres (default 1e-3: sd ~32 deg)",
+    )
+    model_.add_argument(
+        "--mixing",
+        type=argparse_type(weights),
+        metavar="W1,...,WK",
+        help="mixing weights pi of the K clusters, normalised to sum to 1 (default uniform); "
+        "the fit does not depend on their order",
     )
     model_.add_argument(
         "--nu",
@@ -179,6 +193,8 @@ def _check_args(args) -> None:
     check_ints(args, ("k", "num_events", "max_iter", "num_init", "steps", "particles",
                       "subsample_size"))  # fmt: skip
     check_floats(args, ("lr", "lr_final", "strength_scale"))
+    if args.mixing is not None and len(args.mixing) != args.k:
+        raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
     diagnostics.check_arguments(args)
@@ -311,9 +327,8 @@ def _print_report(summary: dict, args) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
     _check_args(args)
-    hp = Hyperparameters(
-        args.k, tau=args.tau, nu=args.nu, rho=args.rho, alpha=args.alpha, beta=args.beta
-    )
+    hp = Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,
+                         alpha=args.alpha, beta=args.beta)  # fmt: skip
     device = resolve_device(args.device)
     check_out_dir(args)
     out_dir = Path(args.out)

@@ -132,3 +132,30 @@ def test_cli_help_explains_every_flag(capsys):
         "--device",
     ):
         assert flag in text
+
+
+def test_negative_comma_lists_and_mixing_are_read_as_values(tmp_path):
+    """--bbox and --nu of a southern/western region start with '-': still values, not flags;
+    --mixing takes any order and must have K entries."""
+    out = tmp_path / "run"
+    assert main(["earthquake", "--num-events", "200", "--steps", "20", "--quiet",
+                 "--nu", "-30,10", "--mixing", "1,2,3", "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hyperparameters"]["nu"] == [-30.0, 10.0]
+    assert summary["hyperparameters"]["mixing"] == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--bbox", "-40,-10"], "--bbox: bbox must be 4 numbers"),
+        (["--mixing", "1,2"], "--mixing needs --k=3 weights, got 2"),
+        (["--mixing", "1,-2,3"], "--mixing: expected comma-separated positive numbers"),
+    ],
+)
+def test_bad_comma_lists_name_the_flag_and_the_reason(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["earthquake", *argv, "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
