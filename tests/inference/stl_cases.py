@@ -12,7 +12,6 @@ parameters, collected the way ``pyro.infer.SVI`` collects them (the params the l
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pyro
@@ -313,6 +312,3 @@ def z_scores(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def max_abs(t: torch.Tensor) -> float:
     return float(t.abs().max()) if t.numel() else 0.0
-
-
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from analytic.earthquake import permute_clusters
-
-__all__ = ["match_clusters", "permute_clusters"]  # permute_clusters: from analytic.earthquake
+__all__ = ["match_clusters"]
 
 
 def match_clusters(reference: torch.Tensor, other: torch.Tensor) -> list[int]:

@@ -21,6 +21,7 @@ from analytic.earthquake import (
     check_data,
     elbo,
     initial_mean_field,
+    permute_clusters,
 )
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
@@ -30,7 +31,7 @@ from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
-from vilab.earthquake.matching import match_clusters, permute_clusters
+from vilab.earthquake.matching import match_clusters
 from vilab.flags import (
     add_output_arguments,
     argparse_type,

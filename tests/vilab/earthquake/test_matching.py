@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from analytic.earthquake import MeanField
-from vilab.earthquake.matching import match_clusters, permute_clusters
+from analytic.earthquake import MeanField, permute_clusters
+from vilab.earthquake.matching import match_clusters
 
 
 def test_a_shuffled_copy_is_matched_back_to_its_order():
