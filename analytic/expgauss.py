@@ -73,6 +73,7 @@ __all__ = [
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_2 = math.sqrt(2.0)
+_SQRT_8 = math.sqrt(8.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _FAR, _CF_TERMS = 5.0, 50  # posterior_mean: continued fraction for m <= -5
 
@@ -97,6 +98,22 @@ def _positive(value, name: str, like: torch.Tensor | None = None) -> torch.Tenso
     if not bool((t > 0).all()):
         raise ValueError(f"{name} must be > 0, got {t[t <= 0].flatten()[0].item()!r}")
     return t
+
+
+def _finite_result(value: torch.Tensor, what: str, **inputs) -> torch.Tensor:
+    """``value``, or a ValueError naming the inputs at its first non-finite element: a result
+    that overflows float (e.g. x^2 / 2 for |x| > 1e154 in float64) is refused, never returned
+    as -inf or NaN."""
+    bad = ~torch.isfinite(value)
+    if not bool(bad.any()):
+        return value
+    index = tuple(int(i) for i in torch.unravel_index(bad.flatten().nonzero()[0, 0], value.shape))
+    at = ", ".join(
+        f"{name} = {torch.broadcast_to(torch.as_tensor(t), value.shape)[index].item()!r}"
+        for name, t in inputs.items()
+    )
+    hint = "" if value.dtype == torch.float64 else " (float64 reaches further)"
+    raise ValueError(f"{what} is {value[index].item()} at {at}: it overflows {value.dtype}{hint}")
 
 
 def check_observations(x: torch.Tensor) -> None:
@@ -126,7 +143,7 @@ def elbo(x, theta, phi) -> torch.Tensor:
     """
     x = _as_tensor(x, "x")
     theta, phi = _positive(theta, "theta", x), _positive(phi, "phi", x)
-    return (
+    value = (
         -_HALF_LOG_2PI
         - 0.5 * x.square()
         + (x - theta) / phi
@@ -135,6 +152,7 @@ def elbo(x, theta, phi) -> torch.Tensor:
         - torch.log(phi)
         + 1.0
     )
+    return _finite_result(value, "the ELBO", x=x, theta=theta, phi=phi)
 
 
 def elbo_grad(x, theta, phi) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +166,9 @@ def elbo_grad(x, theta, phi) -> tuple[torch.Tensor, torch.Tensor]:
     inv_phi = phi.reciprocal()
     d_theta = theta.reciprocal() - inv_phi
     d_phi = 2.0 * inv_phi**3 - (x - theta) * inv_phi.square() - inv_phi
-    return torch.broadcast_tensors(d_theta, d_phi)
+    d_theta, d_phi = torch.broadcast_tensors(d_theta, d_phi)
+    _finite_result(d_phi, "dL/dphi", x=x, theta=theta, phi=phi)
+    return d_theta, d_phi
 
 
 def optimal_phi(x, theta) -> torch.Tensor:
@@ -159,17 +179,27 @@ def optimal_phi(x, theta) -> torch.Tensor:
         phi* = (sqrt(d^2 + 8) - d) / 2     (used for d < 0)
              = 4 / (sqrt(d^2 + 8) + d)     (used for d >= 0; no cancellation)
 
+    with sqrt(d^2 + 8) = hypot(d, sqrt 8) and both forms halved before adding, so that no
+    intermediate overflows: phi* stays finite and > 0 for every finite d (about 2/d for
+    d -> +inf, |d| for d -> -inf).
+
     Args:
         x: observations, finite. theta: prior rates, > 0. Broadcast together.
 
     Returns:
         phi*, the broadcast shape, > 0.
+
+    Raises:
+        ValueError: x - theta overflows, or phi* underflows to 0 (d beyond ~1e308).
     """
     x = _as_tensor(x, "x")
     theta = _positive(theta, "theta", x)
-    d = x - theta
-    root = torch.sqrt(d.square() + 8.0)
-    return torch.where(d < 0, 0.5 * (root - d), 4.0 / (root + d.clamp_min(0)))
+    d = _finite_result(x - theta, "x - theta", x=x, theta=theta)
+    half_root = 0.5 * torch.hypot(d, torch.tensor(_SQRT_8, dtype=d.dtype, device=d.device))
+    phi = torch.where(d < 0, half_root - 0.5 * d, 2.0 / (half_root + 0.5 * d.clamp_min(0)))
+    if not bool((phi > 0).all()):
+        raise ValueError(f"optimal phi underflows to 0 at x - theta = {d[phi <= 0][0].item()!r}")
+    return phi
 
 
 def _require_positive_x(x: torch.Tensor, what: str) -> None:
@@ -200,7 +230,7 @@ def joint_optimum(x) -> tuple[torch.Tensor, torch.Tensor]:
     """
     x = _as_tensor(x, "x")
     _require_positive_x(x, "the joint ELBO maximiser")
-    optimum = 2.0 / x
+    optimum = _finite_result(2.0 / x, "the optimum 2/x", x=x)
     return optimum, optimum.clone()
 
 
@@ -222,7 +252,8 @@ def log_evidence(x, theta) -> torch.Tensor:
     m = x - theta
     right = theta * (0.5 * theta - x) + torch.special.log_ndtr(m.clamp_min(0))
     left = -0.5 * x.square() + torch.log(0.5 * torch.special.erfcx(-m.clamp_max(0) / _SQRT_2))
-    return torch.log(theta) + torch.where(m >= 0, right, left)
+    value = torch.log(theta) + torch.where(m >= 0, right, left)
+    return _finite_result(value, "log p(x)", x=x, theta=theta)
 
 
 def posterior_mean(x, theta) -> torch.Tensor:
@@ -250,11 +281,33 @@ def posterior_mean(x, theta) -> torch.Tensor:
     right = m + torch.exp(log_pdf - torch.special.log_ndtr(m.clamp_min(0)))
     middle = _SQRT_2_OVER_PI / torch.special.erfcx(t / _SQRT_2) - t
     t_far = t.clamp_min(_FAR)
-    tail = torch.zeros_like(t_far)
-    for k in range(_CF_TERMS, 1, -1):
-        tail = k / (t_far + tail)
-    far = 1.0 / (t_far + tail)
+    far = 1.0 / (t_far + _continued_fraction_tail(t_far))
     return torch.where(m >= 0, right, torch.where(t < _FAR, middle, far))
+
+
+def _continued_fraction_tail(t: torch.Tensor) -> torch.Tensor:
+    """c(t) = 2/(t + 3/(t + 4/(t + ...))), 50 terms, so that E[z | x] = 1/(t + c(t)) for
+    t = theta - x >= 5 (Laplace's continued fraction; c(t) ~ 2/t)."""
+    tail = torch.zeros_like(t)
+    for k in range(_CF_TERMS, 1, -1):
+        tail = k / (t + tail)
+    return tail
+
+
+def _ml_score_sign(x: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """A quantity with the sign of the score d/dtheta log p_theta(x) = 1/theta - E[z | x],
+    without cancellation where it matters (bisection needs only the sign).
+
+    For t = theta - x >= 5, E[z | x] = 1/(t + c) (:func:`_continued_fraction_tail`), so
+    1/theta - E[z | x] = (t + c - theta) / (theta (t + c)) = (c - x) / (theta (t + c)), whose
+    sign is that of c - x: the two nearly equal terms never meet. (Subtracting them directly
+    loses every digit once x < ~1e-6, where theta_ML ~ 2/x: that route returned 1.3e8 for
+    x = 1e-20, where theta_ML = 2e20.)
+    """
+    theta = torch.exp(log_theta)
+    t = theta - x
+    far = _continued_fraction_tail(t.clamp_min(_FAR)) - x
+    return torch.where(t >= _FAR, far, theta.reciprocal() - posterior_mean(x, theta))
 
 
 def kl_to_posterior(x, theta, phi) -> torch.Tensor:
@@ -270,13 +323,15 @@ def ml_theta(x, *, rtol: float = 1e-13, max_iter: int = 200) -> torch.Tensor:
 
     Solves the score equation 1/theta = E[z | x] (:func:`posterior_mean`) by bisection on
     log theta, elementwise: the bracket is grown from theta = 2/x (the variational optimum)
-    until the score changes sign, then halved until its width is below ``rtol`` relative.
+    until the score changes sign, then halved until its width is below ``rtol`` relative (or
+    no float lies inside it).
     Compare with :func:`joint_optimum`: variational EM's theta* = 2/x differs from theta_ML
     because E_q[z] differs from E[z | x] (the bias of variational EM).
 
     Args:
         x: observations, any shape; finite and > 0.
-        rtol: relative width of the final bracket (> 0). max_iter: bisection steps.
+        rtol: relative width of the final bracket (> 0). max_iter: bisection steps (>= 1);
+            if the bracket is still wider than ``rtol`` after them, a ValueError says so.
 
     Returns:
         theta_ML, the shape of x.
@@ -285,12 +340,16 @@ def ml_theta(x, *, rtol: float = 1e-13, max_iter: int = 200) -> torch.Tensor:
         ValueError: for x <= 0, where log p_theta(x) increases towards log N(x | 0, 1) as
             theta -> infinity and has no maximiser.
     """
+    if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     x = _as_tensor(x, "x")
     _require_positive_x(x, "the maximum-likelihood theta")
+    _finite_result(2.0 / x, "the starting point 2/x", x=x)
 
     def score(log_theta):
-        theta = torch.exp(log_theta)
-        return theta.reciprocal() - posterior_mean(x, theta)
+        return _ml_score_sign(x, log_theta)
 
     # Score > 0 at lo and < 0 at hi; grow each side of 2/x by factors of 2 until true.
     lo = hi = torch.log(2.0 / x)
@@ -300,10 +359,20 @@ def ml_theta(x, *, rtol: float = 1e-13, max_iter: int = 200) -> torch.Tensor:
             break
         lo = torch.where(need_lo, lo - math.log(2.0), lo)
         hi = torch.where(need_hi, hi + math.log(2.0), hi)
+        if not bool(torch.isfinite(torch.exp(hi)).all() and (torch.exp(lo) > 0).all()):
+            far = ~torch.isfinite(torch.exp(hi)) | (torch.exp(lo) <= 0)
+            raise ValueError(
+                f"the maximum-likelihood theta for x = {x[far].flatten()[0].item()!r} "
+                f"(about 2/x) lies beyond the range of {x.dtype}"
+            )
     for _ in range(max_iter):
         mid = 0.5 * (lo + hi)
         positive = score(mid) > 0
+        at_resolution = (mid == lo) | (mid == hi)  # no float between lo and hi
         lo, hi = torch.where(positive, mid, lo), torch.where(positive, hi, mid)
-        if bool(((hi - lo) < rtol).all()):
-            break
-    return torch.exp(0.5 * (lo + hi))
+        if bool(((hi - lo) < rtol).logical_or(at_resolution).all()):
+            return torch.exp(0.5 * (lo + hi))
+    raise ValueError(
+        f"ml_theta did not reach rtol={rtol!r} in max_iter={max_iter} bisection steps "
+        f"(bracket width {float((hi - lo).max()):.3g} in log theta); raise max_iter"
+    )

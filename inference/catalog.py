@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -36,6 +37,7 @@ LONGITUDE_NAMES = ("longitude", "lon", "long", "lng")
 MAGNITUDE_NAMES = ("magnitude", "mag")
 
 _MAX_LISTED = 5
+MAX_STRENGTH = 2**53  # strengths beyond are not all representable in float64
 
 
 class Catalog(NamedTuple):
@@ -94,6 +96,24 @@ def _find_column(header: list[str], given: str | None, candidates: tuple[str, ..
     )
 
 
+def _not_utf8(path, err: UnicodeDecodeError) -> ValueError:
+    """The error for a file that is not UTF-8 text, with the line and column (1-based, in
+    bytes) of its first bad byte: the text reader's own offset counts from its current chunk,
+    so the file is decoded once more as a whole to find it."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8-sig")
+        start = err.start  # not reached: the reader failed, so the whole file fails too
+    except UnicodeDecodeError as whole:
+        start = whole.start
+    line = data.count(b"\n", 0, start) + 1
+    column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+    return ValueError(
+        f"catalog {str(path)!r} is not UTF-8 text: byte 0x{data[start]:02x} at line {line}, "
+        f"column {column} (a binary file, or text in another encoding: save it as UTF-8 CSV)"
+    )
+
+
 def _parse_row(row: list[str], cols: tuple[int, int, int], scale: float):
     """(lat, lon, mag, strength) of one row, or a reason it is invalid."""
     names = ("latitude", "longitude", "magnitude")
@@ -112,10 +132,46 @@ def _parse_row(row: list[str], cols: tuple[int, int, int], scale: float):
         return f"latitude {lat} is outside [-90, 90]"
     if not -180 <= lon <= 180:
         return f"longitude {lon} is outside [-180, 180]"
-    strength = round(scale * mag)
+    scaled = scale * mag
+    if not (math.isfinite(scaled) and abs(scaled) <= MAX_STRENGTH):
+        return (
+            f"magnitude {row[cols[2]].strip()!r} times strength scale {scale:g} is {scaled:g}, "
+            "beyond 2**53 (strengths must be integers float64 holds exactly)"
+        )
+    strength = round(scaled)
     if strength < 0:
         return f"magnitude {mag} gives a negative strength {strength}"
     return lat, lon, mag, strength
+
+
+def _read_rows(path, names: tuple, scale: float):
+    """(header, column indices, valid rows, reasons for invalid rows, data rows) of a CSV."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError("the file is empty: expected a header row")
+            cols = (
+                _find_column(header, names[0], LATITUDE_NAMES, "latitude"),
+                _find_column(header, names[1], LONGITUDE_NAMES, "longitude"),
+                _find_column(header, names[2], MAGNITUDE_NAMES, "magnitude"),
+            )
+            good, bad, num_rows = [], [], 0
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                num_rows += 1
+                parsed = _parse_row(row, cols, scale)
+                if isinstance(parsed, str):
+                    bad.append(f"line {reader.line_num}: {parsed}")
+                else:
+                    good.append(parsed)
+        except csv.Error as err:  # a NUL byte, a cell beyond csv.field_size_limit(), ...
+            raise ValueError(
+                f"line {reader.line_num} cannot be read as CSV ({err}); is it a CSV file?"
+            ) from None
+    return header, cols, good, bad, num_rows
 
 
 def load_catalog(
@@ -144,28 +200,16 @@ def load_catalog(
     """
     if not (math.isfinite(strength_scale) and strength_scale > 0):
         raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"catalog {str(path)!r} is a folder, not a CSV file")
     if not os.path.isfile(path):
-        raise ValueError(f"catalog file {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"catalog {str(path)!r} is empty: expected a header row")
-        cols = (
-            _find_column(header, lat_col, LATITUDE_NAMES, "latitude"),
-            _find_column(header, lon_col, LONGITUDE_NAMES, "longitude"),
-            _find_column(header, mag_col, MAGNITUDE_NAMES, "magnitude"),
-        )
-        good, bad, num_rows = [], [], 0
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            num_rows += 1
-            parsed = _parse_row(row, cols, strength_scale)
-            if isinstance(parsed, str):
-                bad.append(f"line {line}: {parsed}")
-            else:
-                good.append(parsed)
+        raise ValueError(f"catalog {str(path)!r} does not exist")
+    try:
+        _, _, good, bad, num_rows = _read_rows(path, (lat_col, lon_col, mag_col), strength_scale)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    except ValueError as err:
+        raise ValueError(f"catalog {str(path)!r}: {err}") from None
     if num_rows == 0:
         raise ValueError(f"catalog {str(path)!r} has a header but no data rows")
     if bad and not drop_invalid:

@@ -30,6 +30,8 @@ differs.
 
 from __future__ import annotations
 
+import math
+
 import pyro.infer
 import torch
 
@@ -71,6 +73,7 @@ class StickingTheLanding(pyro.infer.ELBO):
             )
         if base not in _STL_BASES:
             raise ValueError(f"stl base must be one of {sorted(_STL_BASES)}, got {base!r}")
+        _check_elbo_options(kwargs)
         super().__init__(**kwargs)
         self.base_name = base
         self.base = _STL_BASES[base](**kwargs)
@@ -114,4 +117,16 @@ def get_elbo(name: str, **kwargs) -> pyro.infer.ELBO:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
     if "base" in kwargs and name != "stl":
         raise ValueError(f"'base' is an option of estimator 'stl' only, not of {name!r}")
+    _check_elbo_options(kwargs)
     return cls(**kwargs)
+
+
+def _check_elbo_options(kwargs: dict) -> None:
+    """Pyro accepts ``num_particles=0`` (then every loss is 0.0 and every gradient None) or a
+    float, and fails much later; refuse them here, naming the option."""
+    n = kwargs.get("num_particles", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_particles must be an integer >= 1, got {n!r}")
+    depth = kwargs.get("max_plate_nesting", math.inf)
+    if depth != math.inf and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise ValueError(f"max_plate_nesting must be an integer >= 0, got {depth!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import tempfile
 from pathlib import Path
 
 __all__ = [
@@ -14,22 +15,31 @@ __all__ = [
     "argparse_type",
     "check_floats",
     "check_ints",
-    "check_out_dir",
+    "check_output_paths",
     "join_negative_values",
+    "seed",
     "weights",
 ]
 
-# a comma-separated list of numbers that starts with a minus sign, e.g. -40,-10,-80,-60
-_NEGATIVE_LIST = re.compile(r"^-[0-9.]+([eE][-+]?[0-9]+)?(,\s*-?[0-9.]+([eE][-+]?[0-9]+)?)+$")
+MAX_SEED = 2**32 - 1  # numpy's limit; pyro.set_rng_seed seeds numpy, random and torch alike
+
+# a number, or a comma-separated list of numbers, that starts with a minus sign: -1e-3, -40,-10
+_NUMBER = r"-?[0-9.]+([eE][-+]?[0-9]+)?"
+_NEGATIVE_VALUES = re.compile(rf"^-[0-9.]+([eE][-+]?[0-9]+)?(,\s*{_NUMBER})*$")
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
-    """``--bbox -40,-10,-80,-60`` as ``--bbox=-40,-10,-80,-60``: argparse reads a value that
-    starts with "-" and is not a plain number as an option, and every southern or western
-    region has one."""
+    """``--bbox -40,-10,-80,-60`` as ``--bbox=-40,-10,-80,-60`` (and ``--lr -1e-3`` as
+    ``--lr=-1e-3``): argparse reads a value that starts with "-" and is not a plain number as
+    an option, and every southern or western region has one."""
     out: list[str] = []
     for token in argv:
-        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_LIST.match(token):
+        if (
+            out
+            and out[-1].startswith("--")
+            and "=" not in out[-1]
+            and _NEGATIVE_VALUES.match(token)
+        ):
             out[-1] = f"{out[-1]}={token}"
         else:
             out.append(token)
@@ -62,6 +72,17 @@ def weights(text: str) -> tuple[float, ...]:
     return tuple(v / total for v in values)
 
 
+def seed(text: str) -> int:
+    """An integer seed in [0, 2**32 - 1] (the range numpy, which Pyro seeds too, accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer in [0, {MAX_SEED}], got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"expected an integer in [0, {MAX_SEED}], got {value}")
+    return value
+
+
 def add_output_arguments(
     parser: argparse.ArgumentParser,
     command: str,
@@ -86,7 +107,10 @@ def add_output_arguments(
     )
     out.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
     out.add_argument(
-        "--seed", type=int, default=0, help=f"seed for {seed_help}; same seed, same result (0)"
+        "--seed",
+        type=argparse_type(seed),
+        default=0,
+        help=f"seed for {seed_help}; same seed, same result (0)",
     )
     out.add_argument("--device", default="cpu", help=device_help)
     if quiet:
@@ -114,7 +138,40 @@ def check_floats(args: argparse.Namespace, names) -> None:
             raise ValueError(f"{_flag(name)} must be a finite number > 0, got {value}")
 
 
-def check_out_dir(args: argparse.Namespace) -> None:
-    """``--out`` is a folder or does not exist yet."""
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {str(args.out)!r} exists and is not a folder")
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_output_path(flag: str, value: str, folder: bool) -> None:
+    """``value`` of ``flag`` can be written: a folder (``folder=True``) or a file, existing or
+    to be created, whose nearest existing ancestor is a folder we can create files in (tried
+    with a temporary file that is removed at once, so nothing is left behind)."""
+    path = Path(value)
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {value!r} exists and is not a folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"{flag} {value!r} is a folder; give a file name")
+    base = _nearest_existing(path if folder else path.parent)
+    if not base.is_dir():
+        raise ValueError(f"{flag} {value!r} cannot be created: {str(base)!r} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{flag} {value!r} cannot be written: no file can be created in {str(base)!r} "
+            f"({err.strerror or err})"
+        ) from None
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """``--out`` (a folder), ``--json`` and, where the command has it, ``--checkpoint`` (files)
+    can be written, checked before any work so that a long run does not fail at its end."""
+    _check_output_path("--out", args.out, folder=True)
+    for name in ("json", "checkpoint"):
+        value = getattr(args, name, None)
+        if value is not None:
+            _check_output_path(_flag(name), value, folder=False)

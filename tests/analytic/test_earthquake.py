@@ -232,10 +232,18 @@ def test_bad_hyperparameters_name_the_field(kwargs, field):
         (
             torch.tensor([[0.0, float("nan")], [1.0, 1.0]]),
             torch.tensor([1.0, 2.0]),
-            "X has 1 non-finite",
+            "X must be finite.*1 bad row",
         ),
-        (torch.zeros(2, 2), torch.tensor([1.0, -1.0]), "S must hold non-negative integers.*-1"),
-        (torch.zeros(2, 2), torch.tensor([1.0, 2.5]), "S must hold non-negative integers.*2.5"),
+        (
+            torch.zeros(2, 2),
+            torch.tensor([1.0, -1.0]),
+            r"S must hold integers in \[0, 2\*\*53\].*-1",
+        ),
+        (
+            torch.zeros(2, 2),
+            torch.tensor([1.0, 2.5]),
+            r"S must hold integers in \[0, 2\*\*53\].*2.5",
+        ),
         (torch.zeros(3, 2), torch.tensor([1.0, 2.0]), "same length.*3 locations.*2 strengths"),
         (torch.zeros(0, 2), torch.zeros(0), "empty"),
         (torch.zeros(3, 3), torch.zeros(3), r"shape \(N, 2\)"),

@@ -37,7 +37,7 @@ from vilab.flags import (
     argparse_type,
     check_floats,
     check_ints,
-    check_out_dir,
+    check_output_paths,
     weights,
 )
 from vilab.io import atomic_write_json
@@ -51,9 +51,12 @@ def _pair(text: str) -> tuple[float, float]:
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected two numbers 'x,y', got {text!r}")
     try:
-        return float(parts[0]), float(parts[1])
+        pair = float(parts[0]), float(parts[1])
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected two numbers 'x,y', got {text!r}") from None
+    if not all(math.isfinite(v) for v in pair):
+        raise argparse.ArgumentTypeError(f"expected two finite numbers 'x,y', got {text!r}")
+    return pair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,12 +196,13 @@ def _check_args(args) -> None:
 
     check_ints(args, ("k", "num_events", "max_iter", "num_init", "steps", "particles",
                       "subsample_size"))  # fmt: skip
-    check_floats(args, ("lr", "lr_final", "strength_scale"))
+    check_floats(args, ("tau", "rho", "alpha", "beta", "lr", "lr_final", "strength_scale"))
     if args.mixing is not None and len(args.mixing) != args.k:
         raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
     diagnostics.check_arguments(args)
+    check_output_paths(args)
 
 
 def _cluster_summary(q: MeanField) -> dict:
@@ -331,7 +335,6 @@ def run(args: argparse.Namespace) -> dict:
     hp = Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,
                          alpha=args.alpha, beta=args.beta)  # fmt: skip
     device = resolve_device(args.device)
-    check_out_dir(args)
     out_dir = Path(args.out)
 
     X, S, source, truth = _load_data(args, hp)

@@ -31,7 +31,7 @@ from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.expgauss import diagnostics as expgauss_diagnostics
 from vilab.expgauss.svi import fit_expgauss
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
@@ -82,11 +82,21 @@ def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
     if not math.isfinite(args.x):
         raise ValueError(f"--x must be finite, got {args.x}")
-    joint_optimum(torch.tensor([args.x], dtype=torch.float64))  # explains x <= 0
     check_floats(args, ("init_theta", "init_phi", "lr", "lr_final"))
+    x = torch.tensor([args.x], dtype=torch.float64)
+    try:
+        optimum, _ = joint_optimum(x)  # explains x <= 0
+        for theta, phi in ((args.init_theta, args.init_phi), (optimum, optimum)):
+            elbo(x, theta, phi)  # raises where the ELBO overflows float64
+        log_evidence(x, optimum)
+    except ValueError as err:
+        raise ValueError(
+            f"--x {args.x:g} (with --init-theta {args.init_theta:g}, --init-phi "
+            f"{args.init_phi:g}): {err}"
+        ) from None
     check_ints(args, ("steps", "particles"))
-    check_out_dir(args)
     diagnostics.check_arguments(args)
+    check_output_paths(args)
 
 
 def _scores(x: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> dict:

@@ -25,7 +25,7 @@ import torch
 
 from inference.gradvar import gradient_moments, variance_along_run
 from vilab.devices import resolve_device
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
 from vilab.gradvar.cases import CASES, ESTIMATORS_FOR, TRAIN_ESTIMATOR, build_case
 from vilab.io import atomic_write_json
 from vilab.report import format_table
@@ -92,7 +92,7 @@ def _check_args(args) -> None:
     check_ints(args, ("particles", "steps", "every", "batch_size", "latent_dim", "hidden_dim",
                       "train_steps"))  # fmt: skip
     check_floats(args, ("lr", "lr_final"))
-    check_out_dir(args)
+    check_output_paths(args)
     known = ESTIMATORS_FOR[args.model]
     for flag, names in (("--estimator", args.estimator or []),
                         ("--train-estimator", [args.train_estimator or known[0]])):  # fmt: skip

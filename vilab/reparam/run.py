@@ -28,7 +28,7 @@ from torch.distributions import Categorical, Exponential, RelaxedOneHotCategoric
 
 from analytic.reparam import exponential_rsample, gumbel_max_sample, gumbel_softmax_rsample
 from vilab.devices import resolve_device
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
@@ -82,7 +82,7 @@ def _check_args(args) -> None:
     for t in args.temperatures:
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"--temperatures must all be finite and > 0, got {t}")
-    check_out_dir(args)
+    check_output_paths(args)
 
 
 def _chi2(samples: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:

@@ -23,7 +23,7 @@ import torch
 from inference.mnist import load_mnist
 from vilab import diagnostics
 from vilab.devices import resolve_device
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_out_dir
+from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 from vilab.vae import diagnostics as vae_diagnostics
@@ -94,11 +94,10 @@ def _check_args(args) -> None:
                       "particles", "iwae_samples", "train_size", "test_size"))  # fmt: skip
     check_floats(args, ("lr",))
     diagnostics.check_arguments(args)
-    check_out_dir(args)
-    if args.resume and not Path(args.checkpoint or Path(args.out) / "checkpoint.pt").is_file():
-        raise ValueError(
-            f"--resume: no checkpoint at {args.checkpoint or str(Path(args.out) / 'checkpoint.pt')}"
-        )
+    check_output_paths(args)
+    checkpoint = args.checkpoint or str(Path(args.out) / "checkpoint.pt")
+    if args.resume and not Path(checkpoint).is_file():
+        raise ValueError(f"--resume: the checkpoint {checkpoint!r} does not exist")
 
 
 def _evaluate(model, guide, test_x, history, args, device) -> dict:
@@ -152,6 +151,10 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     data = load_mnist(args.data_dir)
+    for flag, size, images in (("--train-size", args.train_size, data.train_images),
+                               ("--test-size", args.test_size, data.test_images)):  # fmt: skip
+        if size is not None and size > images.shape[0]:
+            raise ValueError(f"{flag} {size} exceeds the {images.shape[0]} images of the data")
     train_images = data.train_images[: args.train_size]
     test_images = data.test_images[: args.test_size]
     out_dir = Path(args.out)

@@ -49,7 +49,7 @@ def test_cli_resume_continues_to_the_same_result(tmp_path, data_dir):
     [
         (["--epochs", "0"], "--epochs must be an integer >= 1"),
         (["--lr", "0"], "--lr must be a finite number > 0"),
-        (["--resume"], "--resume: no checkpoint at"),
+        (["--resume"], "--resume: the checkpoint"),
         (["--data-dir", "/nonexistent"], "is not a folder"),
     ],
 )
