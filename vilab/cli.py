@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 
+import torch
+
 from vilab.earthquake import run as earthquake_run
 from vilab.expgauss import run as expgauss_run
 from vilab.flags import join_negative_values
 from vilab.gradvar import run as gradvar_run
 from vilab.reparam import run as reparam_run
+from vilab.threads import choose_threads
 from vilab.vae import run as vae_run
 
 __all__ = ["build_parser", "main"]
@@ -60,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or choose_threads(threads))
     try:
         args.run(args)
     except (ValueError, FloatingPointError) as err:
         parser.exit(2, f"vilab {args.command}: error: {err}\n")
+    except KeyboardInterrupt as err:  # Ctrl-C: one line, no traceback, the shell's code 130
+        reason = f" {err}" if str(err) else ""
+        parser.exit(130, f"\nvilab {args.command}: interrupted{reason}\n")
     except BrokenPipeError:  # e.g. `vilab ... | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        torch.set_num_threads(threads)
     return 0
 
 

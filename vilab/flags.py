@@ -17,6 +17,7 @@ __all__ = [
     "check_ints",
     "check_output_paths",
     "join_negative_values",
+    "positive_int",
     "seed",
     "weights",
 ]
@@ -72,6 +73,17 @@ def weights(text: str) -> tuple[float, ...]:
     return tuple(v / total for v in values)
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def seed(text: str) -> int:
     """An integer seed in [0, 2**32 - 1] (the range numpy, which Pyro seeds too, accepts)."""
     try:
@@ -113,6 +125,13 @@ def add_output_arguments(
         help=f"seed for {seed_help}; same seed, same result (0)",
     )
     out.add_argument("--device", default="cpu", help=device_help)
+    out.add_argument(
+        "--threads",
+        type=argparse_type(positive_int),
+        metavar="N",
+        help="CPU threads for torch (default: one per core that other busy processes leave "
+        "free, at least 1)",
+    )
     if quiet:
         out.add_argument("--quiet", action="store_true", help="no progress bar")
     return out

@@ -47,6 +47,8 @@ for name, base in COMMANDS.items():
         ),
         (f"{name}-json-not-writable", [*base, "--json", "/proc/s.json"], ["--json", "/proc"]),
         (f"{name}-device-unknown", [*base, "--device", "gpu0"], ["--device", "gpu0"]),
+        (f"{name}-threads-zero", [*base, "--threads", "0"], ["--threads", "0"]),
+        (f"{name}-threads-text", [*base, "--threads", "all"], ["--threads", "all"]),
     ]
 # -- earthquake --------------------------------------------------------------------------------
 CASES += [

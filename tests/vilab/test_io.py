@@ -25,3 +25,34 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         atomic_write_json(target, {"a": object()})
     assert target.read_text() == '{\n  "a": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_json_is_strict_with_a_note_on_what_was_not_finite(tmp_path):
+    """Python's json writes NaN/Infinity, which strict readers reject; we write null and say
+    where, so the file parses with ``parse_constant`` refusing those tokens."""
+    import json
+    import math
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    summary = {"elbo": -3.5, "svi": {"snr": [1.0, math.nan], "khat": math.inf}, "n": 3}
+    path = atomic_write_json(tmp_path / "s.json", summary)
+    loaded = json.loads(path.read_text(), parse_constant=refuse)
+    assert loaded["svi"] == {"snr": [1.0, None], "khat": None}
+    assert loaded["non_finite"] == ["svi.snr[1]: nan", "svi.khat: inf"]
+    assert loaded["elbo"] == -3.5 and loaded["n"] == 3
+    clean = atomic_write_json(tmp_path / "c.json", {"a": 1.0})
+    assert "non_finite" not in json.loads(clean.read_text())
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_get_the_users_umask_not_mkstemps_0600(tmp_path, umask, mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        path = atomic_write_json(tmp_path / "s.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode

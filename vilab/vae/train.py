@@ -246,21 +246,24 @@ def train_vae(
     if resume:
         history = _resume(Path(checkpoint), config, data_id, model, guide, step, gen, device)
 
-    for epoch in range(len(history) + 1, epochs + 1):
-        start = time.perf_counter()
-        perm = torch.randperm(N, generator=gen)
-        images = fixed_train if fixed_train is not None else binarize(train_images, "sample", gen)
-        batches = [perm[b : b + config.batch_size] for b in range(0, N, config.batch_size)]
-        total = _run_epoch(step, images, batches, (epoch, epochs), device, checkpoint, progress)
-        seconds = time.perf_counter() - start
-        eval_gen = torch.Generator(device=device).manual_seed(config.seed + 2 + epoch)
-        test_nelbo = negative_elbo(model, guide, test_x, eval_gen).mean().item()
-        record = EpochRecord(epoch, total / N, test_nelbo, seconds)
-        history.append(record)
-        if checkpoint is not None:
-            _save(
-                Path(checkpoint),
-                {
+    saved = len(history) if resume else None  # the epoch the checkpoint file holds
+    epoch = len(history) + 1
+    try:
+        for epoch in range(len(history) + 1, epochs + 1):
+            start = time.perf_counter()
+            perm = torch.randperm(N, generator=gen)
+            images = (
+                fixed_train if fixed_train is not None else binarize(train_images, "sample", gen)
+            )
+            batches = [perm[b : b + config.batch_size] for b in range(0, N, config.batch_size)]
+            total = _run_epoch(step, images, batches, (epoch, epochs), device, checkpoint, progress)
+            seconds = time.perf_counter() - start
+            eval_gen = torch.Generator(device=device).manual_seed(config.seed + 2 + epoch)
+            test_nelbo = negative_elbo(model, guide, test_x, eval_gen).mean().item()
+            record = EpochRecord(epoch, total / N, test_nelbo, seconds)
+            history.append(record)
+            if checkpoint is not None:
+                state = {
                     "config": dataclasses.asdict(config),
                     "data": data_id,
                     "model": model.state_dict(),
@@ -268,11 +271,25 @@ def train_vae(
                     "optimizer": step.optimizer.state_dict(),
                     "history": [tuple(r) for r in history],
                     "rng": _rng_state(gen, device),
-                },
-            )
-        if on_epoch is not None:
-            on_epoch(record, model, guide)
+                }
+                _save(Path(checkpoint), state)
+                saved = epoch
+            if on_epoch is not None:
+                on_epoch(record, model, guide)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(epoch, saved, checkpoint)) from None
     return VAEResult(model, guide, history, test_x)
+
+
+def _interrupted(epoch: int, saved: int | None, checkpoint) -> str:
+    """What a Ctrl-C in ``epoch`` leaves: the checkpoint is replaced atomically after each
+    epoch, so an interrupted write leaves the previous one whole (``saved``: its epoch)."""
+    if checkpoint is None or not saved:
+        return f"in epoch {epoch}, before any checkpoint was written"
+    return (
+        f"in epoch {epoch}; the checkpoint {str(checkpoint)!r} holds epoch {saved}: "
+        "continue with the same flags and --resume"
+    )
 
 
 def _check_arguments(train_images, test_images, epochs, checkpoint, resume) -> None:

@@ -60,3 +60,41 @@ def test_cli_rejects_bad_flags_before_writing(tmp_path, data_dir, capsys, flags,
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ctrl_c_exits_with_one_line_and_leaves_a_checkpoint_that_resumes(tmp_path, data_dir):
+    """SIGINT in the middle of a long run (a real process, as a user's Ctrl-C): exit code 130,
+    one line naming the checkpoint and its epoch, no traceback; the checkpoint loads with
+    weights_only and --resume continues from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vilab.vae.train import load_checkpoint
+
+    out = tmp_path / "out"
+    flags = ["--data-dir", data_dir, *TINY, "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vilab", "vae", *flags, "--epochs", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.3)  # into a later epoch, possibly in the middle of the next write
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("vilab vae: interrupted in epoch ") and str(checkpoint) in lines[0]
+    saved = int(lines[0].split("holds epoch ")[1].split(":")[0])
+    state = load_checkpoint(checkpoint)
+    assert len(state["history"]) == saved
+    assert main(["vae", *flags, "--epochs", str(saved + 1), "--resume"]) == 0
+    assert not list(out.glob(".checkpoint.pt.*.tmp"))
+    assert len(load_checkpoint(checkpoint)["history"]) == saved + 1
