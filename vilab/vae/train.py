@@ -246,7 +246,6 @@ def train_vae(
     if resume:
         history = _resume(Path(checkpoint), config, data_id, model, guide, step, gen, device)
 
-    saved = len(history) if resume else None  # the epoch the checkpoint file holds
     epoch = len(history) + 1
     try:
         for epoch in range(len(history) + 1, epochs + 1):
@@ -273,18 +272,23 @@ def train_vae(
                     "rng": _rng_state(gen, device),
                 }
                 _save(Path(checkpoint), state)
-                saved = epoch
             if on_epoch is not None:
                 on_epoch(record, model, guide)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(_interrupted(epoch, saved, checkpoint)) from None
+        raise KeyboardInterrupt(_interrupted(epoch, checkpoint)) from None
     return VAEResult(model, guide, history, test_x)
 
 
-def _interrupted(epoch: int, saved: int | None, checkpoint) -> str:
-    """What a Ctrl-C in ``epoch`` leaves: the checkpoint is replaced atomically after each
-    epoch, so an interrupted write leaves the previous one whole (``saved``: its epoch)."""
-    if checkpoint is None or not saved:
+def _interrupted(epoch: int, checkpoint) -> str:
+    """What a Ctrl-C in ``epoch`` leaves. The checkpoint is replaced atomically, so it is whole:
+    the one just written, or the previous one if the write was cut short. Which, the file
+    itself says (read back, without running code, rather than tracked: the signal may land
+    between the rename and any bookkeeping after it)."""
+    try:
+        saved = len(load_checkpoint(Path(checkpoint))["history"]) if checkpoint else 0
+    except ValueError:  # no file yet
+        saved = 0
+    if not saved:
         return f"in epoch {epoch}, before any checkpoint was written"
     return (
         f"in epoch {epoch}; the checkpoint {str(checkpoint)!r} holds epoch {saved}: "
