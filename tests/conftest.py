@@ -17,6 +17,21 @@ torch.set_default_dtype(torch.float64)
 SHARED_DATA = Path(
     os.environ.get("VILAB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+# CI sets VILAB_REQUIRE_DATA=1 where ../shared/data exists: a missing file then fails the test
+# instead of skipping it, so that the real-data tests cannot go quiet unnoticed.
+REQUIRE_DATA = os.environ.get("VILAB_REQUIRE_DATA") == "1"
+
+
+def shared_data(relative: str) -> Path:
+    """``SHARED_DATA / relative``, or a skip that says what is missing and how to point at it
+    (a failure when ``VILAB_REQUIRE_DATA=1``)."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        reason = f"{path} is not present (set VILAB_SHARED_DATA to the shared data folder)"
+        if REQUIRE_DATA:
+            pytest.fail(f"{reason}; VILAB_REQUIRE_DATA=1 requires it")
+        pytest.skip(reason)
+    return path
 
 
 @pytest.fixture(autouse=True)

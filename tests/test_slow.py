@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import shared_data
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs the real MNIST files")
 def test_pyro_vae_trains_as_well_as_the_plain_loop():
     """After 15 epochs from the same weights: meanfield (the plain loop's very objective) is
     within 1 nat of the plain loop's test -ELBO (measured: +0.63; one-sample test -ELBO
@@ -27,7 +26,7 @@ def test_pyro_vae_trains_as_well_as_the_plain_loop():
     spec = importlib.util.spec_from_file_location("bench_vae", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    args = module.build_parser().parse_args(["--data-dir", str(SHARED_DATA / "mnist"), "--full",
+    args = module.build_parser().parse_args(["--data-dir", str(shared_data("mnist")), "--full",
                                              "--quiet"])  # fmt: skip
     results = module.main(args)
     plain = results["plain"]["test_nelbo"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inference.catalog import load_catalog, parse_bbox
-from tests.conftest import SHARED_DATA
+from tests.conftest import shared_data
 
 # Header styles of the two real catalogs (database.csv and the USGS export quakes.csv).
 KAGGLE = "Date,Time,Latitude,Longitude,Type,Depth,Magnitude\n"
@@ -80,9 +80,7 @@ def test_bad_bbox_is_rejected(text):
 
 @pytest.mark.parametrize("name, rows", [("database.csv", 23412), ("quakes.csv", 18334)])
 def test_real_catalogs_load_with_default_columns(name, rows):
-    path = SHARED_DATA / "earthquakes" / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (set VILAB_SHARED_DATA)")
+    path = shared_data(f"earthquakes/{name}")
     cat = load_catalog(path)
     assert cat.num_rows == rows and cat.X.shape == (rows, 2)
     assert torch.all(cat.S >= 5) and torch.all(cat.S <= 9)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference.mnist import MNIST_FILES, binarize, load_mnist
-from tests.conftest import SHARED_DATA
+from tests.conftest import shared_data
 from tests.idx_files import idx_bytes, write_mnist_dir
 
 
@@ -69,9 +69,8 @@ def test_binarize_round_and_sample():
         binarize(x, "threshold")
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="no shared MNIST files")
 def test_shared_mnist_is_the_official_md5_verified_set():
-    data = load_mnist(SHARED_DATA / "mnist")
+    data = load_mnist(shared_data("mnist"))
     assert data.md5_verified
     assert data.train_images.shape == (60000, 784) and data.test_images.shape == (10000, 784)
     assert data.train_images.mean().item() == pytest.approx(0.130660, abs=1e-6)

@@ -159,3 +159,25 @@ def test_bad_comma_lists_name_the_flag_and_the_reason(argv, message, tmp_path, c
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_svi_clusters_are_reported_matched_to_cavis(tmp_path, monkeypatch):
+    """With seed 3 the best CAVI restart labels the clusters differently from SVI's start
+    (the matching found is [3, 0, 2, 1], recorded below so that the test has teeth): the
+    summary pairs each SVI cluster with the CAVI cluster nearest to it. Without the matching
+    (the identity), three of the four pairs would be swapped."""
+    import torch
+
+    from vilab.earthquake import run as earthquake_run
+
+    found = []
+    real = earthquake_run.match_clusters
+    monkeypatch.setattr(
+        earthquake_run, "match_clusters", lambda a, b: found.append(real(a, b)) or found[-1]
+    )
+    flags = ["--num-events", "300", "--k", "4", "--steps", "200", "--num-init", "5"]
+    assert main(["earthquake", *flags, "--seed", "3", "--out", str(tmp_path), "--quiet"]) == 0
+    assert found and found[0] != [0, 1, 2, 3]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    cavi, svi = (torch.tensor(summary[m]["means"]) for m in ("cavi", "svi"))
+    assert torch.cdist(svi, cavi).argmin(-1).tolist() == [0, 1, 2, 3]

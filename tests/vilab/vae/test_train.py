@@ -84,6 +84,32 @@ def test_importance_weighted_bound_is_above_the_elbo_and_rises_with_k(mnist):
     assert log_weights(model, guide, x[:5], 7, gen).shape == (7, 5)
 
 
+def test_log_weights_equal_torch_distributions_where_every_term_is_large(mnist):
+    """log w = log Bernoulli(x | g(z)) + log N(z | 0, I) - log N(z | mu, sigma^2) with every
+    density from ``torch.distributions``, at the same eps (same generator seed). The encoder
+    is perturbed so that sigma ~ e^-2.5 and mu ~ 3: then -sum log sigma is +7.5 nats per image
+    (3 latents) and |mu|^2 / 2 is ~13, so dropping either term, or a sign, is off by far more
+    than the 1e-10 allowed (at untrained weights sigma ~ 1 and log sigma ~ 0)."""
+    from torch.distributions import Bernoulli, Independent, Normal
+
+    x = binarize(mnist[1], "round")[:16]
+    model, guide = _nets()
+    with torch.no_grad():
+        guide.encoder.log_var.bias.fill_(-5.0)
+        guide.encoder.loc.bias.fill_(3.0)
+    lw = log_weights(model, guide, x, 4, torch.Generator().manual_seed(7))
+    loc, scale = guide.encoder(x)
+    eps = torch.randn((4, *loc.shape), generator=torch.Generator().manual_seed(7))
+    z = loc + scale * eps
+    expected = (
+        Independent(Bernoulli(logits=model.decoder(z)), 1).log_prob(x)
+        + Independent(Normal(torch.zeros_like(z), 1.0), 1).log_prob(z)
+        - Independent(Normal(loc, scale), 1).log_prob(z)
+    )
+    assert -torch.log(scale).sum(-1).mean() > 7.0  # the term that was invisible before
+    torch.testing.assert_close(lw, expected.detach(), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("estimator", ["trace", "meanfield", "stl"])
 def test_a_few_steps_of_each_estimator_lower_the_loss(mnist, estimator):
     """One epoch of 200 images (batch 20, lr 1e-2): the test -ELBO falls by > 5 nats from
