@@ -29,7 +29,10 @@ def test_cli_trains_evaluates_and_writes_every_file(tmp_path, data_dir, capsys):
     s = json.loads(extra.read_text())
     assert [r["epoch"] for r in s["history"]] == [1, 2]
     assert s["config"]["estimator"] == "meanfield" and not s["data"]["md5_verified"]
-    assert s["final"]["test_log_likelihood_iwae"] > -s["final"]["test_nelbo"] - 5  # IWAE >~ ELBO
+    f = s["final"]  # E[L_k] >= ELBO (Burda et al. 2016, Thm 1): within 4 s.e. of the two means
+    assert f["test_log_likelihood_iwae"] + f["test_nelbo"] > -4 * (
+        f["test_log_likelihood_iwae_se"] + f["test_nelbo_se"]
+    )
     printed = capsys.readouterr().out
     assert "test -ELBO" in printed and "IWAE k=5" in printed
 
