@@ -323,6 +323,14 @@ def _as_mean_field(q: MeanField, like: torch.Tensor) -> MeanField:
     return MeanField(*fields)
 
 
+def _checked_mean_field(q: MeanField, X: torch.Tensor, num_clusters: int) -> MeanField:
+    """``q`` converted to X's dtype and device (:func:`_as_mean_field`) and checked against
+    the N events of X and K clusters (:func:`check_mean_field`)."""
+    q = _as_mean_field(q, X)
+    check_mean_field(q, X.shape[0], num_clusters)
+    return q
+
+
 def _finite_elbo(value: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
     if not bool(torch.isfinite(value)):
         raise ValueError(
@@ -572,8 +580,7 @@ def elbo(X: torch.Tensor, S: torch.Tensor, hp: Hyperparameters, q: MeanField) ->
         ValueError: bad data or q (naming the field), or an ELBO that overflows float64.
     """
     X, S = as_data(X, S)
-    q = _as_mean_field(q, X)
-    check_mean_field(q, X.shape[0], hp.num_clusters)
+    q = _checked_mean_field(q, X, hp.num_clusters)
     stats = _stats_from_design(_design(X, S), q.probs)
     neg_entropy_z = torch.xlogy(q.probs, q.probs).sum()
     return _finite_elbo(_elbo_from_stats(stats, neg_entropy_z, _data_constants(X, S), hp, q), hp)
@@ -676,8 +683,7 @@ def cavi_step(
         (new float64 :class:`MeanField`, its ELBO as a 0-dim tensor).
     """
     X, S = as_data(X, S)
-    q = _as_mean_field(q, X)
-    check_mean_field(q, X.shape[0], hp.num_clusters)
+    q = _checked_mean_field(q, X, hp.num_clusters)
     q, value = _cavi_step(_design(X, S), _data_constants(X, S), hp, q)
     return q, _finite_elbo(value, hp)
 
@@ -793,8 +799,7 @@ def cavi(
     G, consts = _design(X, S), _data_constants(X, S)
     generator = torch.Generator().manual_seed(seed)
     if init is not None:
-        init = _as_mean_field(init, X)
-        check_mean_field(init, X.shape[0], hp.num_clusters)
+        init = _checked_mean_field(init, X, hp.num_clusters)
         starts = [permute_clusters(init, order)]
     else:
         starts = (initial_mean_field(X, S, canonical, generator) for _ in range(num_init))
