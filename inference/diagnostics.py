@@ -52,6 +52,7 @@ __all__ = [
     "psis_inference_data",
     "psis_check",
     "psis_from_log_weights",
+    "standardise",
     "to_inference_data",
     "verdict",
 ]
@@ -376,31 +377,39 @@ def compare_with_nuts(
     return NutsComparison(rows, vi, nuts, summary, seconds)
 
 
-def _num_scalars(idata) -> int:
+def _num_scalars(idata) -> int:  # pragma: no mutate block (sizes the forest plot)
     return sum(int(v.size // (v.sizes["chain"] * v.sizes["draw"]))
                for v in idata.posterior.data_vars.values())  # fmt: skip
 
 
-def forest_plot(posteriors: dict[str, az.InferenceData], reference: str | None = None,
-                title: str = ""):  # fmt: skip
+def standardise(posteriors: dict[str, az.InferenceData], reference: str) -> dict:
+    """Each posterior of ``posteriors`` as (value - m) / s, m and s the mean and sd over chains
+    and draws of the ``reference`` posterior, parameter by parameter: the reference then has
+    mean 0 and sd 1 in every coordinate, and another's mean is its shift in reference sds and
+    its sd the ratio of the two sds. Returns a dict of InferenceData (posterior group only)."""
+    ref = posteriors[reference].posterior
+    mean, sd = ref.mean(("chain", "draw")), ref.std(("chain", "draw"))
+    return {
+        name: az.InferenceData(posterior=(idata.posterior - mean) / sd)
+        for name, idata in posteriors.items()
+    }
+
+
+# Plotting below: checked by the files it writes, not by values, so mutation testing skips it.
+def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate block
     """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals; returns
     the matplotlib ``Figure`` (headless backend; the caller saves and closes it).
 
-    With ``reference`` (a key of ``posteriors``), every parameter is standardised by that
-    posterior's mean and sd, (value - mean) / sd, so parameters of any scale share one axis:
-    the reference's interval is about +-1.64 and another's shows its shift and its sd ratio.
+    ``posteriors``: name -> InferenceData. With ``reference`` (one of the names), every
+    parameter is put on one axis by :func:`standardise`: the reference's interval is about
+    +-1.64 and another's shows its shift and its sd ratio.
     """
     import matplotlib
 
     matplotlib.use("Agg")
 
     if reference is not None:
-        ref = posteriors[reference].posterior
-        mean, sd = ref.mean(("chain", "draw")), ref.std(("chain", "draw"))
-        posteriors = {
-            name: az.InferenceData(posterior=(idata.posterior - mean) / sd)
-            for name, idata in posteriors.items()
-        }
+        posteriors = standardise(posteriors, reference)
     axes = az.plot_forest(
         list(posteriors.values()),
         model_names=list(posteriors),
@@ -437,7 +446,7 @@ def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
     return idata
 
 
-def khat_plot(khat):
+def khat_plot(khat):  # pragma: no mutate block
     """Histogram of per-item k-hat with the 0.5 and 0.7 thresholds; returns the matplotlib
     ``Figure`` (headless backend; the caller saves and closes it)."""
     import matplotlib

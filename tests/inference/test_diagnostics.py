@@ -171,3 +171,28 @@ def test_nuts_with_enumerated_z_agrees_with_cavi_on_the_cluster_means(quake):
     for row in result.rows:
         if row["parameter"].startswith("mu"):
             assert abs(row["vi_mean"] - row["nuts_mean"]) < row["nuts_sd"], row
+
+
+def test_standardise_makes_the_reference_0_1_and_keeps_shifts_and_sd_ratios():
+    rng = np.random.default_rng(0)
+    ref = rng.normal([2.0, -7.0], [0.5, 3.0], size=(2, 400, 2))  # (chain, draw, coord)
+    other = 2.0 + 1.5 * (ref - ref.mean((0, 1)))  # shifted and 1.5 times as wide
+    post = {name: D.az.from_dict(posterior={"mu": v}) for name, v in (("ref", ref), ("q", other))}
+    out = D.standardise(post, "ref")
+    z_ref, z_q = (out[n].posterior["mu"].values for n in ("ref", "q"))
+    np.testing.assert_allclose(z_ref.mean((0, 1)), 0, atol=1e-12)
+    np.testing.assert_allclose(z_ref.std((0, 1)), 1, rtol=1e-12)
+    shift = (2.0 - ref.mean((0, 1))) / ref.std((0, 1))
+    np.testing.assert_allclose(z_q.mean((0, 1)), shift, rtol=1e-10)
+    np.testing.assert_allclose(z_q.std((0, 1)), 1.5, rtol=1e-12)
+
+
+def test_psis_inference_data_holds_each_items_results():
+    lw = torch.arange(12.0).reshape(3, 4)
+    idata = D.psis_inference_data(lw, [0.1, 0.6, 0.9], [30.0, 8.0, 2.0])
+    psis = idata.psis
+    assert dict(psis.sizes) == {"item": 3, "draw": 4}
+    np.testing.assert_array_equal(psis["log_weights"].values, lw.numpy())
+    np.testing.assert_array_equal(psis["khat"].values, [0.1, 0.6, 0.9])
+    np.testing.assert_array_equal(psis["ess"].values, [30.0, 8.0, 2.0])
+    assert list(psis["item"].values) == [0, 1, 2] and list(psis["draw"].values) == [0, 1, 2, 3]

@@ -256,3 +256,21 @@ def test_svi_with_stl_lands_where_trace_elbo_lands_on_constrained_models(model_n
             p.detach().reshape(-1) for n, p in sorted(guide.named_parameters())
         ])  # fmt: skip
     torch.testing.assert_close(ends["stl"], ends["trace"], atol=0.05, rtol=0)
+
+
+def test_path_derivative_distribution_samples_as_its_base():
+    """``.sample`` (no gradient) and ``.rsample`` draw exactly the base's values, seed for seed;
+    ``log_prob`` before the guide has run (no score recorded) is the base's."""
+    from inference.stl import _Partial, _PathDerivative
+
+    loc = torch.tensor([0.3, -1.2], requires_grad=True)
+    base = dist.Normal(loc, torch.tensor([0.5, 2.0]))
+    wrapped = _PathDerivative(base, _Partial())
+    for method in ("sample", "rsample"):
+        torch.manual_seed(5)
+        expected = getattr(base, method)((3,))
+        torch.manual_seed(5)
+        draw = getattr(wrapped, method)((3,))
+        assert torch.equal(draw, expected) and draw.shape == (3, 2)
+        assert draw.requires_grad == (method == "rsample")
+    assert torch.equal(wrapped.log_prob(draw), base.log_prob(draw))

@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import csv
 
+import pyro.infer
 import pytest
 
 from inference.diagnostics import az
 from tests.idx_files import write_mnist_dir
 from vilab.cli import main
 
-NUTS = ["--diagnostics", "--psis-samples", "200", "--nuts-samples", "60", "--nuts-warmup", "60",
+NUTS = ["--diagnostics", "--psis-samples", "200", "--nuts-samples", "60", "--nuts-warmup", "40",
         "--nuts-chains", "1", "--quiet"]  # fmt: skip
+
+
+def _spy_mcmc(monkeypatch) -> list[dict]:
+    """The keyword arguments of every ``MCMC(...)`` the diagnostics build."""
+    calls, original = [], pyro.infer.MCMC
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pyro.infer, "MCMC", recorded)  # imported where NUTS runs
+    return calls
+
+
+def _check_sizes(out, mcmc_calls):
+    """The sizes NUTS asked for: --psis-samples draws of q, --nuts-* of NUTS."""
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    assert dict(idata.posterior.sizes)["draw"] == 200
+    assert (idata.nuts_posterior.sizes["chain"], idata.nuts_posterior.sizes["draw"]) == (1, 60)
+    assert [(c["num_samples"], c["warmup_steps"]) for c in mcmc_calls] == [(60, 40)]
+    return idata
 
 
 def _rows(path):
@@ -19,13 +41,13 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_earthquake_diagnostics_write_netcdf_csv_forest(tmp_path, capsys):
-    out = tmp_path / "out"
+def test_earthquake_diagnostics_write_netcdf_csv_forest(tmp_path, capsys, monkeypatch):
+    out, mcmc = tmp_path / "out", _spy_mcmc(monkeypatch)
     flags = ["--num-events", "80", "--k", "2", "--steps", "50", "--num-init", "1"]
     assert main(["earthquake", *flags, *NUTS, "--out", str(out)]) == 0
     for name in ("posterior.nc", "summary.csv", "forest.png", "elbo_trace.png"):
         assert (out / name).stat().st_size > 0
-    idata = az.from_netcdf(str(out / "posterior.nc"))
+    idata = _check_sizes(out, mcmc)
     assert {"posterior", "observed_data", "vi_elbo", "nuts_posterior"} <= set(idata.groups())
     assert idata.vi_elbo["elbo"].size == 50 and "psis_khat" in idata.attrs
     rows = _rows(out / "summary.csv")
@@ -34,10 +56,11 @@ def test_earthquake_diagnostics_write_netcdf_csv_forest(tmp_path, capsys):
     assert "PSIS k-hat =" in capsys.readouterr().out
 
 
-def test_expgauss_diagnostics_include_the_exact_posterior_mean(tmp_path, capsys):
-    out = tmp_path / "out"
+def test_expgauss_diagnostics_include_the_exact_posterior_mean(tmp_path, capsys, monkeypatch):
+    out, mcmc = tmp_path / "out", _spy_mcmc(monkeypatch)
     flags = ["--estimator", "trace", "--steps", "100", "--particles", "16"]
     assert main(["expgauss", *flags, *NUTS, "--out", str(out)]) == 0
+    _check_sizes(out, mcmc)
     rows = _rows(out / "summary.csv")
     assert rows[0]["parameter"] == "z[0]" and rows[-1]["parameter"].endswith("exact posterior mean")
     assert (out / "forest.png").exists() and (out / "elbo_trace.png").exists()
