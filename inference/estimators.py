@@ -78,6 +78,11 @@ class StickingTheLanding(pyro.infer.ELBO):
         self.base_name = base
         self.base = _STL_BASES[base](**kwargs)
 
+    def _get_trace(self, model, guide, args, kwargs):
+        """One (model trace, guide trace) pair of the base, with the path-derivative guide
+        (Pyro's abstract hook; the losses below go through the base's own)."""
+        return self.base._get_trace(model, path_derivative_guide(guide), args, kwargs)
+
     def loss(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate (a float): the base estimator's, which STL's value equals exactly."""
         return self.base.loss(model, guide, *args, **kwargs)

@@ -45,7 +45,8 @@ def _fresh_pyro_state():
 
 @pytest.fixture(scope="session")
 def recovery_hp() -> Hyperparameters:
-    """Well-separated clusters (centres sd 10, events sd 1) with rates around 10, so that 2,000
-    events pin each mean to ~0.04 and each rate to ~2%: the recovery tolerances of the issue
-    (0.2 and 10%) are then about 5 standard errors."""
-    return Hyperparameters(3, tau=1.0, rho=0.01, nu=(0.0, 0.0), alpha=5.0, beta=0.5)
+    """Well-separated clusters (centres sd 10, events sd 0.82) with rates around 10 and unequal
+    weights, so that 2,000 events pin each mean to within ~0.04 (1 / sqrt(tau N_k), N_k >= 400)
+    and each rate to ~2%: the recovery tolerances (0.2 and 10%) are then about 5 standard errors.
+    No term vanishes: tau, rho != 1, alpha != 1, 2, pi not uniform."""
+    return Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=1.5, rho=0.01, alpha=5.0, beta=0.5)

@@ -58,6 +58,24 @@ def test_stl_reports_the_ordinary_elbo_value():
     assert values[1] == pytest.approx(-conjugate.log_evidence(*args).item(), rel=1e-12)
 
 
+def test_stl_traces_are_the_bases_with_the_path_derivative_guide():
+    """Pyro's ``_get_trace`` hook: same seed, the same sample values as the base's traces, and
+    the guide's site distributions wrapped for the path derivative."""
+    from inference.stl import _PathDerivative
+
+    args = _data(PRIOR_2D)
+    guide = GaussianGuide(*conjugate.posterior(*args))
+    traces = []
+    for name in ("trace", "stl"):
+        pyro.set_rng_seed(3)
+        traces.append(get_elbo(name)._get_trace(conjugate_model.model, guide, args, {}))
+    (model_t, guide_t), (model_s, guide_s) = traces
+    assert torch.equal(guide_s.nodes["z"]["value"], guide_t.nodes["z"]["value"])
+    assert torch.equal(model_s.nodes["z"]["value"], model_t.nodes["z"]["value"])
+    assert isinstance(guide_s.nodes["z"]["fn"], _PathDerivative)
+    assert not isinstance(guide_t.nodes["z"]["fn"], _PathDerivative)
+
+
 def _assert_unbiased(moments, exact: dict[str, torch.Tensor]):
     """Every element of the mean gradient within 4 standard errors of ``exact``."""
     for name, se in moments.standard_error().items():
