@@ -28,7 +28,10 @@ class _Guide(torch.nn.Module):
 
 
 def test_fit_reaches_the_conjugate_posterior():
-    """Normal-normal: posterior mean sum(x) / (n + 1), sd (n + 1)^-1/2."""
+    """Normal-normal: posterior mean sum(x) / (n + 1) = 1, sd (n + 1)^-1/2 = 0.447. Over SVI
+    seeds 0-4 the final errors are -0.018..0.030 (sd 0.019) in the mean and -0.002..0.011 in
+    the sd: bounds 0.08 and 0.03 are 4 sd out. Off-by-one or factor-2 slips are 0.17 or more
+    away: mean sum/n = 1.25 or sum/(n + 2) = 0.83; sd 1/(n + 1) = 0.2 or (n/2 + 1)^-1/2 = 0.58."""
     x = torch.tensor([1.0, 2.0, 0.5, 1.5])
     guide = _Guide()
     fit_svi(
@@ -42,7 +45,7 @@ def test_fit_reaches_the_conjugate_posterior():
         seed=0,
         progress=False,
     )
-    assert guide.loc.item() == pytest.approx(5.0 / 5, abs=0.03)
+    assert guide.loc.item() == pytest.approx(5.0 / 5, abs=0.08)
     assert guide.log_scale.exp().item() == pytest.approx(5**-0.5, abs=0.03)
 
 

@@ -1,0 +1,257 @@
+"""The ring mixture's closed forms against torch.distributions, Monte Carlo, quadrature, brute
+force; EM's monotonicity, fixed point and recovery. float64 throughout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, special
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from analytic import ring
+
+R = 10.0
+
+
+def _points(seed=0, n=40, scale=6.0):
+    return scale * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)).double()
+
+
+def _torch_mixture(means, weights):
+    return MixtureSameFamily(Categorical(probs=weights), Independent(Normal(means, 1.0), 1))
+
+
+def _weights(K, seed=1):
+    return torch.distributions.Dirichlet(torch.full((K,), 2.5, dtype=torch.float64)).sample()
+
+
+def test_ring_means_are_on_the_circle_evenly_spaced():
+    m = ring.ring_means(7, 2.5)
+    torch.testing.assert_close(m.norm(dim=-1), torch.full((7,), 2.5, dtype=torch.float64))
+    angles = torch.atan2(m[:, 1], m[:, 0]) % (2 * math.pi)
+    torch.testing.assert_close(angles, 2 * math.pi * torch.arange(7).double() / 7)
+
+
+@pytest.mark.parametrize("radius", [10.0, 1.0, 0.0])
+def test_log_density_equals_torch_mixture_same_family(radius):
+    """Against torch's MixtureSameFamily of 2-D unit Gaussians, uniform and unequal weights:
+    the 2-D normaliser 1/(2 pi) (the source's 1/sqrt(2 pi) is off by log sqrt(2 pi) = 0.92)."""
+    torch.manual_seed(1)
+    means, X = ring.ring_means(10, radius), _points()
+    for weights in (None, _weights(10)):
+        w = torch.full((10,), 0.1, dtype=torch.float64) if weights is None else weights
+        expected = _torch_mixture(means, w).log_prob(X)
+        torch.testing.assert_close(
+            ring.log_density(X, means, weights), expected, rtol=1e-12, atol=0
+        )
+
+
+def test_log_density_is_finite_far_from_the_ring():
+    X = torch.tensor([[1e4, 0.0], [0.0, -3e5]], dtype=torch.float64)
+    out = ring.log_density(X, ring.ring_means(10, R))
+    assert torch.isfinite(out).all()  # a plain log of a sum of exps would be -inf
+    # rearranged: |x - mu_k|^2 = |x|^2 + R^2 - 2 x.mu_k, so the logsumexp is over x.mu_k only
+    means = ring.ring_means(10, R)
+    expected = (-math.log(2 * math.pi) - 0.5 * (X.square().sum(-1) + R**2) - math.log(10)
+                + torch.logsumexp(X @ means.T, dim=-1))  # fmt: skip
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=0)
+
+
+def test_posterior_probs_are_bayes_rule():
+    torch.manual_seed(2)
+    means, X, w = ring.ring_means(5, 1.5), _points(scale=2.0), _weights(5)
+    joint = w * torch.exp(Independent(Normal(means, 1.0), 1).log_prob(X.unsqueeze(1)))
+    expected = joint / joint.sum(-1, keepdim=True)
+    torch.testing.assert_close(ring.posterior_probs(X, means, w), expected, rtol=1e-10, atol=1e-14)
+
+
+def test_elbo_uniform_is_the_expectation_under_uniform_q():
+    """L1 = E_q[log p(x, z) - log q(z)] with q uniform: the sum over k written out (the exact
+    expectation of a K-point q), and a Monte Carlo estimate within 4 standard errors."""
+    means, X = ring.ring_means(10, R), _points(n=5)
+    log_joint = math.log(0.1) + Independent(Normal(means, 1.0), 1).log_prob(X.unsqueeze(1))
+    exact = (log_joint - math.log(0.1)).mean(-1)
+    torch.testing.assert_close(ring.elbo_uniform(X, means), exact, rtol=1e-12, atol=0)
+    z = torch.randint(10, (200_000,), generator=torch.Generator().manual_seed(3))
+    draws = (log_joint[:, z] - math.log(0.1)).T
+    se = draws.std(0) / math.sqrt(200_000)
+    assert ((draws.mean(0) - exact).abs() < 4 * se).all()
+
+
+def test_elbo_uniform_is_below_log_density_and_the_gap_is_kl_to_the_posterior():
+    """log p(x) - L1 = KL(uniform || p(z | x)) >= 0, computed from the responsibilities."""
+    means, X = ring.ring_means(10, 3.0), _points(scale=4.0)
+    gap = ring.log_density(X, means) - ring.elbo_uniform(X, means)
+    r = ring.posterior_probs(X, means)
+    kl = (0.1 * (math.log(0.1) - r.log())).sum(-1)
+    torch.testing.assert_close(gap, kl, rtol=1e-10, atol=1e-12)
+    assert (gap > 0).all()
+
+
+@pytest.mark.parametrize("K", [2, 3, 10, 5000])
+def test_elbo_uniform_equals_its_limit_for_every_k_from_2(K):
+    """sum_k mu_k = 0 on the ring, so L1 = -log 2 pi - (|x|^2 + R^2)/2 for every K >= 2 (the
+    source has one component's log N instead of the average)."""
+    X = _points()
+    torch.testing.assert_close(
+        ring.elbo_uniform(X, ring.ring_means(K, R)),
+        ring.elbo_uniform_limit(X, R),
+        rtol=1e-12,
+        atol=1e-9,
+    )
+
+
+def test_log_density_tends_to_the_ring_density():
+    """K = 5,000 against the limit (the Riemann sum of a periodic analytic integrand converges
+    faster than any power of 1/K: the difference is at rounding level)."""
+    X = _points(scale=8.0)
+    torch.testing.assert_close(
+        ring.log_density(X, ring.ring_means(5000, R)),
+        ring.log_density_limit(X, R),
+        rtol=1e-12,
+        atol=1e-10,
+    )
+
+
+def test_ring_density_integrates_to_one_and_matches_scipy_bessel():
+    """2-D quadrature of p_inf in polar coordinates (scipy.integrate.quad over r, the angle
+    integral is 2 pi): 1 to 1e-8; its Bessel factor against scipy.special.i0 pointwise."""
+
+    def radial(r):
+        x = torch.tensor([[r, 0.0]], dtype=torch.float64)
+        return 2 * math.pi * r * math.exp(ring.log_density_limit(x, R).item())
+
+    total, error = integrate.quad(radial, 0, R + 40, points=[R], limit=200)
+    assert abs(total - 1) < 1e-8 and error < 1e-9
+    X = _points(n=10, scale=1.0)
+    t = R * X.norm(dim=-1).numpy()
+    expected = (
+        -math.log(2 * math.pi) - 0.5 * (X.square().sum(-1).numpy() + R**2) + np.log(special.i0(t))
+    )
+    np.testing.assert_allclose(ring.log_density_limit(X, R).numpy(), expected, rtol=1e-12)
+
+
+def test_gap_in_the_limit_is_log_i0():
+    X = _points()
+    gap = ring.log_density_limit(X, R) - ring.elbo_uniform_limit(X, R)
+    np.testing.assert_allclose(gap.numpy(), np.log(special.ive(0, R * X.norm(dim=-1).numpy()))
+                               + R * X.norm(dim=-1).numpy(), rtol=1e-12)  # fmt: skip
+    big = torch.tensor([[1e3, 0.0]], dtype=torch.float64)  # R|x| = 1e4: I0 overflows float64
+    assert torch.isfinite(ring.log_density_limit(big, R)).all()
+
+
+# ---- EM -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data():
+    weights = torch.tensor([0.05, 0.08, 0.1, 0.12, 0.15, 0.1, 0.09, 0.11, 0.1, 0.1]).double()
+    X, z = ring.sample(2000, ring.ring_means(10, R), weights, seed=0)
+    return X, z, weights
+
+
+def test_sample_draws_the_mixture(data):
+    """Component frequencies within 4 binomial s.e. of the weights; residuals unit variance."""
+    X, z, weights = data
+    freq = torch.bincount(z, minlength=10).double() / 2000
+    assert ((freq - weights).abs() < 4 * (weights * (1 - weights) / 2000).sqrt()).all()
+    resid = X - ring.ring_means(10, R)[z]
+    assert abs(resid.var().item() - 1) < 4 * math.sqrt(2 / 4000)
+
+
+def test_em_log_likelihood_never_decreases_and_is_reported_right(data):
+    X, _, _ = data
+    result = ring.em(X, 10, num_init=3, seed=1)
+    h = result.history
+    assert (h[1:] >= h[:-1] - 1e-9 * h.abs().max()).all() and result.converged
+    value = ring.log_density(X, result.means, result.weights).sum()
+    torch.testing.assert_close(result.log_likelihood, value, rtol=1e-14, atol=0)
+    assert h[-1] == result.log_likelihood
+
+
+def test_em_fixed_point_has_zero_gradient(data):
+    """At EM's fixed point, d loglik / d mu = 0 and the gradient in the weights is the same for
+    every k (a Lagrange multiplier: N, the sum constraint's), by autograd; a step away is not."""
+    X, _, _ = data
+    result = ring.em(X, 10, num_init=2, tol=0.0, max_iter=3000)  # to float64's resolution
+    for shift in (0.0, 0.05):
+        means = (result.means + shift).requires_grad_()
+        weights = result.weights.clone().requires_grad_()
+        ring.log_density(X, means, weights).sum().backward()
+        if shift == 0:
+            assert means.grad.abs().max() < 1e-5
+            torch.testing.assert_close(
+                weights.grad, torch.full((10,), 2000.0).double(), rtol=1e-6, atol=0
+            )
+        else:
+            assert means.grad.abs().max() > 1
+
+
+def test_em_recovers_the_truth_at_radius_10(data):
+    """Well-separated components: each mean within 4 s.e. (1/sqrt(N pi_k) per coordinate) of
+    the truth, each weight within 4 binomial s.e. (labels matched to the nearest true mean)."""
+    X, _, weights = data
+    result = ring.em(X, 10)
+    truth = ring.ring_means(10, R)
+    order = torch.cdist(truth, result.means).argmin(-1)
+    assert sorted(order.tolist()) == list(range(10))
+    se_mean = (2000 * weights).rsqrt().unsqueeze(-1)
+    assert ((result.means[order] - truth).abs() < 4 * se_mean).all()
+    se_w = (weights * (1 - weights) / 2000).sqrt()
+    assert ((result.weights[order] - weights).abs() < 4 * se_w).all()
+    assert result.log_likelihood > ring.log_density(X, truth, weights).sum()  # ML beats truth
+
+
+def test_em_step_matches_its_formulas():
+    """One step by hand: responsibilities, then weighted means and weights."""
+    X = _points(n=30, scale=2.0)
+    means, weights = ring.ring_means(3, 1.3), torch.tensor([0.2, 0.3, 0.5]).double()
+    new_means, new_weights, before = ring.em_step(X, means, weights)
+    r = ring.posterior_probs(X, means, weights)
+    torch.testing.assert_close(new_weights, r.mean(0), rtol=1e-13, atol=0)
+    torch.testing.assert_close(new_means, (r.T @ X) / r.sum(0, keepdim=True).T, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        before, ring.log_density(X, means, weights).sum(), rtol=1e-14, atol=0
+    )
+
+
+def test_em_best_of_starts_beats_every_single_start(data):
+    X, _, _ = data
+    best = ring.em(X, 10, num_init=3, seed=5)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        init = (ring.kmeans_plus_plus(X, 10, gen), None)
+        assert ring.em(X, 10, init=init).log_likelihood <= best.log_likelihood
+
+
+M2 = ring.ring_means(2, 1.0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ring.ring_means(0, 1.0), "num_components must be an integer >= 1, got 0"),
+        (lambda: ring.ring_means(3, -1.0), "radius must be a finite number >= 0, got -1.0"),
+        (lambda: ring.ring_means(3, float("nan")), "radius must be a finite number >= 0"),
+        (lambda: ring.log_density(torch.zeros(3), M2), "X must have shape (N, 2)"),
+        (lambda: ring.log_density([[0.0, 1.0]], M2), "X must be a torch tensor"),
+        (lambda: ring.log_density(torch.tensor([[0.0, float("nan")]]), M2),
+         "X must be finite, got nan at [0, 1]"),
+        (lambda: ring.log_density(torch.zeros(1, 2), M2, [0.5, 0.6]),
+         "weights must be >= 0 and sum to 1"),
+        (lambda: ring.log_density(torch.zeros(1, 2), M2, [1.0]),
+         "weights must have shape (2,)"),
+        (lambda: ring.em(torch.zeros(3, 2), 4), "X has 3 points, fewer than num_components=4"),
+        (lambda: ring.em(torch.zeros(5, 2), 2, tol=-1.0), "tol must be a finite number >= 0"),
+        (lambda: ring.em(torch.zeros(5, 2), 2, num_init=0), "num_init must be an integer >= 1"),
+        (lambda: ring.em(torch.zeros(5, 2), 2, seed=-1), "seed must be an integer in [0, 2**63)"),
+        (lambda: ring.sample(0, M2), "num_samples must be an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_one_clear_error(call, message):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert message in str(err.value)
