@@ -13,6 +13,7 @@ from vilab.expgauss import run as expgauss_run
 from vilab.flags import join_negative_values
 from vilab.gradvar import run as gradvar_run
 from vilab.reparam import run as reparam_run
+from vilab.ring import run as ring_run
 from vilab.threads import choose_threads
 from vilab.vae import run as vae_run
 
@@ -34,6 +35,10 @@ _COMMANDS = {
     "reparam": (
         reparam_run,
         "reparameterised samplers (inverse-CDF exponential, Gumbel-max/softmax) vs torch's",
+    ),
+    "ring": (
+        ring_run,
+        "ring mixture: EM against the truth, the two ELBO choices and their K -> inf limits, KL",
     ),
     "gradvar": (
         gradvar_run,

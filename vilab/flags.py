@@ -100,7 +100,7 @@ def add_output_arguments(
     command: str,
     files: str,
     seed_help: str,
-    device_help: str = "torch device, e.g. cpu or cuda (cpu)",
+    device_help: str | None = "torch device, e.g. cpu or cuda (cpu)",
     quiet: bool = True,
 ):
     """Add the "output" group; returns it, so a command can add flags of its own to it.
@@ -108,6 +108,7 @@ def add_output_arguments(
     Args:
         command: the subcommand; the default folder is ``vilab-out/<command>``.
         files: what the folder receives, for the help text. seed_help: what the seed drives.
+        device_help: the help of ``--device``; None: no ``--device`` (a CPU-only command).
         quiet: also add ``--quiet`` (no progress bar).
     """
     out = parser.add_argument_group("output")
@@ -124,7 +125,8 @@ def add_output_arguments(
         default=0,
         help=f"seed for {seed_help}; same seed, same result (0)",
     )
-    out.add_argument("--device", default="cpu", help=device_help)
+    if device_help is not None:
+        out.add_argument("--device", default="cpu", help=device_help)
     out.add_argument(
         "--threads",
         type=argparse_type(positive_int),

@@ -23,6 +23,7 @@ import torch
 import vilab.earthquake.run as earthquake_run
 import vilab.expgauss.run as expgauss_run
 import vilab.gradvar.run as gradvar_run
+import vilab.ring.run as ring_run
 import vilab.vae.run as vae_run
 import vilab.vae.train as vae_train
 from analytic.earthquake import Hyperparameters, initial_mean_field
@@ -50,8 +51,21 @@ BASE = {
     ],  # fmt: skip
     "gradvar": ["--model", "conjugate", "--draws", "10", "--steps", "20", "--every", "10"],
     "reparam": ["--num-samples", "1000"],
+    "ring": [
+        "--radius",
+        "6",
+        "--num-components",
+        "4",
+        "--num-samples",
+        "200",
+        "--num-init",
+        "2",
+        "--error-radii",
+        "6",
+    ],  # fmt: skip
 }
-QUIET = {"earthquake", "expgauss", "vae", "gradvar"}  # the commands with a progress bar
+QUIET = {"earthquake", "expgauss", "vae", "gradvar", "ring"}  # the commands with a progress bar
+NO_DEVICE = {"ring"}  # CPU-only: no --device
 
 # Flags whose effect is checked in a longer test elsewhere: (command, flag) -> test.
 ELSEWHERE = {
@@ -586,6 +600,44 @@ def _(cli):
 
 
 # --------------------------------------------------------------------------------------------
+# vilab ring
+# --------------------------------------------------------------------------------------------
+
+
+@case("ring", "--radius", "--num-components")
+def _(cli):
+    r = cli.run("ring", "--radius", "7", "2.5", "--num-components", "5").summary
+    assert set(r["em"]) == {"7", "2.5"} and r["num_components"] == 5
+    for key, radius in (("7", 7.0), ("2.5", 2.5)):
+        truth = torch.tensor(r["em"][key]["true_means"])
+        assert truth.shape == (5, 2)
+        torch.testing.assert_close(truth.norm(dim=-1), torch.full((5,), radius))
+    assert r["limits"]["radius"] == 7.0  # the ELBO curves are drawn at the first radius
+
+
+@case("ring", "--num-samples")
+def _(cli):
+    # the log-likelihood is a sum over the points: about twice as large for twice the points
+    small = cli.run("ring").summary["em"]["6"]["true_log_likelihood"]
+    large = cli.run("ring", "--num-samples", "400").summary["em"]["6"]["true_log_likelihood"]
+    assert 1.7 < large / small < 2.3
+
+
+@case("ring", "--num-init")
+def _(cli):
+    calls = cli.spy(ring_run.ring, "em")
+    cli.run("ring", "--num-init", "3")
+    assert {c[1]["num_init"] for c in calls} == {3}
+
+
+@case("ring", "--error-radii")
+def _(cli):
+    r = cli.run("ring", "--error-radii", "0.5", "8").summary["em_error_vs_radius"]
+    assert r["radii"] == [0.5, 8.0] and len(r["max_mean_error"]) == 2
+    assert r["max_mean_error"][0] > r["max_mean_error"][1]  # overlapping components are harder
+
+
+# --------------------------------------------------------------------------------------------
 # The flags every command shares
 # --------------------------------------------------------------------------------------------
 
@@ -645,7 +697,9 @@ SHARED = {"--out": _out, "--json": _json, "--seed": _seed, "--device": _device,
           "--threads": _threads, "--quiet": _quiet}  # fmt: skip
 for _command in BASE:
     for _flag in SHARED:
-        if _flag != "--quiet" or _command in QUIET:
+        if (_flag != "--quiet" or _command in QUIET) and (
+            _flag != "--device" or _command not in NO_DEVICE
+        ):
             _shared(_command, _flag)
 
 
@@ -670,7 +724,16 @@ def _flags_of(command: str) -> set[str]:
     return {max(a.option_strings, key=len) for a in sub._actions if a.dest != "help"}
 
 
-@pytest.mark.parametrize("command", list(BASE))
+def _commands() -> list[str]:
+    parser = build_parser()
+    return list(next(a for a in parser._actions if a.dest == "command").choices)
+
+
+def test_every_command_has_base_flags():
+    assert sorted(BASE) == sorted(_commands())
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_flag_is_exercised(command):
     covered = {f for (c, flags) in CASES if c == command for f in flags}
     covered |= {f for (c, f) in ELSEWHERE if c == command}

@@ -31,7 +31,6 @@ from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
-from vilab.earthquake.matching import match_clusters
 from vilab.flags import (
     add_output_arguments,
     argparse_type,
@@ -41,6 +40,7 @@ from vilab.flags import (
     weights,
 )
 from vilab.io import atomic_write_json
+from vilab.matching import match_clusters
 from vilab.report import format_table
 
 __all__ = ["add_arguments", "run"]

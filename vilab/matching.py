@@ -1,6 +1,7 @@
-"""Matching the clusters of two fits: mixture labels are arbitrary, so SVI's cluster k need not
-be CAVI's cluster k. The Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) pairs
-them by the smallest total Euclidean distance between their means."""
+"""Matching the clusters of two fits (SVI vs CAVI, EM vs the truth): mixture labels are
+arbitrary, so one fit's cluster k need not be the other's cluster k. The Hungarian algorithm
+(``scipy.optimize.linear_sum_assignment``) pairs them by the smallest total Euclidean
+distance between their means."""
 
 from __future__ import annotations
 

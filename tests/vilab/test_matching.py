@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from analytic.earthquake import MeanField, permute_clusters
-from vilab.earthquake.matching import match_clusters
+from vilab.matching import match_clusters
 
 
 def test_a_shuffled_copy_is_matched_back_to_its_order():
