@@ -208,3 +208,15 @@ def test_ml_theta_maximises_the_exact_evidence():
 def test_bad_input_is_rejected_by_name(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("x, theta", [(1.0, 0.3), (2.5, 4.0), (0.7, 0.7), (3.0, 1e-3)])
+def test_optimal_phi_equals_the_quadratic_root_in_python_floats(x, theta):
+    """phi* = (sqrt(d^2 + 8) - d) / 2, d = x - theta (the positive root; 2 at x = 1, theta = 2),
+    in plain float64 arithmetic: to 1e-14, so a single-precision constant (sqrt 8 rounded to
+    float32, 3e-8 relative) fails."""
+    d = x - theta
+    expected = (math.sqrt(d * d + 8) - d) / 2
+    got = eg.optimal_phi(torch.tensor([x], dtype=torch.float64),
+                               torch.tensor([theta], dtype=torch.float64))  # fmt: skip
+    assert got.item() == pytest.approx(expected, rel=1e-14)

@@ -149,3 +149,15 @@ def test_seed_and_generator_reproduce_and_cannot_be_mixed():
 def test_bad_input_is_rejected_by_name(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_gumbel_max_seed_reproduces_and_batch_shapes_keep_the_category_last():
+    """``seed=`` alone fixes the draws (the same seed, the same samples; another, others), and
+    with a 2-D sample shape and batched probs the argmax is over the categories (the last
+    dimension), not dimension 1."""
+    probs = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], dtype=torch.float64)
+    a = gumbel_max_sample(probs=probs, sample_shape=(4, 5), seed=11)
+    b = gumbel_max_sample(probs=probs, sample_shape=(4, 5), seed=11)
+    c = gumbel_max_sample(probs=probs, sample_shape=(4, 5), seed=12)
+    assert a.shape == (4, 5, 2) and torch.equal(a, b) and not torch.equal(a, c)
+    assert int(a.max()) <= 2

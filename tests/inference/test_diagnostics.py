@@ -196,3 +196,26 @@ def test_psis_inference_data_holds_each_items_results():
     np.testing.assert_array_equal(psis["khat"].values, [0.1, 0.6, 0.9])
     np.testing.assert_array_equal(psis["ess"].values, [30.0, 8.0, 2.0])
     assert list(psis["item"].values) == [0, 1, 2] and list(psis["draw"].values) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "khat, start",
+    [(float("nan"), "undefined"), (0.49, "good"), (0.5, "usable"), (0.69, "usable"),
+     (0.7, "not trustworthy"), (1.3, "not trustworthy")],
+)  # fmt: skip
+def test_verdict_thresholds_are_half_open_at_0_5_and_0_7(khat, start):
+    """Yao et al. (2018): k < 0.5 good, 0.5 <= k < 0.7 usable, k >= 0.7 not trustworthy."""
+    assert D.verdict(khat).startswith(start)
+
+
+def test_psis_of_several_items_is_each_items_own():
+    """(items, draws) log weights: k-hat, ESS and normalised weights per row, as if each row
+    were passed alone (the ESS sums over the draws, not over everything)."""
+    rng = np.random.default_rng(4)
+    lw = rng.standard_t(3, size=(3, 500))
+    smoothed, khat, ess = D.psis_from_log_weights(lw)
+    assert smoothed.shape == (3, 500) and khat.shape == (3,) and ess.shape == (3,)
+    for i in range(3):
+        alone = D.psis_from_log_weights(lw[i])
+        for batched, single in zip((smoothed[i], khat[i], ess[i]), alone):
+            np.testing.assert_allclose(batched, single, rtol=1e-12)
