@@ -94,6 +94,12 @@ def _points(name: str, X) -> torch.Tensor:
     return X
 
 
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return seed
+
+
 def _weights(weights, num_components: int, like: torch.Tensor) -> torch.Tensor:
     """Mixing weights: uniform if None, else (K,), >= 0, summing to 1 (to 1e-6)."""
     if weights is None:
@@ -155,7 +161,10 @@ def _squared_norm(X: torch.Tensor) -> torch.Tensor:
 def elbo_uniform_limit(X: torch.Tensor, radius: float) -> torch.Tensor:
     """-log 2 pi - (|x|^2 + R^2) / 2: (N,). L1 on the ring for every K >= 2 (module docstring),
     hence also its K -> infinity limit."""
-    X, R = _points("X", X), _radius(radius)
+    return _l1_limit(_points("X", X), _radius(radius))
+
+
+def _l1_limit(X: torch.Tensor, R: float) -> torch.Tensor:
     return -LOG_2PI - 0.5 * (_squared_norm(X) + R**2)
 
 
@@ -164,7 +173,7 @@ def log_density_limit(X: torch.Tensor, radius: float) -> torch.Tensor:
     the ring mixture's log density: (N,). log I0(t) = log i0e(t) + t, finite for any t."""
     X, R = _points("X", X), _radius(radius)
     t = R * _squared_norm(X).sqrt()
-    return elbo_uniform_limit(X, R) + torch.special.i0e(t).log() + t
+    return _l1_limit(X, R) + torch.special.i0e(t).log() + t
 
 
 def sample(
@@ -175,8 +184,7 @@ def sample(
     N = _count("num_samples", num_samples)
     means = _points("means", means)
     w = _weights(weights, means.shape[0], means)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    _seed(seed)
     gen = torch.Generator().manual_seed(seed)
     z = torch.multinomial(w, N, replacement=True, generator=gen)
     return means[z] + torch.randn(N, 2, generator=gen, dtype=means.dtype), z
@@ -278,8 +286,7 @@ def em(
     _count("max_iter", max_iter)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 <= tol < math.inf):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    _seed(seed)
     if X.shape[0] < K:
         raise ValueError(f"X has {X.shape[0]} points, fewer than num_components={K}")
     if init is not None:
