@@ -190,12 +190,13 @@ def optimal_phi(x, theta) -> torch.Tensor:
         phi*, the broadcast shape, > 0.
 
     Raises:
-        ValueError: x - theta overflows, or phi* underflows to 0 (d beyond ~1e308).
+        ValueError: x - theta overflows, or phi* underflows to 0 (possible only where
+            subnormals are flushed to zero: float32 with d beyond ~1.7e38).
     """
     x = _as_tensor(x, "x")
     theta = _positive(theta, "theta", x)
     d = _finite_result(x - theta, "x - theta", x=x, theta=theta)
-    half_root = 0.5 * torch.hypot(d, torch.tensor(_SQRT_8, dtype=d.dtype, device=d.device))
+    half_root = 0.5 * torch.hypot(d, d.new_tensor(_SQRT_8))
     phi = torch.where(d < 0, half_root - 0.5 * d, 2.0 / (half_root + 0.5 * d.clamp_min(0)))
     if not bool((phi > 0).all()):
         raise ValueError(f"optimal phi underflows to 0 at x - theta = {d[phi <= 0][0].item()!r}")

@@ -172,12 +172,26 @@ def psis_from_log_weights(log_weights) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return smoothed, np.asarray(khat), ess
 
 
+def _plate_nesting(model: Callable, guide_trace, args, kwargs) -> int:
+    """The deepest plate dim of the guide's trace and of the model replayed on it (0 if none)."""
+    model_trace = poutine.trace(poutine.replay(model, guide_trace)).get_trace(*args, **kwargs)
+    dims = [
+        frame.dim
+        for trace in (guide_trace, model_trace)
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    ]
+    return -min(dims, default=0)
+
+
 def guide_log_weights(
     model: Callable,
     guide: Callable,
     *args,
     num_samples: int,
-    max_plate_nesting: int,
+    max_plate_nesting: int | None = None,
     sites: Sequence[str] | None = None,
     log_joint_fn: Callable[[dict], torch.Tensor] | None = None,
     **kwargs,
@@ -186,13 +200,15 @@ def guide_log_weights(
 
     The guide and the model run once each inside a particle plate at dim
     ``-(max_plate_nesting + 1)``; log q sums the guide's ``sites`` (default: all of its latent
-    sites), log p the model's sample sites replayed on those draws -- or ``log_joint_fn(draws)``
-    when given (e.g. the earthquake model with Z summed out exactly).
+    sites), log p the model's sample sites (each times its ``scale``, e.g. N/B under a
+    subsampling plate) replayed on those draws -- or ``log_joint_fn(draws)`` when given (e.g.
+    the earthquake model with Z summed out exactly). ``max_plate_nesting=None`` reads it from
+    one unvectorised run of the guide and the model (the deepest plate dim, as Pyro's ELBOs
+    guess it).
 
     Returns:
         (log_weights (S,), draws: site -> (S, *site shape)).
     """
-    dim = -(max_plate_nesting + 1)
 
     def vectorised(fn):
         def wrapped(*a, **k):
@@ -208,6 +224,9 @@ def guide_log_weights(
 
     with torch.no_grad(), pyro.validation_enabled(False):
         single = poutine.trace(guide).get_trace(*args, **kwargs)  # the sites' natural shapes
+        if max_plate_nesting is None:
+            max_plate_nesting = _plate_nesting(model, single, args, kwargs)
+        dim = -(max_plate_nesting + 1)
         guide_trace = poutine.trace(vectorised(guide)).get_trace(*args, **kwargs)
         latent = [n for n, s in single.nodes.items() if _is_latent(s)]
         keep = list(sites) if sites is not None else latent
@@ -236,7 +255,7 @@ def psis_check(
     guide: Callable,
     *args,
     num_samples: int = 1000,
-    max_plate_nesting: int = 1,
+    max_plate_nesting: int | None = None,
     sites: Sequence[str] | None = None,
     log_joint_fn: Callable[[dict], torch.Tensor] | None = None,
     seed: int = 0,
@@ -438,9 +457,8 @@ def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
             "khat": ("item", np.asarray(khat)),
             "ess": ("item", np.asarray(ess)),
             "log_weights": (("item", "draw"), lw),
-        },
-        coords={"item": np.arange(lw.shape[0]), "draw": np.arange(lw.shape[1])},
-    )
+        }
+    )  # xarray indexes each dim 0, 1, ... itself
     idata = az.InferenceData()
     idata.add_groups({"psis": ds})
     return idata

@@ -15,6 +15,7 @@ import torch
 
 from analytic import earthquake as eq
 from analytic import expgauss as eg
+from analytic import ring
 from inference.estimators import StickingTheLanding, get_elbo
 from ppl_models.earthquake import simulate
 
@@ -154,7 +155,16 @@ CASES = [
     ("eg-ml-theta-rtol-nan", lambda: eg.ml_theta(ONE, rtol=math.nan), "rtol must be.*nan"),
     ("eg-ml-theta-x-negative", lambda: eg.ml_theta(-ONE), "exists only for x > 0"),
     ("eg-ml-theta-x-denormal", lambda: eg.ml_theta(ONE * 1e-310), "2/x is inf"),
-    ("eg-joint-x-denormal", lambda: eg.joint_optimum(ONE * 1e-320), "2/x is inf"),
+    (
+        "eg-joint-x-denormal",
+        lambda: eg.joint_optimum(ONE * 1e-320),
+        "^the optimum 2/x is inf at x = 1.5e-320: it overflows torch.float64$",
+    ),
+    (
+        "eg-joint-x-negative",
+        lambda: eg.joint_optimum(-ONE),
+        "^the joint ELBO maximiser exists only for x > 0, got x = -1.5: ",
+    ),
     ("eg-elbo-x-overflow", lambda: eg.elbo(ONE * 1e200, 1.0, 1.0), "the ELBO is -inf at x = 1.5e"),
     ("eg-elbo-phi-tiny", lambda: eg.elbo(ONE, 1.0, 1e-300), "the ELBO is -inf.*phi = 1e-300"),
     ("eg-elbo-theta-zero", lambda: eg.elbo(ONE, 0.0, 1.0), "theta must be > 0, got 0.0"),
@@ -168,7 +178,24 @@ CASES = [
     (
         "eg-optimal-phi-overflow",
         lambda: eg.optimal_phi(torch.tensor([-1.7e308]), 1.7e308),
-        "x - theta is -inf",
+        "^x - theta is -inf at x = -1.7e[+]308, theta = 1.7e[+]308: it overflows torch.float64$",
+    ),
+    (
+        "eg-optimal-phi-x-nan",
+        lambda: eg.optimal_phi(ONE * math.nan, 1.0),
+        "^x must be finite, got nan$",
+    ),
+    ("eg-optimal-phi-theta", lambda: eg.optimal_phi(ONE, -1.0), "^theta must be > 0, got -1.0$"),
+    # -- ring mixture ----------------------------------------------------------------------------
+    (
+        "ring-l1-limit-X-shape",
+        lambda: ring.elbo_uniform_limit(torch.ones(3, 3), 1.0),
+        "^X must have shape [(]N, 2[)] with N >= 1, got [(]3, 3[)]$",
+    ),
+    (
+        "ring-density-limit-X-shape",
+        lambda: ring.log_density_limit(torch.ones(3, 3), 1.0),
+        "^X must have shape [(]N, 2[)] with N >= 1, got [(]3, 3[)]$",
     ),
     ("eg-kl-overflow", lambda: eg.kl_to_posterior(ONE, 1.0, 1e-300), "the ELBO is -inf"),
 ]
@@ -238,3 +265,45 @@ def test_ml_theta_is_right_for_tiny_x(x):
     at 1e-6); the relative error allowed here, 1e-12, is ~5000 float64 epsilons."""
     theta = float(eg.ml_theta(torch.tensor([x], dtype=torch.float64)))
     assert theta == pytest.approx(2.0 / x + x, rel=1e-12)
+
+
+def test_optimal_phi_refuses_an_underflow_to_zero_where_subnormals_are_flushed():
+    """phi* ~ 2/d is subnormal in float32 for d > 1.7e38; with flush-to-zero on it would be 0,
+    which is refused, naming the first offending d (not the first element's)."""
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        with pytest.raises(ValueError, match=r"^optimal phi underflows to 0 at x - theta = 3\.0+5"):
+            eg.optimal_phi(torch.tensor([6.0, 3e38], dtype=torch.float32), 1.0)
+    finally:
+        torch.set_flush_denormal(False)
+    # without flushing the same input is fine: 0.372 and 6.7e-39 > 0
+    phi = eg.optimal_phi(torch.tensor([6.0, 3e38], dtype=torch.float32), 1.0)
+    assert bool((phi > 0).all())
+
+
+def test_float_theta_takes_the_dtype_of_x_not_the_default():
+    """A user on the default float32 passes float64 x and a Python float theta: theta is read in
+    float64 (as x), so phi* is the float64 root (residual of phi^2 + d phi - 2 at 1e-15), not one
+    computed from theta rounded to float32 (0.1 -> 0.10000000149, a 1e-9 change in phi*)."""
+    x = torch.tensor([0.7, 3.0], dtype=torch.float64)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        phi = eg.optimal_phi(x, 0.1)
+    finally:
+        torch.set_default_dtype(previous)
+    assert phi.dtype == torch.float64
+    d = x - 0.1
+    torch.testing.assert_close(phi * phi + d * phi, torch.full_like(phi, 2.0), rtol=1e-15, atol=0)
+
+
+def test_update_rates_computes_in_float64_from_float32_strengths():
+    """S given in float32 is converted before the sums (strengths ~1e4 summed in float32 lose
+    ~1e-3 relative; the rates here must match the float64 route to 1e-12)."""
+    probs = Q.probs
+    exact = eq.update_rates(S, probs, HP)
+    converted = eq.update_rates(S.float(), probs, HP)
+    for a, b in zip(converted, exact):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)

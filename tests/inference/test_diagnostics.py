@@ -219,3 +219,110 @@ def test_psis_of_several_items_is_each_items_own():
         alone = D.psis_from_log_weights(lw[i])
         for batched, single in zip((smoothed[i], khat[i], ess[i]), alone):
             np.testing.assert_allclose(batched, single, rtol=1e-12)
+
+
+# -- a small model with two latents, a keyword argument, a plate and a scale ---------------------
+# a ~ N(0, 1); b ~ N(a, 1) (a 2 x 2 block); x_n ~ N(mean(b), noise) in a plate, the whole model
+# scaled by 2.5. Its log joint is written out below with torch.distributions, independently of
+# Pyro's traces.
+SCALE, NOISE = 2.5, 0.7
+X_SMALL = torch.tensor([0.4, -0.2, 1.1])
+
+
+def _small_model(x, *, noise):
+    with pyro.poutine.scale(scale=SCALE):
+        a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        block = a[..., None, None].expand(a.shape + (2, 2))  # broadcasts under a particle plate
+        b = pyro.sample("b", dist.Normal(block, 1.0).to_event(2))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(b.mean((-1, -2)), noise), obs=x)
+
+
+def _small_guide(x, *, noise):
+    pyro.sample("a", dist.Normal(0.3, 0.8))
+    pyro.sample("b", dist.Normal(torch.tensor([[0.5, 0.1], [0.2, 0.4]]), 0.6).to_event(2))
+
+
+def _small_log_joint(draws):
+    """(S,): the model's log joint times SCALE, at draws a (S,), b (S, 2, 2)."""
+    a, b = draws["a"], draws["b"]
+    lp = torch.distributions.Normal(0.0, 1.0).log_prob(a)
+    lp = lp + torch.distributions.Normal(a[:, None, None], 1.0).log_prob(b).sum((-1, -2))
+    mean = b.mean((-1, -2))[:, None]
+    return SCALE * (lp + torch.distributions.Normal(mean, NOISE).log_prob(X_SMALL).sum(-1))
+
+
+def _small_log_q(draws):
+    a, b = draws["a"], draws["b"]
+    loc = torch.tensor([[0.5, 0.1], [0.2, 0.4]])
+    return torch.distributions.Normal(0.3, 0.8).log_prob(a) + torch.distributions.Normal(
+        loc, 0.6
+    ).log_prob(b).sum((-1, -2))
+
+
+def test_guide_log_weights_are_the_scaled_log_joint_minus_log_q_by_hand():
+    """log w = SCALE log p(x, a, b) - log q(a, b), each written out with torch.distributions
+    (rtol 1e-12); the keyword argument reaches the model and the guide; the plate nesting (1)
+    is read from the model; draws keep their natural shapes (S, 2, 2)."""
+    log_w, draws = D.guide_log_weights(
+        _small_model, _small_guide, X_SMALL, num_samples=50, noise=NOISE
+    )
+    assert draws["a"].shape == (50,) and draws["b"].shape == (50, 2, 2)
+    expected = _small_log_joint(draws) - _small_log_q(draws)
+    torch.testing.assert_close(log_w, expected, rtol=1e-12, atol=0)
+
+
+def test_guide_log_weights_with_a_site_subset_and_a_log_joint_function():
+    log_w, draws = D.guide_log_weights(
+        _small_model, _small_guide, X_SMALL, num_samples=40, noise=NOISE, sites=["a"],
+        log_joint_fn=lambda d: torch.zeros(40) + 7.0,
+    )  # fmt: skip
+    assert set(draws) == {"a"}
+    a = torch.distributions.Normal(0.3, 0.8)
+    torch.testing.assert_close(log_w, 7.0 - a.log_prob(draws["a"]), rtol=1e-12, atol=0)
+
+
+def test_psis_check_defaults_and_pass_through():
+    """Defaults: 1000 draws, seed 0, plate nesting read from the model. ``sites``,
+    ``log_joint_fn`` and keyword arguments reach the weights: a log joint shifted by 7 shifts
+    every log weight by exactly 7 and leaves k-hat unchanged."""
+    result = D.psis_check(_small_model, _small_guide, X_SMALL, noise=NOISE)
+    assert result.num_samples == 1000 and result.log_weights.shape == (1000,)
+    same = D.psis_check(_small_model, _small_guide, X_SMALL, noise=NOISE, num_samples=1000,
+                        seed=0, max_plate_nesting=1)  # fmt: skip
+    np.testing.assert_array_equal(result.log_weights, same.log_weights)
+    other = D.psis_check(_small_model, _small_guide, X_SMALL, noise=NOISE, seed=1)
+    assert not np.array_equal(result.log_weights, other.log_weights)
+    assert result.means["b"].shape == (2, 2) and result.raw_means["b"].shape == (2, 2)
+    assert result.means["a"].shape == () and set(result.means) == {"a", "b"}
+
+    shifted = D.psis_check(
+        _small_model, _small_guide, X_SMALL, noise=NOISE,
+        log_joint_fn=lambda d: _small_log_joint(d) + 7.0,
+    )  # fmt: skip
+    np.testing.assert_allclose(shifted.log_weights, result.log_weights + 7.0, rtol=1e-12)
+    assert shifted.khat == pytest.approx(result.khat, rel=1e-9)
+    only_a = D.psis_check(_small_model, _small_guide, X_SMALL, noise=NOISE, sites=["a"])
+    assert set(only_a.means) == {"a"}
+
+
+def test_plate_nesting_is_read_from_nested_plates():
+    """Two nested plates (dims -1 and -2): the particle plate goes to dim -3 by itself; an
+    explicit max_plate_nesting=1 collides with the model's plate at dim -2."""
+
+    def model():
+        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
+            pyro.sample("z", dist.Normal(0.1, 1.0))
+
+    log_w, draws = D.guide_log_weights(model, guide, num_samples=6)
+    assert draws["z"].shape == (6, 3, 4)
+    z = draws["z"]
+    by_hand = (torch.distributions.Normal(0.0, 1.0).log_prob(z)
+               - torch.distributions.Normal(0.1, 1.0).log_prob(z)).sum((-1, -2))  # fmt: skip
+    torch.testing.assert_close(log_w, by_hand, rtol=1e-12, atol=0)
+    with pytest.raises(Exception):
+        D.guide_log_weights(model, guide, num_samples=6, max_plate_nesting=1)
