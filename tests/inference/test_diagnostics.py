@@ -324,5 +324,5 @@ def test_plate_nesting_is_read_from_nested_plates():
     by_hand = (torch.distributions.Normal(0.0, 1.0).log_prob(z)
                - torch.distributions.Normal(0.1, 1.0).log_prob(z)).sum((-1, -2))  # fmt: skip
     torch.testing.assert_close(log_w, by_hand, rtol=1e-12, atol=0)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match='plates "rows" and "psis_particles", collide at dim=-2'):
         D.guide_log_weights(model, guide, num_samples=6, max_plate_nesting=1)
