@@ -18,7 +18,9 @@ read as variances (the source writes sigma^2), both directions by quadrature, th
 beside them, and the two best single Gaussians (moment-matched: KL(p || q); mode-seeking:
 KL(q || p)).
 
-Writes ring_data.png, em_error.png, elbos.png, kl.png and summary.json.
+Writes ring_data.png, em_error.png, elbos.png, kl.png and summary.json. With ``--density`` it
+runs the density study of :mod:`vilab.ring.density` instead (true density, EM, kernel density
+and an energy-based model scored on test data).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vilab.flags import add_output_arguments, check_ints, check_output_paths
 from vilab.io import atomic_write_json
 from vilab.matching import match_clusters
 from vilab.report import format_table
+from vilab.ring import density
 
 __all__ = ["add_arguments", "run"]
 
@@ -69,9 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="radii at which EM's largest mean error is measured for em_error.png "
         "(default 0.5 1 2 3 4 5 6 8 10)",
     )
+    density.add_arguments(parser)
     add_output_arguments(
-        parser, "ring", "ring_data.png, em_error.png, elbos.png, kl.png and summary.json",
-        "the samples and EM's starts", device_help=None,
+        parser, "ring", "ring_data.png, em_error.png, elbos.png, kl.png and summary.json "
+        "(with --density: density_bandwidth.png, density_maps.png, ebm_training.png and "
+        "summary.json)", "the samples, EM's starts and the EBM's training", device_help=None,
     )  # fmt: skip
 
 
@@ -85,6 +90,8 @@ def _check_args(args) -> None:
         raise ValueError(
             f"--num-samples {args.num_samples} is fewer than --num-components {args.num_components}"
         )
+    if args.density:
+        density.check_args(args)
     check_output_paths(args)
 
 
@@ -182,6 +189,8 @@ def _print_report(fits: list[dict], curves: dict, kl: dict, K: int) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Fit, print, plot and write; return the summary dict."""
     _check_args(args)
+    if args.density:
+        return density.run(args)
     K = args.num_components
     jobs = [(r, args.seed + i) for i, r in enumerate(args.radius)]
     jobs += [(r, args.seed + 1000 + i) for i, r in enumerate(args.error_radii)]
