@@ -23,6 +23,7 @@ import torch
 import vilab.earthquake.run as earthquake_run
 import vilab.expgauss.run as expgauss_run
 import vilab.gradvar.run as gradvar_run
+import vilab.ring.density as ring_density
 import vilab.ring.run as ring_run
 import vilab.vae.run as vae_run
 import vilab.vae.train as vae_train
@@ -635,6 +636,82 @@ def _(cli):
     r = cli.run("ring", "--error-radii", "0.5", "8").summary["em_error_vs_radius"]
     assert r["radii"] == [0.5, 8.0] and len(r["max_mean_error"]) == 2
     assert r["max_mean_error"][0] > r["max_mean_error"][1]  # overlapping components are harder
+
+
+# the density study on small settings: later flags of a case win
+DENSITY = ["--density", "--num-validation", "60", "--num-test", "50", "--ebm-steps", "6",
+           "--ebm-batch-size", "32", "--ebm-draws", "64", "--ebm-hidden", "8",
+           "--ebm-eval-draws", "512", "--quadrature-points", "101",
+           "--bandwidth-grid", "0.2", "2", "4"]  # fmt: skip
+
+
+def _density(cli, *flags):
+    return cli.run("ring", *DENSITY, *flags).summary["density"]["6"]
+
+
+@case("ring", "--density")
+def _(cli):
+    result = cli.run("ring", *DENSITY)
+    assert set(result.summary) >= {"density", "ebm", "num_test"} and "em" not in result.summary
+    d = result.summary["density"]["6"]
+    assert set(d["test_log_likelihood"]) == {"truth", "em", "kde", "kde_scott", "ebm"}
+    for name in ("density_bandwidth.png", "density_maps.png", "ebm_training.png"):
+        assert (result.out / name).stat().st_size > 0
+    assert not (result.out / "kl.png").exists()
+
+
+@case("ring", "--num-validation", "--bandwidth-grid")
+def _(cli):
+    calls = cli.spy(ring_density.kde, "select_bandwidth")
+    d = _density(cli, "--num-validation", "70", "--bandwidth-grid", "0.3", "1.8", "6")
+    (_, validation, grid), _ = calls[0]
+    assert validation.shape == (70, 2)
+    torch.testing.assert_close(grid, torch.linspace(0.3, 1.8, 6, dtype=torch.float64))
+    assert d["kde_validation"]["grid"] == pytest.approx([0.3, 0.6, 0.9, 1.2, 1.5, 1.8])
+    assert d["kde_bandwidth"] in d["kde_validation"]["grid"]
+
+
+@case("ring", "--num-test")
+def _(cli):
+    d = _density(cli, "--num-test", "80")
+    # the source's metric is at most -log n_test for any model (Jensen)
+    assert d["source_metric_bound"] == pytest.approx(-math.log(80))
+    assert all(v <= -math.log(80) + 1e-12 for v in d["source_metric"].values())
+
+
+@case("ring", "--ebm-steps", "--ebm-lr", "--ebm-schedule")
+def _(cli):
+    d = _density(cli, "--ebm-steps", "9", "--ebm-lr", "0.02", "--ebm-schedule", "constant")
+    assert len(d["ebm_training"]["objective"]) == 9
+    assert d["ebm_training"]["lr"] == [0.02] * 9
+    cosine = _density(cli, "--ebm-steps", "9", "--ebm-lr", "0.02")["ebm_training"]["lr"]
+    assert cosine[0] == 0.02 and cosine[-1] == pytest.approx(
+        0.02 * (1 + math.cos(math.pi * 8 / 9)) / 2
+    )
+
+
+@case("ring", "--ebm-batch-size", "--ebm-draws")
+def _(cli):
+    calls = cli.spy(ring_density.ebm, "train_ebm")
+    _density(cli, "--ebm-batch-size", "16", "--ebm-draws", "48")
+    assert calls[0][1]["batch_size"] == 16 and calls[0][1]["num_draws"] == 48
+
+
+@case("ring", "--ebm-hidden", "--ebm-layers")
+def _(cli):
+    calls = cli.spy(ring_density.ebm, "train_ebm")
+    _density(cli, "--ebm-hidden", "5", "--ebm-layers", "3")
+    net = calls[0][0][0].net
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [5, 5, 5, 1]
+
+
+@case("ring", "--ebm-eval-draws", "--quadrature-points")
+def _(cli):
+    d = _density(cli, "--ebm-eval-draws", "700", "--quadrature-points", "51")
+    a = d["ebm_log_normaliser"]
+    assert a["importance_draws"] == 700 and a["quadrature_points"] == 51
+    assert 1 <= a["importance_ess"] <= 700
 
 
 # --------------------------------------------------------------------------------------------
