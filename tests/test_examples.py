@@ -41,6 +41,7 @@ EXAMPLES = {
     "earthquake": ["--num-events", "200", "--steps", "50"],
     "expgauss": ["--x", "2", "--steps", "50"],
     "reparam": ["--num-samples", "1000", "--steps", "20"],
+    "ring_density": ["--num-train", "300", "--steps", "30"],
 }
 
 
@@ -95,3 +96,14 @@ def test_vae_benchmark_runs_small(capsys, tmp_path):
     assert set(result) == {"plain", "plain, fused Adam", "trace", "stl"}
     assert result["stl"]["ratio"] > 0
     assert "vs plain" in capsys.readouterr().out
+
+
+def test_ring_density_benchmark_runs_small(capsys):
+    module = _load(BENCHMARKS_DIR / "ring_density.py")
+    args = ["--n", "300", "--repeats", "1", "--check-every", "5", "--ebm-steps", "5"]
+    result = module.main(module.build_parser().parse_args(args))
+    assert result["kde"]["ratio"] == pytest.approx(
+        result["kde"]["sklearn_s"] / result["kde"]["ours_s"]
+    )
+    assert result["kde"]["diff"] < 1e-9 and result["ebm"]["default_run_s"] > 0
+    assert "ratio sklearn/ours" in capsys.readouterr().out
