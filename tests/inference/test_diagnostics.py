@@ -326,3 +326,21 @@ def test_plate_nesting_is_read_from_nested_plates():
     torch.testing.assert_close(log_w, by_hand, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match='plates "rows" and "psis_particles", collide at dim=-2'):
         D.guide_log_weights(model, guide, num_samples=6, max_plate_nesting=1)
+
+
+def test_guessed_plate_nesting_on_an_autoguide_with_a_constrained_latent():
+    """Pyro's AutoNormal on a LogNormal scale and a data plate: the guessed nesting gives the
+    same log weights as the explicit max_plate_nesting=1, bit for bit."""
+    from pyro.infer.autoguide import AutoNormal
+
+    def model(x):
+        s = pyro.sample("s", dist.LogNormal(0.0, 1.0))
+        with pyro.plate("n", len(x)):
+            pyro.sample("x", dist.Normal(0.0, s), obs=x)
+
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0))
+    guide = AutoNormal(model)
+    guide(x)
+    guessed = D.psis_check(model, guide, x, num_samples=300)
+    explicit = D.psis_check(model, guide, x, num_samples=300, max_plate_nesting=1)
+    np.testing.assert_array_equal(guessed.log_weights, explicit.log_weights)
