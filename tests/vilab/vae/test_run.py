@@ -80,17 +80,27 @@ def test_ctrl_c_exits_with_one_line_and_leaves_a_checkpoint_that_resumes(tmp_pat
     out = tmp_path / "out"
     flags = ["--data-dir", data_dir, *TINY, "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A terminal's foreground process has SIGINT at its default. A job started in the background
+    # of a non-interactive shell (as CI may start pytest) inherits SIGINT *ignored*, and Python
+    # then installs no KeyboardInterrupt handler: restore the default in the child, as a shell
+    # does for a foreground command, so the test does not depend on how it was launched.
     proc = subprocess.Popen(
         [sys.executable, "-m", "vilab", "vae", *flags, "--epochs", "100000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    checkpoint = out / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(0.3)  # into a later epoch, possibly in the middle of the next write
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        checkpoint = out / "checkpoint.pt"
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.3)  # into a later epoch, possibly in the middle of the next write
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:  # never leave a training process behind, whatever failed above
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
