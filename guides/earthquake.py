@@ -83,7 +83,8 @@ class EarthquakeGuide(torch.nn.Module):
 
     def forward(self, X, S, hp, subsample_size=None) -> None:
         K = hp.num_clusters
-        if self.scaled_logits.shape != (X.shape[0], K):
+        # (a trace is compiled per shape, after an eager call has made this check)
+        if not torch.jit.is_tracing() and self.scaled_logits.shape != (X.shape[0], K):
             raise ValueError(
                 f"guide was built for {tuple(self.scaled_logits.shape)} (events, clusters), "
                 f"got data of {X.shape[0]} events and num_clusters={K}"
