@@ -42,10 +42,12 @@ class ExpGaussGuide(torch.nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
         """Sample z (N,) from q; ``x`` (N,) only fixes the plate size (further arguments of the
         model, e.g. a fixed theta, are accepted and ignored)."""
-        check_observations(x)
-        if x.shape != self.log_phi.shape:
-            raise ValueError(
-                f"x has shape {tuple(x.shape)} but the guide holds {self.log_phi.shape[0]} rates"
-            )
+        if not torch.jit.is_tracing():  # a compiled loss traces after an eager, checked call
+            check_observations(x)
+            if x.shape != self.log_phi.shape:
+                raise ValueError(
+                    f"x has shape {tuple(x.shape)} but the guide holds {self.log_phi.shape[0]} "
+                    "rates"
+                )
         with pyro.plate("data", x.shape[-1], dim=-1):
             pyro.sample("z", dist.Exponential(self.phi))

@@ -11,21 +11,26 @@ same random draws at the same seed (the traced graph calls the same random ops i
 How one call works, for a new *signature* -- (model, guide, the shapes, dtypes and devices of the
 tensor arguments, the values of the others, which must be hashable):
 
-1. The loss runs eagerly, as the uncompiled estimator would. Its autograd graph gives the leaves
-   it depends on: every trainable tensor, whether a Pyro param (looked up by name at each later
-   call, which also shows it to ``pyro.infer.SVI``) or an ``nn.Parameter`` of a plain module.
-2. From the same random-number state, ``torch.jit.trace`` records the loss as a graph whose
-   inputs are those leaves and the tensor arguments (validation off: it was done in step 1).
-   A ``TracerWarning`` that a tensor became a Python value (``bool``, ``float``, index) means
-   control flow or a constant that depends on data, which a trace would freeze: the signature
-   then stays uncompiled, with one ``UserWarning`` naming the line (Pyro's ``JitTrace_ELBO``
-   would use the frozen trace). ``ignore_jit_warnings=True`` trusts the trace anyway, as Pyro's
-   option of that name does. Constants made from Python numbers (``torch.tensor(0.5)``) are
-   allowed: they are the same at every call.
-3. From the same state again, the traced graph runs; its loss and gradient are compared with
-   step 1's, to ``sqrt(eps)`` of the dtype relative to the largest of them (3.5e-4 in float32,
-   1.5e-8 in float64; a frozen branch or constant is off by O(1)). A mismatch also keeps the
-   signature uncompiled, with a warning.
+1. The step is the eager estimator's own (it may create parameters, drawing random numbers to
+   initialise them, as an autoguide does), so the first step equals the uncompiled one.
+2. From the random-number state that step leaves, the loss runs eagerly once more (a probe).
+   Its autograd graph gives the leaves it depends on: every trainable tensor, whether a Pyro
+   param (looked up by name at each later call, which also shows it to ``pyro.infer.SVI``) or
+   an ``nn.Parameter`` of a plain module.
+3. From the same state, ``torch.jit.trace`` records the loss as a graph whose inputs are those
+   leaves and the tensor arguments (validation off: the eager step did it). A ``TracerWarning``
+   that a tensor became a Python value (``bool``, ``float``, index) *in the user's code* (any
+   file outside Pyro and torch, whose own conversions read shapes, which key the trace, or
+   check for NaN) means control flow or a constant that depends on data, which a trace would
+   freeze: the signature then stays uncompiled, with one ``UserWarning`` naming the file and
+   line (Pyro's ``JitTrace_ELBO`` would use the frozen trace). ``ignore_jit_warnings=True``
+   trusts the trace anyway, as Pyro's option of that name does. Constants made from Python
+   numbers (``torch.tensor(0.5)``) are allowed: they are the same at every call.
+4. From the same state again, the traced graph runs; its loss and gradient are compared with
+   the probe's, to ``sqrt(eps)`` of the dtype relative to the largest of them (1.5e-8 in
+   float64, 3.5e-4 in float32; a frozen branch or constant is off by O(1)). A mismatch also
+   keeps the signature uncompiled, with a warning. The generator is then put back where step 1
+   left it, so the random stream is the eager one's.
 
 Later calls with that signature run the graph only. Not covered (as for Pyro's JIT ELBOs):
 models whose *structure* changes from call to call in ways no tensor-to-Python conversion shows
@@ -275,15 +280,20 @@ class CompiledELBO(pyro.infer.ELBO):
         )
 
     def _compile(self, signature, model, guide, args, kwargs) -> torch.Tensor:
+        """This step's loss is the eager estimator's own (it may create parameters, drawing
+        random numbers to initialise them, as an autoguide does). From the state it leaves, an
+        eager probe, the trace and the traced graph each run once from that same state, the
+        last two are compared, and the generator is put back where the eager step left it."""
         start = time.perf_counter()
         tensors = _tensor_args(args, kwargs)
         devices = _rng_devices(tensors)
-        state = _rng_state(devices)
         eager = _loss_pair(self.estimator, model, guide, args, kwargs)
         if not eager.requires_grad:
             self.compile_seconds += time.perf_counter() - start
             return eager
-        leaves = _leaves(eager)
+        after = _rng_state(devices)  # where the eager step leaves the generator
+        probe = _loss_pair(self.estimator, model, guide, args, kwargs)
+        leaves = _leaves(probe)
         store = {id(t): name for name, t in pyro.get_param_store().named_parameters()}
         names = tuple(store.get(id(t)) for t in leaves)
         n = len(leaves)
@@ -292,8 +302,7 @@ class CompiledELBO(pyro.infer.ELBO):
             rebuilt_args, rebuilt_kwargs = _with_tensors(args, kwargs, inputs[n:])
             return _loss_pair(self.estimator, model, guide, rebuilt_args, rebuilt_kwargs)
 
-        after = _rng_state(devices)  # where the uncompiled step leaves the generator
-        _set_rng_state(devices, state)
+        _set_rng_state(devices, after)
         with warnings.catch_warnings(record=True) as caught, pyro.validation_enabled(False):
             warnings.simplefilter("always", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace. is deprecated")
@@ -305,6 +314,7 @@ class CompiledELBO(pyro.infer.ELBO):
             and not any(h in str(w.message) for h in _HARMLESS)
             and not w.filename.startswith(_LIBRARIES)
         ]
+        reason = ""
         if frozen and not self.ignore_jit_warnings:
             w = frozen[0]
             reason = (
@@ -312,27 +322,26 @@ class CompiledELBO(pyro.infer.ELBO):
                 f"({str(w.message).split('.')[0]}), so the trace could freeze a data-dependent "
                 "branch or constant; pass ignore_jit_warnings=True if it cannot change"
             )
-            self.compile_seconds += time.perf_counter() - start
+        else:
             _set_rng_state(devices, after)
-            self._refuse(signature, reason)
-            return eager
-        _set_rng_state(devices, state)
-        compiled = fn(*leaves, *tensors)
-        mismatch = _mismatch(eager, compiled, leaves)
+            mismatch = _mismatch(probe, fn(*leaves, *tensors), leaves)
+            if mismatch:
+                reason = f"the traced loss disagrees with the eager one: {mismatch}"
+        _set_rng_state(devices, after)
         self.compile_seconds += time.perf_counter() - start
-        if mismatch:
-            self._refuse(signature, f"the traced loss disagrees with the eager one: {mismatch}")
-            return eager
-        self._graphs[signature] = _Graph(fn, names, tuple(leaves))
-        return compiled
+        if reason:
+            self._refuse(signature, reason)
+        else:
+            self._graphs[signature] = _Graph(fn, names, tuple(leaves))
+        return eager
 
 
 def _mismatch(eager: torch.Tensor, compiled: torch.Tensor, leaves) -> str:
     """'' if the two losses and their gradients agree to sqrt(eps) of the dtype, relative to
     the largest magnitude involved; else what differs and by how much."""
     tol = math.sqrt(torch.finfo(eager.dtype).eps)
-    grads_e = torch.autograd.grad(eager, leaves, retain_graph=True, allow_unused=True)
-    grads_c = torch.autograd.grad(compiled, leaves, retain_graph=True, allow_unused=True)
+    grads_e = torch.autograd.grad(eager, leaves, allow_unused=True)
+    grads_c = torch.autograd.grad(compiled, leaves, allow_unused=True)
     diff = abs(eager.item() - compiled.item())
     if not diff <= tol * max(1.0, abs(eager.item())):
         return f"loss {compiled.item()!r} against {eager.item()!r}"
