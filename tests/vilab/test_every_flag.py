@@ -338,6 +338,19 @@ def _(cli):
         assert r.summary["svi"]["means"] != base["means"]
 
 
+@case("earthquake", "--no-jit")
+def _(cli):
+    """Compiled (default) and eager: the same fit to rounding (the same draws at the same
+    seed), a compile time only when compiled, and each calls get_elbo with its jit."""
+    calls = cli.spy(earthquake_run, "get_elbo")
+    compiled = cli.run("earthquake").summary["svi"]
+    eager = cli.run("earthquake", "--no-jit").summary["svi"]
+    assert [c[1]["jit"] for c in calls] == [True, False]
+    assert (compiled["jit"], eager["jit"]) == (True, False)
+    assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
+    assert compiled["elbo"] == pytest.approx(eager["elbo"], rel=1e-9)
+
+
 def _start(seed=0):
     X, S, *_ = simulate(Hyperparameters(2, tau=0.01, rho=1e-3), 60, seed=seed)
     return initial_mean_field(X, S, Hyperparameters(2), torch.Generator().manual_seed(seed))
@@ -402,6 +415,15 @@ def _(cli):
         "stl",
         "trace",
     }
+
+
+@case("expgauss", "--no-jit")
+def _(cli):
+    compiled = cli.run("expgauss", "--estimator", "stl").summary["svi"]["stl"]
+    eager = cli.run("expgauss", "--estimator", "stl", "--no-jit").summary["svi"]["stl"]
+    assert (compiled["jit"], eager["jit"]) == (True, False)
+    assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
+    assert compiled["theta"] == pytest.approx(eager["theta"], rel=1e-9)
 
 
 @case("expgauss", "--init-theta", "--init-phi", "--lr")
@@ -478,6 +500,16 @@ def _(cli):
     for name in ("trace", "meanfield", "stl"):
         assert cli.run("vae", "--estimator", name).summary["config"]["estimator"] == name
     assert [c[0][0] for c in calls] == ["trace", "meanfield", "stl"]
+
+
+@case("vae", "--no-jit")
+def _(cli):
+    calls = cli.spy(vae_train, "get_elbo")
+    compiled, eager = cli.run("vae").summary, cli.run("vae", "--no-jit").summary
+    assert [c[1]["jit"] for c in calls] == [True, False]
+    assert (compiled["jit"], eager["jit"]) == (True, False)
+    for a, b in zip(compiled["history"], eager["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
 
 
 @case("vae", "--epochs")

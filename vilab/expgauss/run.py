@@ -67,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--particles", type=int, default=256, help="Monte Carlo particles per step (256)"
     )
+    fit.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the SVI loss: trace it once with torch.jit and replay it (same values "
+        "and gradients at the same seed, checked at the first step; about 3x faster steps "
+        "with 256 particles). --no-jit runs Pyro's estimator uncompiled (default: --jit)",
+    )
     fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
     fit.add_argument(
         "--lr-final",
@@ -118,13 +126,15 @@ def _fit_each(x, theta_star, phi_star, args, device):
         fit = fit_expgauss(
             x.to(device), name, init_theta=args.init_theta, init_phi=args.init_phi,
             num_steps=args.steps, num_particles=args.particles, lr=args.lr,
-            lr_final=args.lr_final, seed=args.seed, progress=not args.quiet,
+            lr_final=args.lr_final, seed=args.seed, progress=not args.quiet, jit=args.jit,
         )  # fmt: skip
         scores[name] = _scores(x, fit.theta, fit.phi)
         scores[name].update(
             steps=args.steps,
             particles=args.particles,
             seconds=fit.seconds,
+            jit=args.jit,
+            compile_seconds=fit.compile_seconds,
             rel_error_theta=(fit.theta / theta_star - 1).item(),
             rel_error_phi=(fit.phi / phi_star - 1).item(),
             final_mc_elbo=fit.elbo_history[-1].item(),

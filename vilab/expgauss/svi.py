@@ -28,7 +28,8 @@ class ExpGaussFit(NamedTuple):
         path_theta: (num_steps + 1,) theta before the first step and after each step.
         path_phi: (num_steps + 1, N) phi likewise.
         elbo_history: (num_steps,) SVI's Monte Carlo ELBO estimate at each step.
-        seconds: wall-clock time of the SVI loop.
+        seconds: wall-clock time of the SVI loop. compile_seconds: of which compiling the loss
+            took (0 with ``jit=False``).
     """
 
     theta: torch.Tensor
@@ -37,6 +38,7 @@ class ExpGaussFit(NamedTuple):
     path_phi: torch.Tensor
     elbo_history: torch.Tensor
     seconds: float
+    compile_seconds: float = 0.0
 
 
 def fit_expgauss(
@@ -51,6 +53,7 @@ def fit_expgauss(
     lr_final: float | None = 3e-4,
     seed: int | None = 0,
     progress: bool = False,
+    jit: bool = True,
 ) -> ExpGaussFit:
     """Maximise sum_n ELBO(x_n; theta, phi_n) over theta and phi by SVI.
 
@@ -67,6 +70,8 @@ def fit_expgauss(
         init_theta, init_phi: the start (phi is the same for every observation), > 0.
         num_steps, num_particles, lr, lr_final, seed, progress: as in
             :func:`inference.fit.fit_svi`; particles are vectorised.
+        jit: compile the loss (:func:`inference.estimators.get_elbo` with ``jit=True``; the
+            same path at the same seed, about 3x faster steps with 256 particles).
 
     Returns:
         :class:`ExpGaussFit`, tensors on the CPU.
@@ -78,6 +83,7 @@ def fit_expgauss(
     guide = ExpGaussGuide(torch.full_like(x, float(init_phi)))
     loss = get_elbo(
         estimator,
+        jit=jit,
         num_particles=num_particles,
         vectorize_particles=num_particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,
@@ -110,4 +116,5 @@ def fit_expgauss(
         path_phi,
         result.elbo_history,
         result.seconds,
+        result.compile_seconds,
     )

@@ -67,6 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     fit.add_argument("--particles", type=int, default=1, help="samples of z per image (1)")
     fit.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the SVI loss: trace it once per minibatch shape with torch.jit and "
+        "replay it (same values and gradients at the same seed, checked at the first step; "
+        "steps as fast or faster, measured in benchmarks/svi_step.py). --no-jit runs Pyro's "
+        "estimator uncompiled (default: --jit)",
+    )
+    fit.add_argument(
         "--iwae-samples",
         type=int,
         default=100,
@@ -179,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
         resume=args.resume,
         progress=not args.quiet,
         on_epoch=report,
+        jit=args.jit,
     )
     model, guide = result.model.eval(), result.guide.eval()
     test_x = result.test_images
@@ -191,6 +201,7 @@ def run(args: argparse.Namespace) -> dict:
             "num_test": test_x.shape[0],
         },
         "device": str(device),
+        "jit": args.jit,
         "history": [r._asdict() for r in result.history],
         "final": _evaluate(model, guide, test_x, result.history, args, device),
     }

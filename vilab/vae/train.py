@@ -202,6 +202,7 @@ def train_vae(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord, VAEModel, VAEGuide], None] | None = None,
+    jit: bool = True,
 ) -> VAEResult:
     """Train (or resume training) a VAE on ``train_images`` for ``epochs`` epochs in total.
 
@@ -215,6 +216,9 @@ def train_vae(
         progress: tqdm bar over minibatches.
         on_epoch: called as ``on_epoch(record, model, guide)`` after each new epoch (and its
             checkpoint).
+        jit: compile the loss (``get_elbo(..., jit=True)``: the same steps at the same seed;
+            a trace per minibatch shape, i.e. one more for a smaller last batch). Not part of
+            ``config``: a checkpoint resumes either way.
 
     Raises:
         ValueError: bad arguments, or a checkpoint that is missing or from another config.
@@ -229,6 +233,7 @@ def train_vae(
     model, guide = build_vae(config, D, device, dtype)
     elbo = get_elbo(
         config.estimator,
+        jit=jit,
         num_particles=config.particles,
         vectorize_particles=config.particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,
