@@ -107,3 +107,19 @@ def test_ring_density_benchmark_runs_small(capsys):
     )
     assert result["kde"]["diff"] < 1e-9 and result["ebm"]["default_run_s"] > 0
     assert "ratio sklearn/ours" in capsys.readouterr().out
+
+
+def test_svi_step_benchmark_runs_small(capsys):
+    """Ours only (NumPyro is an optional benchmark dependency): every estimator of the two
+    cases compiles (the benchmark raises if one is left uncompiled) and is timed."""
+    module = _load(BENCHMARKS_DIR / "svi_step.py")
+    args = ["--cases", "earthquake-1k", "expgauss", "--steps", "2", "--repeats", "1",
+            "--no-numpyro"]  # fmt: skip
+    result = module.main(module.build_parser().parse_args(args))
+    assert set(result["earthquake-1k"]) == {"enum", "stl", "trace"}
+    assert set(result["expgauss"]) == {"trace", "meanfield", "stl"}
+    for by_name in result.values():
+        for r in by_name.values():
+            assert r["speedup"] == pytest.approx(r["eager_ms"] / r["jit_ms"])
+            assert r["compile_s"] > 0 and r["numpyro_ms"] is None
+    assert "jit / NumPyro" in capsys.readouterr().out

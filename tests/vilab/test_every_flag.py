@@ -578,6 +578,19 @@ def _(cli):
     assert (r["draws"], r["particles"]) == (6, 3)
 
 
+@case("gradvar", "--jit")
+def _(cli):
+    """The compiled estimators give the same gradient draws at the same seed."""
+    flags = ("--model", "expgauss", "--draws", "4", "--steps", "4", "--every", "2")
+    eager = cli.run("gradvar", *flags).summary
+    compiled = cli.run("gradvar", *flags, "--jit").summary
+    assert (eager["jit"], compiled["jit"]) == (False, True)
+    a, b = eager["fixed_points"]["start"], compiled["fixed_points"]["start"]
+    assert json.dumps(a) != "{}" and a.keys() == b.keys()
+    for name in a:
+        assert b[name]["total_variance"] == pytest.approx(a[name]["total_variance"], rel=1e-6)
+
+
 @case("gradvar", "--steps", "--every")
 def _(cli):
     r = cli.run("gradvar", "--steps", "12", "--every", "4").summary["along_run"]

@@ -60,7 +60,7 @@ class Case(NamedTuple):
         name: one of :data:`CASES`.
         model, guide: Pyro programs (``nn.Module`` where they hold parameters).
         args, kwargs: the model's arguments.
-        estimators: name -> factory ``(num_particles) -> pyro.infer.ELBO``.
+        estimators: name -> factory ``(num_particles, jit=False) -> pyro.infer.ELBO``.
         guides: name -> the guide to use with that estimator (shares the parameters of
             ``guide``; differs only for the earthquake ``trace``, which samples Z).
         points: ``{"start": state_dict, "optimum": state_dict}`` of the modules' parameters.
@@ -73,7 +73,7 @@ class Case(NamedTuple):
     guide: torch.nn.Module
     args: tuple
     kwargs: dict
-    estimators: dict[str, Callable[[int], pyro.infer.ELBO]]
+    estimators: dict[str, Callable[..., pyro.infer.ELBO]]
     guides: dict[str, torch.nn.Module]
     points: dict[str, dict]
     lr: float
@@ -91,19 +91,21 @@ class Case(NamedTuple):
         with torch.no_grad():
             self.modules().load_state_dict(self.points[point])
 
-    def elbo(self, name: str, num_particles: int = 1) -> pyro.infer.ELBO:
-        return self.estimators[name](num_particles)
+    def elbo(self, name: str, num_particles: int = 1, jit: bool = False) -> pyro.infer.ELBO:
+        """The estimator ``name`` with ``num_particles`` (vectorised); ``jit`` compiles it."""
+        return self.estimators[name](num_particles, jit)
 
 
 def _snapshot(modules: torch.nn.ModuleDict) -> dict:
     return {k: v.detach().clone() for k, v in modules.state_dict().items()}
 
 
-def _factories(names: dict[str, dict]) -> dict[str, Callable[[int], pyro.infer.ELBO]]:
+def _factories(names: dict[str, dict]) -> dict[str, Callable[..., pyro.infer.ELBO]]:
     def factory(name, extra):
-        def make(num_particles: int) -> pyro.infer.ELBO:
+        def make(num_particles: int, jit: bool = False) -> pyro.infer.ELBO:
             return get_elbo(
                 name,
+                jit=jit,
                 num_particles=num_particles,
                 vectorize_particles=num_particles > 1,
                 max_plate_nesting=1,

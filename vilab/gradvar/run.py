@@ -50,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--particles", type=int, default=1, help="Monte Carlo particles per draw (1)"
     )
+    parser.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="compile each estimator (get_elbo(..., jit=True): the same gradient draws at the "
+        "same seed). Off by default: every measurement builds its estimators afresh, so each "
+        "would be traced again for about 100 draws (default: --no-jit)",
+    )
     run_ = parser.add_argument_group("the SVI run")
     run_.add_argument(
         "--steps",
@@ -145,7 +153,7 @@ def _at_fixed_points(case, names, args) -> dict:
                 gradient_moments(
                     case.model,
                     case.guides[name],
-                    case.elbo(name, args.particles),
+                    case.elbo(name, args.particles, args.jit),
                     *case.args,
                     num_draws=args.draws,
                     seed=args.seed,
@@ -164,8 +172,8 @@ def _along_run(case, names, train: str, args):
     return variance_along_run(
         case.model,
         case.guide,
-        case.elbo(train, args.particles),
-        {name: case.elbo(name, args.particles) for name in names},
+        case.elbo(train, args.particles, args.jit),
+        {name: case.elbo(name, args.particles, args.jit) for name in names},
         *case.args,
         num_steps=args.steps or case.steps,
         every=args.every,
@@ -231,6 +239,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": args.model,
         "draws": args.draws,
         "particles": args.particles,
+        "jit": args.jit,
         "fixed_points": fixed_points,
         "along_run": {
             "train_estimator": train,
