@@ -578,7 +578,7 @@ def _(cli):
     assert (r["draws"], r["particles"]) == (6, 3)
 
 
-@case("gradvar", "--jit")
+@case("gradvar", "--no-jit")
 def _(cli):
     """The compiled estimators give the same gradient draws at the same seed."""
     flags = ("--model", "expgauss", "--draws", "4", "--steps", "4", "--every", "2")
