@@ -11,6 +11,7 @@ run (NUTS, resuming) are checked in the named tests, which must mention them.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import math
@@ -343,9 +344,17 @@ def _(cli):
     """Compiled (default) and eager: the same fit to rounding (the same draws at the same
     seed), a compile time only when compiled, and each calls get_elbo with its jit."""
     calls = cli.spy(earthquake_run, "get_elbo")
-    compiled = cli.run("earthquake").summary["svi"]
+    compiled = cli.run("earthquake").summary["svi"]  # the default at 60 x 2 cells: compiled
     eager = cli.run("earthquake", "--no-jit").summary["svi"]
     assert [c[1]["jit"] for c in calls] == [True, False]
+    # the default: compiled up to JIT_MAX_CELLS events x clusters per step (measured faster
+    # there); --jit and --no-jit override it
+    rule = earthquake_run._use_jit
+    assert rule(argparse.Namespace(jit=None, subsample_size=None, k=3), 1_000)
+    assert not rule(argparse.Namespace(jit=None, subsample_size=None, k=10), 100_000)
+    assert rule(argparse.Namespace(jit=None, subsample_size=1_000, k=10), 100_000)
+    assert rule(argparse.Namespace(jit=True, subsample_size=None, k=10), 100_000)
+    assert not rule(argparse.Namespace(jit=False, subsample_size=None, k=3), 10)
     assert (compiled["jit"], eager["jit"]) == (True, False)
     assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
     assert compiled["elbo"] == pytest.approx(eager["elbo"], rel=1e-9)
