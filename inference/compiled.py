@@ -40,10 +40,16 @@ off (``torch.jit.optimized_execution(False)``): after a few calls it swaps in sp
 that differentiate some ops by TorchScript's own formulas, whose rounding differs from
 autograd's, so a graph's early and late calls would differ in the last bits and a run resumed
 from a checkpoint (a fresh trace) would not repeat the uninterrupted run. Measured cost: 2.9
-against 2.5 ms per step of the earthquake model at N = 1,000 (eager: 7.3 ms). Not covered (as for Pyro's JIT ELBOs):
-models whose *structure* changes from call to call in ways no tensor-to-Python conversion shows
-(e.g. a Python random choice), global tensors changed in place after the first call, and
-parameters created after it.
+against 2.5 ms per step of the earthquake model at N = 1,000 (eager: 7.3 ms).
+
+Not covered (as for Pyro's JIT ELBOs): models whose *structure* changes from call to call in
+ways no tensor-to-Python conversion shows (e.g. a Python random choice: the check of step 3
+catches it when the first two calls differ), global tensors changed in place after the first
+call, and parameters created after it.
+
+Where it is slower: Pyro's enumeration code, when traced, masks every cost term by prob > 0
+(it cannot test ``mask.all()`` in a trace), which the eager code skips; at N x K = 10^6 that
+masking is a third of the step, and the compiled step is slower (see benchmarks/svi_step.py).
 
 The loss a trace needs is a *pair* (value, surrogate) with the value not turned into a Python
 float: :func:`_loss_pair` builds it from each estimator's own pieces (``Trace_ELBO``'s score
