@@ -42,6 +42,8 @@ from typing import NamedTuple
 
 import torch
 
+from analytic._validate import number, positive
+
 __all__ = [
     "CaviResult",
     "Hyperparameters",
@@ -78,25 +80,9 @@ def _numbers(name: str, value, what: str) -> tuple[float, ...]:
         if isinstance(value, (str, bytes)) or isinstance(value, bool):
             raise TypeError
         items = tuple(value.tolist()) if torch.is_tensor(value) else tuple(value)
-        return tuple(_number(name, v, what) for v in items)
+        return tuple(number(name, v, what) for v in items)
     except TypeError:
         raise ValueError(f"{name} must be {what}, got {value!r}") from None
-
-
-def _number(name: str, value, what: str) -> float:
-    if isinstance(value, (str, bytes, bool)):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name} must be {what}, got {value!r}") from None
-
-
-def _positive(name: str, value) -> float:
-    number = _number(name, value, "a finite number > 0")
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -129,7 +115,7 @@ class Hyperparameters:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"num_clusters must be an integer >= 1, got {k!r}")
         for name in ("tau", "rho", "alpha", "beta"):
-            object.__setattr__(self, name, _positive(name, getattr(self, name)))
+            object.__setattr__(self, name, positive(name, getattr(self, name)))
         nu = _numbers("nu", self.nu, "2 finite numbers")
         if len(nu) != 2 or not all(math.isfinite(v) for v in nu):
             raise ValueError(f"nu must be 2 finite numbers, got {self.nu!r}")

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import torch
 
+from analytic._validate import positive
+
 __all__ = [
     "BandwidthSelection",
     "DEFAULT_GRID",
@@ -58,15 +60,7 @@ def _points(name: str, X) -> torch.Tensor:
 
 
 def _bandwidth(value) -> float:
-    if isinstance(value, (bool, str, bytes)):
-        raise ValueError(f"bandwidth must be a finite number > 0, got {value!r}")
-    try:
-        h = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"bandwidth must be a finite number > 0, got {value!r}") from None
-    if not (math.isfinite(h) and h > 0):
-        raise ValueError(f"bandwidth must be a finite number > 0, got {value!r}")
-    return h
+    return positive("bandwidth", value)
 
 
 def kde_log_density(

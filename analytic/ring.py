@@ -39,6 +39,8 @@ from typing import NamedTuple
 
 import torch
 
+from analytic._validate import nonnegative
+
 __all__ = [
     "EmResult",
     "elbo_uniform",
@@ -69,15 +71,7 @@ def _count(name: str, value, low: int = 1) -> int:
 
 
 def _radius(value) -> float:
-    if isinstance(value, (bool, str, bytes)):
-        raise ValueError(f"radius must be a finite number >= 0, got {value!r}")
-    try:
-        radius = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"radius must be a finite number >= 0, got {value!r}") from None
-    if not (math.isfinite(radius) and radius >= 0):
-        raise ValueError(f"radius must be a finite number >= 0, got {value!r}")
-    return radius
+    return nonnegative("radius", value)
 
 
 def _points(name: str, X) -> torch.Tensor:

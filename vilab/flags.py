@@ -139,6 +139,19 @@ def add_output_arguments(
     return out
 
 
+def add_jit_argument(group, default: bool | None, when: str) -> None:
+    """``--jit/--no-jit``: compile the SVI loss (``get_elbo(..., jit=True)``); ``when`` says what
+    the default is and why (measured)."""
+    group.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="compile the SVI loss: trace it once per argument shape with torch.jit and replay "
+        "it (same values and gradients at the same seed, checked at the first step); --no-jit "
+        f"runs Pyro's estimator uncompiled. {when}",
+    )
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -32,6 +32,7 @@ from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
 from vilab.flags import (
+    add_jit_argument,
     add_output_arguments,
     argparse_type,
     check_floats,
@@ -184,16 +185,12 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="Monte Carlo particles per SVI step, vectorised (default 1)",
     )
-    fit.add_argument(
-        "--jit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="compile the SVI loss: trace it once with torch.jit and replay it (same values "
-        "and gradients at the same seed, checked at the first step). --no-jit runs Pyro's "
-        "estimator uncompiled. Default: compile when (events per step) x K <= 200,000, where "
-        "it was measured faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10); above, "
-        "Pyro's traced enumeration masks every cost term and is slower (0.65x at N = 10^5, "
-        "K = 10)",
+    add_jit_argument(
+        fit,
+        None,
+        "Default: compile when (events per step) x K <= 200,000, where it was measured "
+        "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10); above, Pyro's traced "
+        "enumeration masks every cost term and is slower (0.65x at N = 10^5, K = 10)",
     )
     fit.add_argument(
         "--subsample-size",

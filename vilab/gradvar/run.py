@@ -25,7 +25,13 @@ import torch
 
 from inference.gradvar import gradient_moments, variance_along_run
 from vilab.devices import resolve_device
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
+from vilab.flags import (
+    add_jit_argument,
+    add_output_arguments,
+    check_floats,
+    check_ints,
+    check_output_paths,
+)
 from vilab.gradvar.cases import CASES, ESTIMATORS_FOR, TRAIN_ESTIMATOR, build_case
 from vilab.io import atomic_write_json
 from vilab.report import format_table
@@ -50,13 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--particles", type=int, default=1, help="Monte Carlo particles per draw (1)"
     )
-    parser.add_argument(
-        "--jit",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="compile each estimator (get_elbo(..., jit=True): the same gradient draws at the "
-        "same seed). Off by default: every measurement builds its estimators afresh, so each "
-        "would be traced again for about 100 draws (default: --no-jit)",
+    add_jit_argument(
+        parser,
+        False,
+        "Default: --no-jit (every measurement builds its estimators "
+        "afresh, so each would be traced again for about 100 draws)",
     )
     run_ = parser.add_argument_group("the SVI run")
     run_.add_argument(
