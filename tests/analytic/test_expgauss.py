@@ -220,3 +220,88 @@ def test_optimal_phi_equals_the_quadratic_root_in_python_floats(x, theta):
     got = eg.optimal_phi(torch.tensor([x], dtype=torch.float64),
                                torch.tensor([theta], dtype=torch.float64))  # fmt: skip
     assert got.item() == pytest.approx(expected, rel=1e-14)
+
+
+# --- ml_theta's bracket, and the exact wording of every refusal ---
+
+
+def test_the_score_is_negative_at_two_over_x_as_sampfords_bound_proves():
+    """ml_theta brackets theta_ML in [lo, 2/x] on the strength of Sampford's bound (its
+    docstring). Check both: the bound R(t) > (3t + sqrt(t^2 + 8))/4 on t in [-30, 30] by
+    scipy's normal (log-space, so exact to ~1e-15 relative; the gap stays > 5e-8), and the
+    score's sign at 2/x for x from 1e-6 to 1e6."""
+    t = np.linspace(-30.0, 30.0, 60_001)
+    mills = np.exp(stats.norm.logpdf(t) - stats.norm.logsf(t))
+    assert (mills - (3 * t + np.sqrt(t * t + 8)) / 4).min() > 5e-8
+    x = torch.logspace(-6, 6, 241, dtype=torch.float64)
+    assert bool((eg._ml_score_sign(x, torch.log(2.0 / x)) < 0).all())
+
+
+def test_ml_theta_one_step_and_its_budget_message():
+    """max_iter = 1 is a valid budget (the check is >= 1): with rtol = 0.5 one halving of
+    the bracket [2/x / 2, 2/x] suffices; with rtol = 1e-13 the error reports the bracket
+    width log(2)/2 = 0.347 after that one halving (a width printed as hi + lo would be
+    0.515 at x = 1.3)."""
+    x = torch.tensor([1.3], dtype=torch.float64)
+    assert eg.ml_theta(x, rtol=0.5, max_iter=1).item() == pytest.approx(1.2937, rel=1e-4)
+    with pytest.raises(ValueError) as info:
+        eg.ml_theta(x, max_iter=1)
+    assert str(info.value) == (
+        "ml_theta did not reach rtol=1e-13 in max_iter=1 bisection steps "
+        "(bracket width 0.347 in log theta); raise max_iter"
+    )
+
+
+_NO_MAXIMISER = (
+    "exists only for x > 0, got x = -1.5: for x <= 0 the objective keeps increasing as theta "
+    "(and phi) -> infinity, i.e. as the prior on z collapses onto 0, and no finite theta "
+    "attains its supremum"
+)
+_X2 = torch.tensor([0.5, -1.5], dtype=torch.float64)
+_BIG = torch.tensor([1.0, 1e200], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: eg.joint_optimum(_X2), "the joint ELBO maximiser " + _NO_MAXIMISER),
+        (lambda: eg.ml_theta(_X2), "the maximum-likelihood theta " + _NO_MAXIMISER),
+        (lambda: eg.ml_theta(1.0, max_iter=True), "max_iter must be an integer >= 1, got True"),
+        (lambda: eg.ml_theta(1.0, max_iter=2.5), "max_iter must be an integer >= 1, got 2.5"),
+        (lambda: eg.ml_theta(math.nan), "x must be finite, got nan"),
+        (lambda: eg.elbo_grad(math.nan, 1.0, 1.0), "x must be finite, got nan"),
+        (lambda: eg.elbo_grad(1.0, 1.0, -2.0), "phi must be > 0, got -2.0"),
+        (lambda: eg.elbo_grad(1.0, -3.0, 1.0), "theta must be > 0, got -3.0"),
+        (lambda: eg.log_evidence(1.0, 0.0), "theta must be > 0, got 0.0"),
+        (lambda: eg.joint_optimum(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
+         "the optimum 2/x is inf at x = 1e-310: it overflows torch.float64"),
+        (lambda: eg.ml_theta(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
+         "the starting point 2/x is inf at x = 1e-310: it overflows torch.float64"),
+        (lambda: eg.elbo(_BIG, 1.0, 1.0),
+         "the ELBO is -inf at x = 1e+200, theta = 1.0, phi = 1.0: it overflows torch.float64"),
+        (lambda: eg.elbo(torch.tensor([1.0, 1e20], dtype=torch.float32), 1.0, 1.0),
+         "the ELBO is -inf at x = 1.0000000200408773e+20, theta = 1.0, phi = 1.0: it "
+         "overflows torch.float32 (float64 reaches further)"),
+        (lambda: eg.log_evidence(-_BIG, torch.tensor([0.5, 2.0], dtype=torch.float64)),
+         "log p(x) is -inf at x = -1e+200, theta = 2.0: it overflows torch.float64"),
+    ],
+)  # fmt: skip
+def test_every_refusal_names_the_field_and_the_value(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fn", [eg.elbo, eg.elbo_grad, eg.kl_to_posterior])
+def test_python_numbers_take_the_dtype_of_x(fn, dtype):
+    """theta and phi given as Python floats are converted in x's dtype, so the result has
+    that dtype and equals the all-tensor call bit for bit; in particular float32 x is not
+    promoted to the default dtype (float64 in the tests)."""
+    x = torch.tensor([0.4, 1.7], dtype=dtype)
+    as_numbers = fn(x, 0.3, 0.7)
+    as_tensors = fn(x, torch.tensor(0.3, dtype=dtype), torch.tensor(0.7, dtype=dtype))
+    for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (as_numbers, as_tensors))):
+        assert a.dtype == dtype and torch.equal(a, b)
+    value = eg.log_evidence(x, 0.3)
+    assert value.dtype == dtype and torch.equal(value, eg.log_evidence(x, torch.tensor(0.3, dtype=dtype)))

@@ -161,3 +161,106 @@ def test_gumbel_max_seed_reproduces_and_batch_shapes_keep_the_category_last():
     c = gumbel_max_sample(probs=probs, sample_shape=(4, 5), seed=12)
     assert a.shape == (4, 5, 2) and torch.equal(a, b) and not torch.equal(a, c)
     assert int(a.max()) <= 2
+
+
+# --- the contract's edges: every message names its field, every boundary is where the
+# docstring puts it, dtypes and generators are honoured (each kills a planted bug that the
+# goodness-of-fit tests above cannot see). ---
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: exponential_rsample(torch.tensor(1.0), (-1,)), "sample_shape must have sizes >= 0, got (-1,)"),
+        (lambda: gumbel_max_sample(PROBS.log(), probs=PROBS), "give exactly one of logits or probs"),
+        (lambda: gumbel_max_sample(), "give exactly one of logits or probs"),
+        (lambda: gumbel_max_sample(probs=torch.tensor(1.0)), "probs must have shape (..., K) with K >= 1, got ()"),
+        (lambda: gumbel_max_sample(torch.tensor(1.0)), "logits must have shape (..., K) with K >= 1, got ()"),
+        (lambda: gumbel_max_sample(probs=torch.tensor([1.5, -0.5])), "probs must be finite and >= 0"),
+        (lambda: gumbel_max_sample(torch.tensor([0.0, math.inf])), "logits must not be NaN or +inf"),
+        (lambda: exponential_rsample(torch.tensor(1.0), seed=1, generator=torch.Generator()), "give seed or generator, not both"),
+        (lambda: exponential_rsample(torch.tensor([2.0, 0.5]) - 1.0), "rate must be finite and > 0, got -0.5"),
+    ],
+)  # fmt: skip
+def test_every_message_is_exact(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("rows, worst", [([[0.5, 0.5], [0.5, 0.4]], 0.9), ([[0.5, 0.5], [0.6, 0.5]], 1.1)])
+def test_the_probs_message_reports_the_row_farthest_from_one(rows, worst):
+    """A valid row (sum 1) beside a bad one, below and above 1: the bad row is reported."""
+    with pytest.raises(ValueError, match=f"a row sums to {worst}"):
+        gumbel_max_sample(probs=torch.tensor(rows, dtype=torch.float64))
+
+
+def test_one_category_and_zero_probabilities_are_valid():
+    """K = 1 (the shape check is K >= 1, not K >= 2) always gives category 0; a zero
+    probability (probs >= 0, not > 0) is never drawn."""
+    assert torch.equal(gumbel_max_sample(probs=torch.ones(1), sample_shape=(5,), seed=0), torch.zeros(5, dtype=torch.long))
+    assert torch.equal(gumbel_max_sample(torch.zeros(1), sample_shape=(5,), seed=0), torch.zeros(5, dtype=torch.long))
+    draws = gumbel_max_sample(probs=torch.tensor([0.5, 0.0, 0.5]), sample_shape=(2000,), seed=0)
+    assert not bool((draws == 1).any()) and set(draws.tolist()) == {0, 2}
+    assert gumbel_max_sample(torch.zeros(2), sample_shape=(0,), seed=0).shape == (0,)
+
+
+def test_square_batches_of_logits_are_normalised_row_by_row():
+    """Logits (3, 3) with rows of different scale: each row's draws pass a chi-square test
+    against that row's softmax (p > 0.01 at 3 x 20,000 draws). Normalising along the wrong
+    axis (a (3,) log-normaliser broadcast across columns) shifts the frequencies by up to
+    0.3, p < 1e-100."""
+    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 3.0, -1.0], [-2.0, 0.5, 0.0]], dtype=torch.float64)
+    draws = gumbel_max_sample(logits, sample_shape=(20_000,), seed=5)
+    for row in range(3):
+        counts = torch.bincount(draws[:, row], minlength=3).numpy()
+        expected = torch.softmax(logits[row], -1).numpy() * 20_000
+        assert stats.chisquare(counts, expected).pvalue > 0.01
+
+
+def test_a_given_generator_is_the_one_used():
+    """The sample is the documented transform of the given generator's uniforms: the same
+    draws as seed=, different from the global generator's."""
+    logits = PROBS.log()
+    torch.manual_seed(0)
+    for call in (
+        lambda **kw: gumbel_max_sample(logits, sample_shape=(50,), **kw),
+        lambda **kw: gumbel_softmax_rsample(logits, sample_shape=(50,), **kw),
+        lambda **kw: gumbel_sample((50,), **kw),
+    ):
+        a = call(generator=torch.Generator().manual_seed(21))
+        assert torch.equal(a, call(seed=21))
+        assert not torch.equal(a, call(generator=torch.Generator().manual_seed(22)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_parameters_dtype_is_the_samples_dtype(dtype):
+    """Parameters of either dtype give samples of that dtype (not the default dtype, float64
+    in the tests), drawn from uniforms of that dtype: the exponential draw equals
+    -log1p(-u) / rate for u = torch.rand(..., dtype) from the same seed, to the last bit."""
+    rate = torch.tensor([0.7, 2.3], dtype=dtype)
+    z = exponential_rsample(rate, (1000,), seed=3)
+    u = torch.rand((1000, 2), generator=torch.Generator().manual_seed(3), dtype=dtype)
+    assert z.dtype == dtype and torch.equal(z, -torch.log1p(-u) / rate)
+    g = gumbel_sample((1000,), dtype=dtype, seed=3)
+    u = torch.rand(1000, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    assert g.dtype == dtype and torch.equal(g, -torch.log(-torch.log(u)))
+    logits = torch.tensor([0.1, -0.4, 0.3], dtype=dtype)
+    y = gumbel_softmax_rsample(logits, temperature=0.7, sample_shape=(1000,), seed=3)
+    g = gumbel_sample((1000, 3), dtype=dtype, seed=3)
+    assert y.dtype == dtype
+    expected = torch.softmax((logits - torch.logsumexp(logits, -1) + g) / 0.7, -1)
+    torch.testing.assert_close(y, expected, rtol=0, atol=4 * torch.finfo(dtype).eps)
+
+
+def test_default_temperature_is_one_and_batches_keep_the_simplex_last():
+    """temperature defaults to 1; with sample shape (5,) and logits (3, 4), y is (5, 3, 4) and
+    sums to 1 over the last dimension, and the hard sample is one-hot there."""
+    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = gumbel_softmax_rsample(logits, sample_shape=(5,), seed=8)
+    assert torch.equal(y, gumbel_softmax_rsample(logits, temperature=1.0, sample_shape=(5,), seed=8))
+    assert y.shape == (5, 3, 4)
+    torch.testing.assert_close(y.sum(-1), torch.ones(5, 3, dtype=torch.float64), rtol=0, atol=1e-14)
+    hard = gumbel_softmax_rsample(logits, sample_shape=(5,), seed=8, hard=True)
+    assert torch.equal(hard.sum(-1), torch.ones(5, 3, dtype=torch.float64))
+    assert torch.equal(hard.argmax(-1), y.argmax(-1))
