@@ -273,19 +273,29 @@ _BIG = torch.tensor([1.0, 1e200], dtype=torch.float64)
         (lambda: eg.elbo_grad(1.0, 1.0, -2.0), "phi must be > 0, got -2.0"),
         (lambda: eg.elbo_grad(1.0, -3.0, 1.0), "theta must be > 0, got -3.0"),
         (lambda: eg.log_evidence(1.0, 0.0), "theta must be > 0, got 0.0"),
-        (lambda: eg.joint_optimum(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
-         "the optimum 2/x is inf at x = 1e-310: it overflows torch.float64"),
-        (lambda: eg.ml_theta(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
-         "the starting point 2/x is inf at x = 1e-310: it overflows torch.float64"),
-        (lambda: eg.elbo(_BIG, 1.0, 1.0),
-         "the ELBO is -inf at x = 1e+200, theta = 1.0, phi = 1.0: it overflows torch.float64"),
-        (lambda: eg.elbo(torch.tensor([1.0, 1e20], dtype=torch.float32), 1.0, 1.0),
-         "the ELBO is -inf at x = 1.0000000200408773e+20, theta = 1.0, phi = 1.0: it "
-         "overflows torch.float32 (float64 reaches further)"),
-        (lambda: eg.log_evidence(-_BIG, torch.tensor([0.5, 2.0], dtype=torch.float64)),
-         "log p(x) is -inf at x = -1e+200, theta = 2.0: it overflows torch.float64"),
+        (
+            lambda: eg.joint_optimum(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
+            "the optimum 2/x is inf at x = 1e-310: it overflows torch.float64",
+        ),
+        (
+            lambda: eg.ml_theta(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
+            "the starting point 2/x is inf at x = 1e-310: it overflows torch.float64",
+        ),
+        (
+            lambda: eg.elbo(_BIG, 1.0, 1.0),
+            "the ELBO is -inf at x = 1e+200, theta = 1.0, phi = 1.0: it overflows torch.float64",
+        ),
+        (
+            lambda: eg.elbo(torch.tensor([1.0, 1e20], dtype=torch.float32), 1.0, 1.0),
+            "the ELBO is -inf at x = 1.0000000200408773e+20, theta = 1.0, phi = 1.0: it "
+            "overflows torch.float32 (float64 reaches further)",
+        ),
+        (
+            lambda: eg.log_evidence(-_BIG, torch.tensor([0.5, 2.0], dtype=torch.float64)),
+            "log p(x) is -inf at x = -1e+200, theta = 2.0: it overflows torch.float64",
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_refusal_names_the_field_and_the_value(call, message):
     with pytest.raises(ValueError) as info:
         call()
@@ -304,4 +314,6 @@ def test_python_numbers_take_the_dtype_of_x(fn, dtype):
     for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (as_numbers, as_tensors))):
         assert a.dtype == dtype and torch.equal(a, b)
     value = eg.log_evidence(x, 0.3)
-    assert value.dtype == dtype and torch.equal(value, eg.log_evidence(x, torch.tensor(0.3, dtype=dtype)))
+    assert value.dtype == dtype and torch.equal(
+        value, eg.log_evidence(x, torch.tensor(0.3, dtype=dtype))
+    )

@@ -171,24 +171,50 @@ def test_gumbel_max_seed_reproduces_and_batch_shapes_keep_the_category_last():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: exponential_rsample(torch.tensor(1.0), (-1,)), "sample_shape must have sizes >= 0, got (-1,)"),
-        (lambda: gumbel_max_sample(PROBS.log(), probs=PROBS), "give exactly one of logits or probs"),
+        (
+            lambda: exponential_rsample(torch.tensor(1.0), (-1,)),
+            "sample_shape must have sizes >= 0, got (-1,)",
+        ),
+        (
+            lambda: gumbel_max_sample(PROBS.log(), probs=PROBS),
+            "give exactly one of logits or probs",
+        ),
         (lambda: gumbel_max_sample(), "give exactly one of logits or probs"),
-        (lambda: gumbel_max_sample(probs=torch.tensor(1.0)), "probs must have shape (..., K) with K >= 1, got ()"),
-        (lambda: gumbel_max_sample(torch.tensor(1.0)), "logits must have shape (..., K) with K >= 1, got ()"),
-        (lambda: gumbel_max_sample(probs=torch.tensor([1.5, -0.5])), "probs must be finite and >= 0"),
-        (lambda: gumbel_max_sample(torch.tensor([0.0, math.inf])), "logits must not be NaN or +inf"),
-        (lambda: exponential_rsample(torch.tensor(1.0), seed=1, generator=torch.Generator()), "give seed or generator, not both"),
-        (lambda: exponential_rsample(torch.tensor([2.0, 0.5]) - 1.0), "rate must be finite and > 0, got -0.5"),
+        (
+            lambda: gumbel_max_sample(probs=torch.tensor(1.0)),
+            "probs must have shape (..., K) with K >= 1, got ()",
+        ),
+        (
+            lambda: gumbel_max_sample(torch.tensor(1.0)),
+            "logits must have shape (..., K) with K >= 1, got ()",
+        ),
+        (
+            lambda: gumbel_max_sample(probs=torch.tensor([1.5, -0.5])),
+            "probs must be finite and >= 0",
+        ),
+        (
+            lambda: gumbel_max_sample(torch.tensor([0.0, math.inf])),
+            "logits must not be NaN or +inf",
+        ),
+        (
+            lambda: exponential_rsample(torch.tensor(1.0), seed=1, generator=torch.Generator()),
+            "give seed or generator, not both",
+        ),
+        (
+            lambda: exponential_rsample(torch.tensor([2.0, 0.5]) - 1.0),
+            "rate must be finite and > 0, got -0.5",
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_message_is_exact(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("rows, worst", [([[0.5, 0.5], [0.5, 0.4]], 0.9), ([[0.5, 0.5], [0.6, 0.5]], 1.1)])
+@pytest.mark.parametrize(
+    "rows, worst", [([[0.5, 0.5], [0.5, 0.4]], 0.9), ([[0.5, 0.5], [0.6, 0.5]], 1.1)]
+)
 def test_the_probs_message_reports_the_row_farthest_from_one(rows, worst):
     """A valid row (sum 1) beside a bad one, below and above 1: the bad row is reported."""
     with pytest.raises(ValueError, match=f"a row sums to {worst}"):
@@ -198,8 +224,14 @@ def test_the_probs_message_reports_the_row_farthest_from_one(rows, worst):
 def test_one_category_and_zero_probabilities_are_valid():
     """K = 1 (the shape check is K >= 1, not K >= 2) always gives category 0; a zero
     probability (probs >= 0, not > 0) is never drawn."""
-    assert torch.equal(gumbel_max_sample(probs=torch.ones(1), sample_shape=(5,), seed=0), torch.zeros(5, dtype=torch.long))
-    assert torch.equal(gumbel_max_sample(torch.zeros(1), sample_shape=(5,), seed=0), torch.zeros(5, dtype=torch.long))
+    assert torch.equal(
+        gumbel_max_sample(probs=torch.ones(1), sample_shape=(5,), seed=0),
+        torch.zeros(5, dtype=torch.long),
+    )
+    assert torch.equal(
+        gumbel_max_sample(torch.zeros(1), sample_shape=(5,), seed=0),
+        torch.zeros(5, dtype=torch.long),
+    )
     draws = gumbel_max_sample(probs=torch.tensor([0.5, 0.0, 0.5]), sample_shape=(2000,), seed=0)
     assert not bool((draws == 1).any()) and set(draws.tolist()) == {0, 2}
     assert gumbel_max_sample(torch.zeros(2), sample_shape=(0,), seed=0).shape == (0,)
@@ -210,7 +242,9 @@ def test_square_batches_of_logits_are_normalised_row_by_row():
     against that row's softmax (p > 0.01 at 3 x 20,000 draws). Normalising along the wrong
     axis (a (3,) log-normaliser broadcast across columns) shifts the frequencies by up to
     0.3, p < 1e-100."""
-    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 3.0, -1.0], [-2.0, 0.5, 0.0]], dtype=torch.float64)
+    logits = torch.tensor(
+        [[0.0, 1.0, 2.0], [3.0, 3.0, -1.0], [-2.0, 0.5, 0.0]], dtype=torch.float64
+    )
     draws = gumbel_max_sample(logits, sample_shape=(20_000,), seed=5)
     for row in range(3):
         counts = torch.bincount(draws[:, row], minlength=3).numpy()
@@ -258,7 +292,9 @@ def test_default_temperature_is_one_and_batches_keep_the_simplex_last():
     sums to 1 over the last dimension, and the hard sample is one-hot there."""
     logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = gumbel_softmax_rsample(logits, sample_shape=(5,), seed=8)
-    assert torch.equal(y, gumbel_softmax_rsample(logits, temperature=1.0, sample_shape=(5,), seed=8))
+    assert torch.equal(
+        y, gumbel_softmax_rsample(logits, temperature=1.0, sample_shape=(5,), seed=8)
+    )
     assert y.shape == (5, 3, 4)
     torch.testing.assert_close(y.sum(-1), torch.ones(5, 3, dtype=torch.float64), rtol=0, atol=1e-14)
     hard = gumbel_softmax_rsample(logits, sample_shape=(5,), seed=8, hard=True)
