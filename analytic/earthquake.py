@@ -617,6 +617,7 @@ def initial_mean_field(
     Returns:
         :class:`MeanField` in the dtype and device of X.
     """
+    check_data(X, S)
     N, K = X.shape[0], hp.num_clusters
     kw = {"dtype": X.dtype, "device": X.device}
     share = torch.full((K,), N / K, **kw)

@@ -345,27 +345,30 @@ def test_cavi_does_not_depend_on_the_order_in_which_pi_is_given():
 
 
 def test_log_joint_marginal_equals_the_sum_over_every_assignment():
-    """log p(X, S, mu, lambda) with Z summed out, against the brute-force sum over all K^N = 32
-    assignments of N = 5 events to K = 2 clusters, every density from ``torch.distributions``
-    (MultivariateNormal, Poisson, Gamma, Categorical), for a batch of 3 (mu, lambda): exact
-    to 1e-10. alpha = 2.7, tau = 0.5, rho = 0.05 and pi = (0.3, 0.7), so no term vanishes."""
+    """log p(X, S, mu, lambda) with Z summed out, against the brute-force sum over all K^N = 243
+    assignments of N = 5 events to K = 3 clusters, every density from ``torch.distributions``
+    (MultivariateNormal, Poisson, Gamma, Categorical), for a batch of 4 (mu, lambda): exact
+    to 1e-10. alpha = 2.7, tau = 0.5, rho = 0.05, nu = (1, -1), pi = (0.2, 0.3, 0.5), so no
+    term vanishes; batch 4, K = 3, N = 5 and the 2 coordinates all differ, so a sum over the
+    wrong axis changes a shape or a value."""
     from torch.distributions import Categorical, Gamma, MultivariateNormal, Poisson
 
-    hp = Hyperparameters(2, mixing=(0.3, 0.7), tau=0.5, rho=0.05, nu=(1.0, -1.0), alpha=2.7,
-                         beta=0.4)  # fmt: skip
+    hp = Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=0.5, rho=0.05, nu=(1.0, -1.0),
+                         alpha=2.7, beta=0.4)  # fmt: skip
     X, S, *_ = simulate(hp, 5, seed=2)
     g = torch.Generator().manual_seed(5)
-    mu = torch.randn(3, 2, 2, generator=g) * 3
-    lam = torch.rand(3, 2, generator=g) * 5 + 0.5
+    mu = torch.randn(4, 3, 2, generator=g) * 3
+    lam = torch.rand(4, 3, generator=g) * 5 + 0.5
     got = log_joint_marginal(X, S, hp, mu, lam)
+    assert got.shape == (4,)
     eye = torch.eye(2)
-    for b in range(3):
+    for b in range(4):
         prior = (
             MultivariateNormal(torch.tensor(hp.nu), eye / hp.rho).log_prob(mu[b]).sum()
             + Gamma(hp.alpha, hp.beta).log_prob(lam[b]).sum()
         )
         terms = []
-        for z in itertools.product(range(2), repeat=5):
+        for z in itertools.product(range(3), repeat=5):
             z = torch.tensor(z)
             terms.append(
                 Categorical(torch.tensor(hp.mixing)).log_prob(z).sum()
@@ -374,3 +377,64 @@ def test_log_joint_marginal_equals_the_sum_over_every_assignment():
             )
         expected = prior + torch.logsumexp(torch.stack(terms), 0)
         assert got[b].item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_log_joint_marginal_keeps_float32_in_float32():
+    """The PSIS/NUTS target in float32 (as a float32 SVI run calls it) stays float32 (nu and pi
+    are made in X's dtype, not the default float64) and agrees with the float64 value to
+    float32 rounding (2e-6 relative on values of ~100 nats)."""
+    hp = Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=0.5, rho=0.05, nu=(0.1, -0.3), alpha=2.7)
+    X, S, *_ = simulate(hp, 7, seed=4)
+    g = torch.Generator().manual_seed(1)
+    mu, lam = torch.randn(2, 3, 2, generator=g), torch.rand(2, 3, generator=g) + 0.5
+    exact = log_joint_marginal(X.double(), S.double(), hp, mu.double(), lam.double())
+    single = log_joint_marginal(X.float(), S.float(), hp, mu.float(), lam.float())
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), exact, rtol=2e-6, atol=0)
+
+
+def test_the_coordinate_updates_compute_in_float64_whatever_they_are_given():
+    """update_locations, update_rates and sufficient_stats take float32 X, S and r (as a
+    float32 SVI run holds them) and compute in float64: the same float64 numbers as from
+    float64 inputs holding the same values, exactly."""
+    hp = Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=0.5, rho=0.05, nu=(0.1, -0.3), alpha=2.7)
+    X, S, *_ = simulate(hp, 40, seed=4)
+    X32, S32 = X.float(), S.float()
+    r32 = torch.softmax(torch.randn(40, 3, generator=torch.Generator().manual_seed(2)), -1).float()
+    X64, S64, r64 = X32.double(), S32.double(), r32.double()
+    for got, want in [
+        (update_locations(X32, r32, hp), update_locations(X64, r64, hp)),
+        (update_rates(S32, r32, hp), update_rates(S64, r64, hp)),
+        (sufficient_stats(X64, S64, r32), sufficient_stats(X64, S64, r64)),
+    ]:
+        for a, b in zip(got, want):
+            assert a.dtype == torch.float64 and torch.equal(a, b)
+
+
+def test_best_label_order_gain_is_in_the_dtype_of_q():
+    X, S, hp = _unequal(1)
+    q = cavi(X, S, Hyperparameters(4, tau=0.05), num_init=1).q
+    q32 = type(q)(*(field.float() for field in q))
+    perm, gain = best_label_order(q32, hp)
+    assert gain.dtype == torch.float32 and torch.equal(perm, best_label_order(q, hp)[0])
+
+
+def test_a_sweep_that_overflows_says_so_with_the_hyperparameters():
+    hp = Hyperparameters(2, tau=1e250, rho=0.05, alpha=2.7, beta=0.4)
+    X = torch.tensor([[1e100, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    S = torch.tensor([1.0, 2.0, 3.0])
+    q = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError) as info:
+        cavi_step(X, S, hp, q)
+    assert str(info.value) == (
+        "the ELBO is nan: the data or the hyperparameters are too extreme for float64 "
+        "(tau=1e+250, rho=0.05, alpha=2.7, beta=0.4)"
+    )
+
+
+def test_initial_mean_field_checks_the_data_before_seeding():
+    """A coordinate beyond +-1e150 (whose square overflows k-means++'s weights) gets
+    check_data's message, not torch.multinomial's RuntimeError."""
+    X = torch.tensor([[1e160, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"X must be finite with \|coordinates\| <= 1e\+150"):
+        initial_mean_field(X, torch.ones(2), Hyperparameters(2), torch.Generator().manual_seed(0))
