@@ -83,7 +83,7 @@ def kde_log_density(
     train, query = train.to(dtype), query.to(dtype)
     N, d = train.shape
     train_block = min(N, chunk)
-    query_block = max(1, chunk // train_block)
+    query_block = chunk // train_block  # >= 1, as train_block <= chunk
     out = torch.empty(query.shape[0], dtype=dtype, device=query.device)
     for q0 in range(0, query.shape[0], query_block):
         y = query[q0 : q0 + query_block]

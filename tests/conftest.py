@@ -50,3 +50,15 @@ def recovery_hp() -> Hyperparameters:
     and each rate to ~2%: the recovery tolerances (0.2 and 10%) are then about 5 standard errors.
     No term vanishes: tau, rho != 1, alpha != 1, 2, pi not uniform."""
     return Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=1.5, rho=0.01, alpha=5.0, beta=0.5)
+
+
+@pytest.fixture
+def float32_default():
+    """torch's own default dtype, float32, for one test: the suite runs in float64, so a
+    routine that should compute in float64 whatever it is given, or keep its input's dtype,
+    would pass here by accident if it silently used the default dtype instead."""
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(torch.float64)

@@ -156,3 +156,67 @@ BAD = [
 def test_bad_input_gets_one_clear_error(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+def test_integer_points_are_converted_and_two_points_have_a_spread():
+    """Integer tensors are converted to the default dtype (torch.var refuses integers), and
+    N = 2 is the fewest points with an (unbiased) spread: sigma^2 = mean of the two
+    coordinates' variances = (0.5 + 2) / 2 here."""
+    X = torch.tensor([[0, 1], [1, 3]])
+    assert kde.scott_bandwidth(X) == pytest.approx(math.sqrt(1.25) * 2 ** (-1 / 6), rel=1e-14)
+    torch.testing.assert_close(
+        kde.kde_log_density(X, X.double(), 0.7), kde.kde_log_density(X.double(), X.double(), 0.7)
+    )
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: kde.kde_log_density(
+                torch.tensor([[1.0, 2.0], [math.nan, 3.0]]), torch.zeros(1, 2), 1.0
+            ),
+            "train must be finite, got nan at [1, 0]",
+        ),
+        (
+            lambda: kde.kde_log_density(torch.zeros(3, 2), torch.zeros(1, 2), 1.0, chunk=True),
+            "chunk must be an integer >= 1, got True",
+        ),
+        (
+            lambda: kde.kde_log_density(torch.zeros(3, 2), torch.zeros(1, 2), 1.0, chunk=2.5),
+            "chunk must be an integer >= 1, got 2.5",
+        ),
+        (
+            lambda: kde.select_bandwidth(torch.zeros(3), torch.zeros(1, 1)),
+            "train must have shape (N, d) with N, d >= 1, got (3,)",
+        ),
+        (
+            lambda: kde.scott_bandwidth(torch.zeros(1, 2)),
+            "X needs at least 2 points for a spread, got 1",
+        ),
+    ],
+)
+def test_every_refusal_is_exact(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_float32_points_give_a_float32_density():
+    """The density is computed in the promoted dtype of train and query, not the default."""
+    X = torch.randn(50, 2, generator=torch.Generator().manual_seed(0)).float()
+    got = kde.kde_log_density(X, X[:7], 0.4)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), kde.kde_log_density(X.double(), X[:7].double(), 0.4),
+                               rtol=1e-6, atol=0)  # fmt: skip
+
+
+def test_the_bandwidth_grid_is_float64_under_a_float32_default(float32_default):
+    """select_bandwidth's default grid and its scores are float64 whatever the default dtype:
+    in float32 the grid value 0.1 + 4.9 * 3 / 19 is not the bandwidth the user reads."""
+    X = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    result = kde.select_bandwidth(X[:30], X[30:])
+    assert result.grid.dtype == torch.float64 and result.scores.dtype == torch.float64
+    assert torch.equal(result.grid, torch.linspace(0.1, 5.0, 20, dtype=torch.float64))
+    given = kde.select_bandwidth(X[:30], X[30:], grid=[0.3, 0.7])
+    assert given.grid.dtype == torch.float64 and given.grid[0].item() == 0.3

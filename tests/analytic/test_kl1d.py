@@ -128,18 +128,113 @@ def test_mode_seeking_gaussian_picks_one_mode_and_is_the_global_minimum():
     "call, message",
     [
         (lambda: kl1d.seed_example("precision"), "reading must be one of"),
-        (lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=1.0, upper=-1.0),
-         "lower must be < upper"),
-        (lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=-1.0, upper=float("inf")),
-         "upper must be a finite number"),
-        (lambda: kl1d.kl_quadrature(*kl1d.seed_example(), num_intervals=7, **RANGE),
-         "num_intervals must be an even integer >= 2, got 7"),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=1.0, upper=-1.0),
+            "lower must be < upper",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=-1.0, upper=float("inf")),
+            "upper must be a finite number",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), num_intervals=7, **RANGE),
+            "num_intervals must be an even integer >= 2, got 7",
+        ),
         (lambda: kl1d.gaussian_mixture([0.5, 0.5], [0.0, 1.0], [1.0, 0.0]), "scales > 0"),
         (lambda: kl1d.gaussian_mixture([0.5], [0.0, 1.0], [1.0, 1.0]), "1-D of one length"),
         (lambda: kl1d.moment_matched_gaussian(Normal(0.0, 1.0), **RANGE), "mixture of Normals"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_one_clear_error(call, message):
     with pytest.raises(ValueError) as err:
         call()
     assert message in str(err.value)
+
+
+def test_simpsons_rule_is_exact_for_cubics_over_the_last_dimension():
+    """Simpson's rule integrates cubics exactly: int_0^1 (1 + x^3) dx = 5/4 and
+    int_0^1 x^2 dx = 1/3, as a (2, n + 1) batch, with n = 2 (the fewest intervals) and n = 6;
+    a weight 4 or 2 dropped at the last interior node, or a sum over both rows, is off by
+    > 0.01. The result keeps the values' dtype (float32 here)."""
+    for n in (2, 6):
+        x, h = kl1d._grid(0.0, 1.0, n)
+        values = torch.stack([1 + x**3, x**2])
+        torch.testing.assert_close(
+            kl1d._simpson(values, h), torch.tensor([1.25, 1 / 3]), rtol=1e-15, atol=0
+        )
+        single = kl1d._simpson(values.float(), h)
+        assert single.dtype == torch.float32
+        torch.testing.assert_close(single, torch.tensor([1.25, 1 / 3]).float(), rtol=1e-6, atol=0)
+
+
+def test_kl_quadrature_stays_float64_under_a_float32_default(float32_default):
+    """KL(N(0.3, 1.2^2) || N(-0.5, 0.7^2)) by quadrature equals torch's closed form to 1e-12
+    under torch's own default dtype (a float32 grid would be off at 1e-7)."""
+    p = Normal(torch.tensor(0.3, dtype=torch.float64), torch.tensor(1.2, dtype=torch.float64))
+    q = Normal(torch.tensor(-0.5, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64))
+    exact = torch.distributions.kl_divergence(p, q).item()
+    assert kl1d.kl_quadrature(p, q, lower=-15.0, upper=15.0) == pytest.approx(exact, rel=1e-12)
+
+
+def test_mixtures_are_float64_and_accept_zero_weights_and_small_scales(float32_default):
+    """gaussian_mixture is float64 under any default dtype; a zero weight (>= 0 is allowed)
+    removes its component; scales below 1 are valid; the weights need not sum to 1."""
+    p = kl1d.gaussian_mixture([0.0, 2.0], [-3.0, 0.1], [0.5, 0.3])
+    assert p.mean.dtype == torch.float64
+    assert p.mean.item() == pytest.approx(0.1, rel=1e-15)
+    assert p.variance.item() == pytest.approx(0.09, rel=1e-14)
+
+
+def test_mode_seeking_gaussian_takes_the_lowest_kl_not_the_first_mode(float32_default):
+    """Weights (0.2, 0.8) on modes -1.5 and 2.5 (overlapping, so each optimum moves off its
+    component): the fit is the heavier mode's (KL about -log 0.8 = 0.22, the other about
+    -log 0.2 = 1.61), and it is stationary: |dKL/dm|, |dKL/dlog s| < 3e-8 by autograd in
+    float64 (measured 4.7e-9), which a float64 L-BFGS with tolerance_change 1e-15 reaches; a
+    float32 fit stops at 1.0e-7, torch's default tolerance_change at 3.7e-6."""
+    p = kl1d.gaussian_mixture([0.2, 0.8], [-1.5, 2.5], [1.0, 0.8])
+    fit = kl1d.mode_seeking_gaussian(p)
+    assert abs(fit.mean - 2.5) < 0.2 and fit.kl < 0.5
+    mean = torch.tensor(fit.mean, dtype=torch.float64, requires_grad=True)
+    log_sd = torch.tensor(math.log(fit.sd), dtype=torch.float64, requires_grad=True)
+    d_mean, d_logsd = torch.autograd.grad(kl1d._exclusive_kl(p, mean, log_sd), (mean, log_sd))
+    assert abs(d_mean.item()) < 3e-8 and abs(d_logsd.item()) < 3e-8
+    assert fit.mean != 2.5 and fit.sd != 0.8  # the optimum moved: the gradients were not 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=1.0, upper=1.0),
+            "lower must be < upper, got 1.0 and 1.0",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=math.nan, upper=1.0),
+            "lower must be a finite number, got nan",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), lower=True, upper=1.0),
+            "lower must be a finite number, got True",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), num_intervals=4.0, **RANGE),
+            "num_intervals must be an even integer >= 2, got 4.0",
+        ),
+        (
+            lambda: kl1d.kl_quadrature(*kl1d.seed_example(), num_intervals=0, **RANGE),
+            "num_intervals must be an even integer >= 2, got 0",
+        ),
+        (
+            lambda: kl1d.gaussian_mixture([0.0, 0.0], [0.0, 1.0], [1.0, 1.0]),
+            "weights must be finite, >= 0, not all 0, got [0.0, 0.0]",
+        ),
+        (
+            lambda: kl1d.gaussian_mixture([math.inf, 1.0], [0.0, 1.0], [1.0, 1.0]),
+            "weights must be finite, >= 0, not all 0, got [inf, 1.0]",
+        ),
+    ],
+)
+def test_every_refusal_is_exact(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
