@@ -58,6 +58,6 @@ def log_integral_2d(
     log_w = (log_wx[:, None] + log_wy[None, :]).flatten()
     parts = []
     for start in range(0, grid.shape[0], chunk):
-        values = log_f(grid[start : start + chunk]).to(torch.float64).flatten()
+        values = log_f(grid[start : start + chunk]).flatten()  # + float64 log_w: float64
         parts.append(torch.logsumexp(values + log_w[start : start + chunk], dim=0))
     return torch.logsumexp(torch.stack(parts), dim=0).item()

@@ -73,3 +73,15 @@ def test_chunks_do_not_change_the_result():
     b = q2.log_integral_2d(log_f, (-4, 4, -4, 4), 101)
     assert a == pytest.approx(b, rel=1e-14) and a == pytest.approx(math.log(math.pi), abs=1e-6)
     assert np.isfinite(a)
+
+
+def test_three_points_and_the_default_grid_under_a_float32_default(float32_default):
+    """n = 3 (one Simpson panel, the fewest allowed) is exact for a cubic; the default grid
+    (801 points) integrates a unit Gaussian over +-8 to float32 rounding (1e-7); nodes and
+    weights are float64 under torch's own default dtype, and a float32 log-integrand is
+    accumulated in float64."""
+    nodes, log_w = q2.simpson_log_weights(0.0, 2.0, 3)
+    assert nodes.dtype == log_w.dtype == torch.float64
+    assert (log_w.exp() * (nodes**3 + 1)).sum().item() == pytest.approx(6.0, rel=1e-15)
+    log_gauss = lambda p: (-0.5 * p.square().sum(-1) - math.log(2 * math.pi)).float()  # noqa: E731
+    assert q2.log_integral_2d(log_gauss, (-8.0, 8.0, -8.0, 8.0)) == pytest.approx(0.0, abs=1e-7)

@@ -249,9 +249,16 @@ M2 = ring.ring_means(2, 1.0)
         (lambda: ring.em(torch.zeros(5, 2), 2, num_init=0), "num_init must be an integer >= 1"),
         (lambda: ring.em(torch.zeros(5, 2), 2, seed=-1), "seed must be an integer in [0, 2**63)"),
         (lambda: ring.sample(0, M2), "num_samples must be an integer >= 1"),
+        (lambda: ring.log_density_limit(torch.zeros(3), 1.0), "X must have shape (N, 2)"),
+        (lambda: ring.elbo_uniform_limit(torch.zeros(3), 1.0), "X must have shape (N, 2)"),
+        (lambda: ring.elbo_uniform_limit(torch.zeros(1, 2), -2.0),
+         "radius must be a finite number >= 0, got -2.0"),
+        (lambda: ring.em(torch.zeros(5, 2), 2, init=(torch.zeros(2), None)),
+         "init means must have shape (N, 2)"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_one_clear_error(call, message):
+    """Each message starts with the field's name as the user spelt it (X, not x)."""
     with pytest.raises(ValueError) as err:
         call()
-    assert message in str(err.value)
+    assert str(err.value).startswith(message)

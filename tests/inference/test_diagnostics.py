@@ -204,8 +204,16 @@ def test_psis_inference_data_holds_each_items_results():
      (0.7, "not trustworthy"), (1.3, "not trustworthy")],
 )  # fmt: skip
 def test_verdict_thresholds_are_half_open_at_0_5_and_0_7(khat, start):
-    """Yao et al. (2018): k < 0.5 good, 0.5 <= k < 0.7 usable, k >= 0.7 not trustworthy."""
-    assert D.verdict(khat).startswith(start)
+    """Yao et al. (2018): k < 0.5 good, 0.5 <= k < 0.7 usable, k >= 0.7 not trustworthy; the
+    whole sentence is what the summary table prints."""
+    words = {
+        "undefined": "undefined (the log weights are not finite)",
+        "good": "good: q is close to the posterior, and importance sampling corrects what is left",
+        "usable": "usable: PSIS-corrected estimates are reliable; raw VI estimates less so",
+        "not trustworthy": "not trustworthy: q misses posterior mass (its tails are too light); "
+        "do not use it",
+    }
+    assert D.verdict(khat) == words[start]
 
 
 def test_psis_of_several_items_is_each_items_own():
@@ -344,3 +352,44 @@ def test_guessed_plate_nesting_on_an_autoguide_with_a_constrained_latent():
     guessed = D.psis_check(model, guide, x, num_samples=300)
     explicit = D.psis_check(model, guide, x, num_samples=300, max_plate_nesting=1)
     np.testing.assert_array_equal(guessed.log_weights, explicit.log_weights)
+
+
+def test_a_model_without_plates_and_a_guide_outside_the_support():
+    """No plate anywhere: the nesting read is 0 (particles at dim -1) and the weights are
+    log Uniform(0, 1)(u) + log N(0.3 | u, 1) - log N(u | 0.5, 1) by hand. Draws outside (0, 1)
+    get weight exp(-inf) = 0 (distribution validation is off while weighing: with it, Pyro
+    would raise on the first such draw)."""
+
+    def model():
+        u = pyro.sample("u", dist.Uniform(0.0, 1.0))
+        pyro.sample("y", dist.Normal(u, 1.0), obs=torch.tensor(0.3))
+
+    def guide():
+        pyro.sample("u", dist.Normal(0.5, 1.0))
+
+    pyro.set_rng_seed(0)
+    log_w, draws = D.guide_log_weights(model, guide, num_samples=200)
+    u = draws["u"]
+    assert u.shape == (200,) and bool(((u < 0) | (u > 1)).any())
+    inside = (u > 0) & (u < 1)
+    by_hand = (torch.distributions.Normal(u, 1.0).log_prob(torch.tensor(0.3))
+               - torch.distributions.Normal(0.5, 1.0).log_prob(u))  # fmt: skip
+    torch.testing.assert_close(log_w[inside], by_hand[inside], rtol=1e-12, atol=0)
+    assert bool((log_w[~inside] == -math.inf).all())
+
+
+def test_psis_check_passes_max_plate_nesting_on():
+    """An explicit max_plate_nesting reaches the weights: 1 is too small for two nested plates
+    and is refused with Pyro's collision message, as guide_log_weights refuses it."""
+
+    def model():
+        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
+            pyro.sample("z", dist.Normal(0.1, 1.0))
+
+    assert D.psis_check(model, guide, num_samples=50).means["z"].shape == (3, 4)
+    with pytest.raises(ValueError, match='plates "rows" and "psis_particles", collide at dim=-2'):
+        D.psis_check(model, guide, num_samples=50, max_plate_nesting=1)

@@ -245,3 +245,30 @@ def test_stl_works_in_pyro_svi_with_pyro_params():
     loss = svi.step(*args)
     assert loss == pytest.approx(-conjugate.log_evidence(*args).item(), rel=1e-10)
     torch.testing.assert_close(pyro.param("m").detach(), loc, rtol=0, atol=1e-12)
+
+
+def test_every_stl_entry_point_passes_keyword_arguments_on():
+    """A model and guide with a required keyword argument: loss, differentiable_loss and
+    loss_and_grads of STL each equal the base estimator's value at the same seed (loss and
+    differentiable_loss exactly: STL's value is the base's), and the keyword changes it."""
+
+    def model(x, *, noise):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, noise), obs=x)
+
+    def guide(x, *, noise):
+        pyro.sample("z", dist.Normal(pyro.param("m", torch.tensor(0.2)), 0.7))
+
+    x = torch.tensor(1.3)
+    stl, base = StickingTheLanding(), pyro.infer.Trace_ELBO()
+    values = {}
+    for name in ("loss", "differentiable_loss", "loss_and_grads"):
+        for noise in (0.5, 2.0):
+            got = []
+            for estimator in (stl, base):
+                pyro.set_rng_seed(3)
+                value = getattr(estimator, name)(model, guide, x, noise=noise)
+                got.append(float(torch.as_tensor(value).detach()))
+            assert got[0] == got[1]
+            values[name, noise] = got[0]
+        assert values[name, 0.5] != values[name, 2.0]
