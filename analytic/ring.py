@@ -214,9 +214,9 @@ def kmeans_plus_plus(X: torch.Tensor, num_components: int, gen: torch.Generator)
     chosen = [int(torch.randint(N, (1,), generator=gen))]
     d2 = torch.cdist(X, X[chosen]).square().squeeze(-1)
     for _ in range(1, num_components):
-        total = d2.sum()
-        probs = d2 / total if total > 0 else torch.full_like(d2, 1.0 / N)
-        chosen.append(int(torch.multinomial(probs, 1, generator=gen)))
+        # unnormalised weights (torch.multinomial normalises); all points equal: uniform
+        weights = d2 if d2.sum() > 0 else torch.ones_like(d2)
+        chosen.append(int(torch.multinomial(weights, 1, generator=gen)))
         d2 = torch.minimum(d2, torch.cdist(X, X[chosen[-1:]]).square().squeeze(-1))
     return X[chosen].clone()
 

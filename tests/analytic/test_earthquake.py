@@ -438,3 +438,64 @@ def test_initial_mean_field_checks_the_data_before_seeding():
     X = torch.tensor([[1e160, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match=r"X must be finite with \|coordinates\| <= 1e\+150"):
         initial_mean_field(X, torch.ones(2), Hyperparameters(2), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_iter": True}, "max_iter must be an integer >= 1, got True"),
+        ({"max_iter": 2.0}, "max_iter must be an integer >= 1, got 2.0"),
+        ({"tol": float("inf")}, "tol must be a finite number >= 0, got inf"),
+        ({"seed": True}, "seed must be an integer in [0, 2**63), got True"),
+        ({"seed": 2.0}, "seed must be an integer in [0, 2**63), got 2.0"),
+        ({"seed": 2**63}, "seed must be an integer in [0, 2**63), got 9223372036854775808"),
+    ],
+)
+def test_cavi_refuses_bad_settings_word_for_word(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        cavi(torch.zeros(3, 2), torch.ones(3), Hyperparameters(2), **kwargs)
+    assert str(info.value) == message
+
+
+def test_cavi_accepts_the_edges_of_its_settings():
+    """max_iter = 1, tol = 0 and seeds 126 and 2**63 - 1 are valid (the checks are >= 1,
+    >= 0 and < 2**63)."""
+    X, S, hp = _unequal(1)
+    assert cavi(X[:50], S[:50], hp, max_iter=1, num_init=1).num_iter == 1
+    for seed in (126, 2**63 - 1):
+        assert cavi(X[:50], S[:50], hp, max_iter=3, tol=0.0, num_init=1, seed=seed).num_iter <= 3
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3, 5, 8, 13, 500])
+def test_cavi_keeps_its_iteration_budget_and_its_books(max_iter):
+    """Unequal pi, so that relabelling steps happen: whatever the budget, num_iter = len(history)
+    - 1 <= max_iter; a run that did not converge used the whole budget; the reported ELBO is the
+    last of the history and equals the closed-form ELBO of the returned q (1e-9 relative); the
+    history never decreases; a converged run ends with a sweep that gained at most tol * |ELBO|
+    and no relabelling that would gain more."""
+    X, S, hp = _unequal(2)
+    tol = 1e-8
+    result = cavi(X, S, hp, max_iter=max_iter, num_init=1, tol=tol)
+    history = result.elbo_history
+    assert result.num_iter == len(history) - 1 <= max_iter
+    assert result.converged or result.num_iter == max_iter
+    assert result.elbo.item() == history[-1].item()
+    assert result.elbo.item() == pytest.approx(elbo(X, S, hp, result.q).item(), rel=1e-9)
+    assert bool((torch.diff(history) >= -1e-9 * abs(result.elbo.item())).all())
+    if result.converged:
+        assert (history[-1] - history[-2]).abs().item() <= tol * abs(history[-1].item())
+        assert best_label_order(result.q, hp)[1].item() <= tol * abs(result.elbo.item())
+    if max_iter == 500:
+        assert result.converged and result.num_iter > 13
+
+
+def test_a_sweep_stops_at_the_first_gain_below_tolerance():
+    """Uniform pi (no relabelling): every sweep but the last gained more than tol * |ELBO| and
+    the last at most that, so the run stopped exactly where the criterion first held."""
+    hp = Hyperparameters(3, tau=0.05)
+    X, S, *_ = simulate(hp, 300, seed=3)
+    tol = 1e-6
+    history = cavi(X, S, hp, tol=tol, num_init=1).elbo_history
+    gains = torch.diff(history).abs()
+    assert bool((gains[:-1] > tol * history[1:-1].abs()).all())
+    assert gains[-1].item() <= tol * abs(history[-1].item())

@@ -273,6 +273,8 @@ _BIG = torch.tensor([1.0, 1e200], dtype=torch.float64)
         (lambda: eg.elbo_grad(1.0, 1.0, -2.0), "phi must be > 0, got -2.0"),
         (lambda: eg.elbo_grad(1.0, -3.0, 1.0), "theta must be > 0, got -3.0"),
         (lambda: eg.log_evidence(1.0, 0.0), "theta must be > 0, got 0.0"),
+        (lambda: eg.posterior_mean(1.0, -0.5), "theta must be > 0, got -0.5"),
+        (lambda: eg.posterior_mean(math.inf, 1.0), "x must be finite, got inf"),
         (
             lambda: eg.joint_optimum(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
             "the optimum 2/x is inf at x = 1e-310: it overflows torch.float64",
@@ -313,6 +315,9 @@ def test_python_numbers_take_the_dtype_of_x(fn, dtype):
     as_tensors = fn(x, torch.tensor(0.3, dtype=dtype), torch.tensor(0.7, dtype=dtype))
     for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (as_numbers, as_tensors))):
         assert a.dtype == dtype and torch.equal(a, b)
+    mean = eg.posterior_mean(x, 0.3)
+    assert mean.dtype == dtype
+    assert torch.equal(mean, eg.posterior_mean(x, torch.tensor(0.3, dtype=dtype)))
     value = eg.log_evidence(x, 0.3)
     assert value.dtype == dtype and torch.equal(
         value, eg.log_evidence(x, torch.tensor(0.3, dtype=dtype))

@@ -238,12 +238,15 @@ M2 = ring.ring_means(2, 1.0)
         (lambda: ring.ring_means(3, float("nan")), "radius must be a finite number >= 0"),
         (lambda: ring.log_density(torch.zeros(3), M2), "X must have shape (N, 2)"),
         (lambda: ring.log_density([[0.0, 1.0]], M2), "X must be a torch tensor"),
-        (lambda: ring.log_density(torch.tensor([[0.0, float("nan")]]), M2),
-         "X must be finite, got nan at [0, 1]"),
-        (lambda: ring.log_density(torch.zeros(1, 2), M2, [0.5, 0.6]),
-         "weights must be >= 0 and sum to 1"),
-        (lambda: ring.log_density(torch.zeros(1, 2), M2, [1.0]),
-         "weights must have shape (2,)"),
+        (
+            lambda: ring.log_density(torch.tensor([[0.0, float("nan")]]), M2),
+            "X must be finite, got nan at [0, 1]",
+        ),
+        (
+            lambda: ring.log_density(torch.zeros(1, 2), M2, [0.5, 0.6]),
+            "weights must be >= 0 and sum to 1",
+        ),
+        (lambda: ring.log_density(torch.zeros(1, 2), M2, [1.0]), "weights must have shape (2,)"),
         (lambda: ring.em(torch.zeros(3, 2), 4), "X has 3 points, fewer than num_components=4"),
         (lambda: ring.em(torch.zeros(5, 2), 2, tol=-1.0), "tol must be a finite number >= 0"),
         (lambda: ring.em(torch.zeros(5, 2), 2, num_init=0), "num_init must be an integer >= 1"),
@@ -251,14 +254,94 @@ M2 = ring.ring_means(2, 1.0)
         (lambda: ring.sample(0, M2), "num_samples must be an integer >= 1"),
         (lambda: ring.log_density_limit(torch.zeros(3), 1.0), "X must have shape (N, 2)"),
         (lambda: ring.elbo_uniform_limit(torch.zeros(3), 1.0), "X must have shape (N, 2)"),
-        (lambda: ring.elbo_uniform_limit(torch.zeros(1, 2), -2.0),
-         "radius must be a finite number >= 0, got -2.0"),
-        (lambda: ring.em(torch.zeros(5, 2), 2, init=(torch.zeros(2), None)),
-         "init means must have shape (N, 2)"),
+        (
+            lambda: ring.elbo_uniform_limit(torch.zeros(1, 2), -2.0),
+            "radius must be a finite number >= 0, got -2.0",
+        ),
+        (
+            lambda: ring.em(torch.zeros(5, 2), 2, init=(torch.zeros(2), None)),
+            "init means must have shape (N, 2)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_one_clear_error(call, message):
     """Each message starts with the field's name as the user spelt it (X, not x)."""
     with pytest.raises(ValueError) as err:
         call()
     assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: ring.em(torch.zeros(5, 2), True),
+            "num_components must be an integer >= 1, got True",
+        ),
+        (
+            lambda: ring.em(torch.zeros(5, 2), 2, max_iter=0),
+            "max_iter must be an integer >= 1, got 0",
+        ),
+        (
+            lambda: ring.em(torch.zeros(5, 2), 2, init=(torch.zeros(3, 2), None)),
+            "init means must have shape (2, 2), got (3, 2)",
+        ),
+        (lambda: ring.em(torch.zeros(5), 2), "X must have shape (N, 2) with N >= 1, got (5,)"),
+        (
+            lambda: ring.em(torch.zeros(5, 2), 2, tol=True),
+            "tol must be a finite number >= 0, got True",
+        ),
+        (
+            lambda: ring.em(torch.zeros(5, 2), 2, tol=math.inf),
+            "tol must be a finite number >= 0, got inf",
+        ),
+        (
+            lambda: ring.sample(3, torch.zeros(3)),
+            "means must have shape (N, 2) with N >= 1, got (3,)",
+        ),
+    ],
+)
+def test_em_and_sample_refusals_word_for_word(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_em_from_given_weights_takes_one_exact_step():
+    """init = (means, non-uniform weights), max_iter = 1: the result is one em_step from
+    exactly those weights (not uniform ones), and a run stopped by max_iter says it did not
+    converge; N = K points are enough."""
+    X = torch.tensor([[0.0, 0.0], [3.0, 0.5], [0.2, 2.0], [2.5, 2.5]])
+    means, weights = ring.ring_means(2, 1.5), torch.tensor([0.8, 0.2])
+    result = ring.em(X, 2, max_iter=1, init=(means, weights))
+    step_means, step_weights, before = ring.em_step(X, means, weights)
+    assert torch.equal(result.means, step_means) and torch.equal(result.weights, step_weights)
+    assert result.history[0].item() == before.item() and result.converged is False
+    assert ring.em(X[:2], 2, max_iter=3, num_init=1).means.shape == (2, 2)
+
+
+def test_em_stops_at_the_first_gain_below_tolerance_and_says_so():
+    """Every iteration but the last gained more than tol * |log-likelihood|, the last at most
+    that, and ``converged`` is True (a bool); float32 data give float32 weights."""
+    X, _ = ring.sample(400, ring.ring_means(3, 2.0), seed=1)
+    tol = 1e-7
+    result = ring.em(X, 3, tol=tol, num_init=1)
+    history = result.history[:-1]  # the last entry is the final log-likelihood
+    gains = torch.diff(history)
+    assert result.converged is True
+    assert bool((gains[:-1] > tol * history[1:-1].abs()).all())
+    assert gains[-1].item() <= tol * abs(history[-1].item())
+    assert ring.em(X.float(), 3, max_iter=2, num_init=1).weights.dtype == torch.float32
+
+
+def test_kmeans_plus_plus_uses_its_generator_and_handles_identical_points():
+    """The same generator seed, the same centres (the global RNG is not used); on identical
+    points the draws fall back to uniform and still return K rows."""
+    X, _ = ring.sample(200, ring.ring_means(4, 3.0), seed=2)
+    torch.manual_seed(123)
+    a = ring.kmeans_plus_plus(X, 4, torch.Generator().manual_seed(7))
+    torch.manual_seed(456)
+    b = ring.kmeans_plus_plus(X, 4, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    same = ring.kmeans_plus_plus(torch.ones(6, 2), 3, torch.Generator().manual_seed(0))
+    assert torch.equal(same, torch.ones(3, 2))
