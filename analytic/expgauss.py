@@ -119,7 +119,8 @@ def _finite_result(value: torch.Tensor, what: str, **inputs) -> torch.Tensor:
 def check_observations(x: torch.Tensor) -> None:
     """Raise ValueError unless ``x`` is a floating tensor of shape (N,), N >= 1, all finite."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor, got {type(x).__name__}")
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a floating-point tensor, got {got}")
     if x.dim() != 1 or x.shape[0] < 1:
         raise ValueError(f"x must have shape (N,) with N >= 1, got {tuple(x.shape)}")
     _as_tensor(x, "x")

@@ -20,6 +20,7 @@ from analytic.earthquake import (
     check_data,
     elbo,
     initial_mean_field,
+    kmeans_plus_plus,
     log_joint_marginal,
     permute_clusters,
     sufficient_stats,
@@ -499,3 +500,42 @@ def test_a_sweep_stops_at_the_first_gain_below_tolerance():
     gains = torch.diff(history).abs()
     assert bool((gains[:-1] > tol * history[1:-1].abs()).all())
     assert gains[-1].item() <= tol * abs(history[-1].item())
+
+
+def test_initial_mean_field_values_dtype_and_labels():
+    """Every cluster as if it had N/K events: precision rho + tau N/K, concentration
+    alpha + mean(S) N/K, rate beta + N/K, exactly; float32 data give float32 fields; with
+    uniform pi the centres are k-means++'s in draw order; with unequal pi (K = 2, pi = 0.3,
+    0.7) the larger weight goes to the centre nearest to more events; identical events (all
+    centres alike) still work."""
+    hp = Hyperparameters(2, mixing=(0.3, 0.7), tau=0.5, rho=0.05, alpha=2.7, beta=0.4)
+    X, S, *_ = simulate(hp, 90, seed=6)
+    X, S = X.float(), S.float()
+    q = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
+    assert all(field.dtype == torch.float32 for field in q)
+    share = torch.full((2,), 45.0, dtype=torch.float32)
+    assert torch.equal(q.precision, 0.05 + 0.5 * share)
+    assert torch.equal(q.concentration, 2.7 + S.mean() * share)
+    assert torch.equal(q.rate, 0.4 + share)
+    crowd = torch.bincount(torch.cdist(X, q.loc).argmin(-1), minlength=2)
+    assert crowd[1] >= crowd[0]
+    uniform = Hyperparameters(3, tau=0.5)
+    q = initial_mean_field(X, S, uniform, torch.Generator().manual_seed(4))
+    assert torch.equal(q.loc, kmeans_plus_plus(X, 3, torch.Generator().manual_seed(4)))
+    same = initial_mean_field(torch.ones(4, 2), torch.ones(4), hp, torch.Generator().manual_seed(0))
+    assert torch.equal(same.loc, torch.ones(2, 2))
+
+
+def test_kmeans_plus_plus_draws_by_squared_distance_at_any_scale():
+    """Three tight clusters 100 apart: the three centres fall in three clusters (a centre in an
+    occupied cluster has probability ~1e-6); 50 events at 0 and one at 0.1 (total squared
+    distance 0.01 < 1): the far event is always among the two centres."""
+    g = torch.Generator().manual_seed(0)
+    corners = torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    X = (corners[:, None, :] + 0.1 * torch.randn(3, 30, 2, generator=g)).reshape(90, 2)
+    small = torch.cat([torch.zeros(50, 2), torch.tensor([[0.1, 0.0]])])
+    for seed in range(10):
+        centres = kmeans_plus_plus(X, 3, torch.Generator().manual_seed(seed))
+        assert set(torch.cdist(centres, corners).argmin(-1).tolist()) == {0, 1, 2}
+        centres = kmeans_plus_plus(small, 2, torch.Generator().manual_seed(seed))
+        assert sorted(centres[:, 0].tolist()) == [0.0, 0.1]

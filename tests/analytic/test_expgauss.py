@@ -275,6 +275,12 @@ _BIG = torch.tensor([1.0, 1e200], dtype=torch.float64)
         (lambda: eg.log_evidence(1.0, 0.0), "theta must be > 0, got 0.0"),
         (lambda: eg.posterior_mean(1.0, -0.5), "theta must be > 0, got -0.5"),
         (lambda: eg.posterior_mean(math.inf, 1.0), "x must be finite, got inf"),
+        (lambda: eg.check_observations([1.0]), "x must be a floating-point tensor, got list"),
+        (
+            lambda: eg.check_observations(torch.tensor([1, 2])),
+            "x must be a floating-point tensor, got torch.int64",
+        ),
+        (lambda: eg.check_observations(torch.tensor([1.0, math.nan])), "x must be finite, got nan"),
         (
             lambda: eg.joint_optimum(torch.tensor([1.0, 1e-310], dtype=torch.float64)),
             "the optimum 2/x is inf at x = 1e-310: it overflows torch.float64",
@@ -322,3 +328,8 @@ def test_python_numbers_take_the_dtype_of_x(fn, dtype):
     assert value.dtype == dtype and torch.equal(
         value, eg.log_evidence(x, torch.tensor(0.3, dtype=dtype))
     )
+
+
+def test_integer_observations_are_converted_to_the_default_dtype():
+    x = torch.tensor([1, 3])
+    assert torch.equal(eg.elbo(x, 0.3, 0.7), eg.elbo(x.double(), 0.3, 0.7))

@@ -345,3 +345,66 @@ def test_kmeans_plus_plus_uses_its_generator_and_handles_identical_points():
     assert torch.equal(a, b)
     same = ring.kmeans_plus_plus(torch.ones(6, 2), 3, torch.Generator().manual_seed(0))
     assert torch.equal(same, torch.ones(3, 2))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: ring.log_density(torch.zeros(0, 2), M2),
+            "X must have shape (N, 2) with N >= 1, got (0, 2)",
+        ),
+        (
+            lambda: ring.log_density(torch.zeros(1, 2), torch.zeros(2)),
+            "means must have shape (N, 2) with N >= 1, got (2,)",
+        ),
+        (
+            lambda: ring.log_density(torch.zeros(1, 2), M2, [-0.5, 1.5]),
+            "weights must be >= 0 and sum to 1, got [-0.5, 1.5]",
+        ),
+        (
+            lambda: ring.sample(3, [[0.0, 1.0]]),
+            "means must be a torch tensor of shape (N, 2), got list",
+        ),
+        (lambda: ring.ring_means(True, 1.0), "num_components must be an integer >= 1, got True"),
+    ],
+)
+def test_ring_refusals_word_for_word(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_float32_in_float32_out_and_integer_points_accepted():
+    """float32 points and means give float32 densities, posteriors, ELBOs, samples and
+    weights (not the default dtype, float64 in the tests); ring_means honours its dtype; a zero
+    weight and a single component are valid; integer points are converted."""
+    means = ring.ring_means(3, 2.0, dtype=torch.float32)
+    assert means.dtype == torch.float32
+    angle = 2 * math.pi * torch.arange(3, dtype=torch.float32) / 3
+    assert torch.equal(means, 2.0 * torch.stack([angle.cos(), angle.sin()], -1))
+    X, _ = ring.sample(50, means, seed=1)
+    assert X.dtype == torch.float32
+    for value in (
+        ring.log_density(X, means),
+        ring.log_density(X, means, [0.0, 0.5, 0.5]),
+        ring.posterior_probs(X, means),
+        ring.elbo_uniform(X, means),
+        ring.em(X, 3, max_iter=2, num_init=1).weights,
+    ):
+        assert value.dtype == torch.float32
+    assert ring.ring_means(1, 1.0).shape == (1, 2)
+    points = torch.tensor([[0, 1], [2, -1]])
+    torch.testing.assert_close(ring.log_density(points, M2), ring.log_density(points.double(), M2))
+
+
+def test_sample_is_the_mean_plus_noise_from_its_own_generator():
+    """x = mu_z + eps with z and then eps drawn from torch.Generator().manual_seed(seed) (the
+    default seed 0): the same numbers whatever the global RNG holds."""
+    means, w = ring.ring_means(4, 3.0), torch.tensor([0.1, 0.2, 0.3, 0.4])
+    torch.manual_seed(99)
+    X, z = ring.sample(30, means, w)
+    gen = torch.Generator().manual_seed(0)
+    z_ref = torch.multinomial(w, 30, replacement=True, generator=gen)
+    assert torch.equal(z, z_ref)
+    assert torch.equal(X, means[z_ref] + torch.randn(30, 2, generator=gen))
