@@ -539,3 +539,24 @@ def test_kmeans_plus_plus_draws_by_squared_distance_at_any_scale():
         assert set(torch.cdist(centres, corners).argmin(-1).tolist()) == {0, 1, 2}
         centres = kmeans_plus_plus(small, 2, torch.Generator().manual_seed(seed))
         assert sorted(centres[:, 0].tolist()) == [0.0, 0.1]
+
+
+def test_best_label_order_breaks_ties_by_position():
+    """Ties are broken by cluster index (stable sorts), so the answer is deterministic: equal
+    weights pi = (0.2, 0.4, 0.4) with counts (5, 30, 10) keep every label (the identity, gain
+    0); equal counts (10, 10, 20) with pi = (0.1, 0.3, 0.6) pair cluster 0 with the larger
+    weight 0.3 (perm (1, 0, 2), gain 0)."""
+
+    def q_with(counts):
+        probs = torch.zeros(int(sum(counts)), 3)
+        probs[
+            torch.arange(probs.shape[0]),
+            torch.repeat_interleave(torch.arange(3), torch.tensor(counts)),
+        ] = 1.0
+        ones = torch.ones(3)
+        return MeanField(probs, torch.zeros(3, 2), ones, ones, ones)
+
+    perm, gain = best_label_order(q_with([5, 30, 10]), Hyperparameters(3, mixing=(0.2, 0.4, 0.4)))
+    assert perm.tolist() == [0, 1, 2] and gain.item() == 0.0
+    perm, gain = best_label_order(q_with([10, 10, 20]), Hyperparameters(3, mixing=(0.1, 0.3, 0.6)))
+    assert perm.tolist() == [1, 0, 2] and gain.item() == 0.0
