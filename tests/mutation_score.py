@@ -46,7 +46,7 @@ def results(root: Path = ROOT / "mutants") -> dict[str, int | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--list", action="store_true", help="list every mutant not killed")
+    parser.add_argument("--list", action="store_true", help="list every mutant run and not killed")
     args = parser.parse_args()
     codes, equivalent = results(), equivalents()
     status = {
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{len(stale)} listed as equivalent but not surviving (killed, changed or gone)")
     if args.list:
         for name in sorted(status):
-            if status[name] not in ("killed", "equivalent"):
+            if status[name] not in ("killed", "equivalent", "not run"):
                 print(f"{status[name]:>9}  {name}")
 
 
