@@ -393,3 +393,19 @@ def test_psis_check_passes_max_plate_nesting_on():
     assert D.psis_check(model, guide, num_samples=50).means["z"].shape == (3, 4)
     with pytest.raises(ValueError, match='plates "rows" and "psis_particles", collide at dim=-2'):
         D.psis_check(model, guide, num_samples=50, max_plate_nesting=1)
+
+
+def test_flat_labels_name_every_coordinate_and_keep_scalars_bare():
+    """_flat turns a (chain, draw, ...) posterior variable into (chain * draw, P) values and P
+    labels ``name[coord, coord]`` in C order; a scalar variable keeps its bare name."""
+    import xarray as xr
+
+    values = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2)
+    da = xr.DataArray(values, dims=("chain", "draw", "cluster", "coord"), name="mu",
+                      coords={"cluster": [0, 1], "coord": ["lon", "lat"]})  # fmt: skip
+    flat, labels = D._flat(da)
+    assert labels == ["mu[0, lon]", "mu[0, lat]", "mu[1, lon]", "mu[1, lat]"]
+    np.testing.assert_array_equal(flat, values.reshape(6, 4))
+    scalar = xr.DataArray(np.ones((2, 3)), dims=("chain", "draw"), name="tau")
+    flat, labels = D._flat(scalar)
+    assert labels == ["tau"] and flat.shape == (6, 1)
