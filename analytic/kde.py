@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from analytic._validate import positive
+from analytic._validate import points, positive
 
 __all__ = [
     "BandwidthSelection",
@@ -43,20 +43,6 @@ __all__ = [
 
 DEFAULT_GRID = (0.1, 5.0, 20)  # linspace(0.1, 5, 20), the source's grid
 CHUNK_ELEMENTS = 1 << 20  # distances held at once (8 MiB in float64; 4x more was slower)
-
-
-def _points(name: str, X) -> torch.Tensor:
-    """``X`` as a floating (N, d) tensor of finite values, N >= 1, d >= 1."""
-    if not torch.is_tensor(X):
-        raise ValueError(f"{name} must be a torch tensor of shape (N, d), got {type(X).__name__}")
-    if X.dim() != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (N, d) with N, d >= 1, got {tuple(X.shape)}")
-    if not X.is_floating_point():
-        X = X.to(torch.get_default_dtype())
-    if not bool(torch.isfinite(X).all()):
-        bad = (~torch.isfinite(X)).nonzero()[0].tolist()
-        raise ValueError(f"{name} must be finite, got {X[bad[0], bad[1]].item()} at {bad}")
-    return X
 
 
 def _bandwidth(value) -> float:
@@ -73,7 +59,7 @@ def kde_log_density(
         bandwidth: h > 0, the kernel's standard deviation in every coordinate.
         chunk: distances computed at once (memory bound); the result does not depend on it.
     """
-    train, query = _points("train", train), _points("query", query)
+    train, query = points("train", train), points("query", query)
     if train.shape[1] != query.shape[1]:
         raise ValueError(f"query has {query.shape[1]} coordinates but train has {train.shape[1]}")
     h = _bandwidth(bandwidth)
@@ -123,8 +109,8 @@ def select_bandwidth(
     Args:
         train: (N, d). validation: (M, d). grid: bandwidths, each > 0 (a sequence or tensor).
     """
-    train = _points("train", train)
-    validation = _points("validation", validation)
+    train = points("train", train)
+    validation = points("validation", validation)
     if grid is None:
         lo, hi, num = DEFAULT_GRID
         grid = torch.linspace(lo, hi, num, dtype=torch.float64)
@@ -140,7 +126,7 @@ def select_bandwidth(
 
 def _spread(X) -> tuple[float, int, int]:
     """(sigma, N, d): sigma^2 the mean of the per-coordinate variances (unbiased) of X (N, d)."""
-    X = _points("X", X)
+    X = points("X", X)
     if X.shape[0] < 2:
         raise ValueError(f"X needs at least 2 points for a spread, got {X.shape[0]}")
     return X.var(dim=0).mean().sqrt().item(), X.shape[0], X.shape[1]

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import torch
 
-from analytic._validate import nonnegative
+from analytic._validate import nonnegative, points
 
 __all__ = [
     "EmResult",
@@ -74,20 +74,6 @@ def _radius(value) -> float:
     return nonnegative("radius", value)
 
 
-def _points(name: str, X) -> torch.Tensor:
-    """``X`` as a floating (N, 2) tensor of finite values, N >= 1."""
-    if not torch.is_tensor(X):
-        raise ValueError(f"{name} must be a torch tensor of shape (N, 2), got {type(X).__name__}")
-    if X.dim() != 2 or X.shape[1] != 2 or X.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (N, 2) with N >= 1, got {tuple(X.shape)}")
-    if not X.is_floating_point():
-        X = X.to(torch.get_default_dtype())
-    if not bool(torch.isfinite(X).all()):
-        bad = (~torch.isfinite(X)).nonzero()[0].tolist()
-        raise ValueError(f"{name} must be finite, got {X[bad[0], bad[1]].item()} at {bad}")
-    return X
-
-
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
@@ -107,8 +93,8 @@ def _weights(weights, num_components: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _check(X, means, weights=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    X = _points("X", X)
-    means = _points("means", means).to(X.dtype)
+    X = points("X", X, 2)
+    means = points("means", means, 2).to(X.dtype)
     return X, means, _weights(weights, means.shape[0], X)
 
 
@@ -155,7 +141,7 @@ def _squared_norm(X: torch.Tensor) -> torch.Tensor:
 def elbo_uniform_limit(X: torch.Tensor, radius: float) -> torch.Tensor:
     """-log 2 pi - (|x|^2 + R^2) / 2: (N,). L1 on the ring for every K >= 2 (module docstring),
     hence also its K -> infinity limit."""
-    return _l1_limit(_points("X", X), _radius(radius))
+    return _l1_limit(points("X", X, 2), _radius(radius))
 
 
 def _l1_limit(X: torch.Tensor, R: float) -> torch.Tensor:
@@ -165,7 +151,7 @@ def _l1_limit(X: torch.Tensor, R: float) -> torch.Tensor:
 def log_density_limit(X: torch.Tensor, radius: float) -> torch.Tensor:
     """log p_inf(x) = -log 2 pi - (|x|^2 + R^2) / 2 + log I0(R |x|), the K -> infinity limit of
     the ring mixture's log density: (N,). log I0(t) = log i0e(t) + t, finite for any t."""
-    X, R = _points("X", X), _radius(radius)
+    X, R = points("X", X, 2), _radius(radius)
     t = R * _squared_norm(X).sqrt()
     return _l1_limit(X, R) + torch.special.i0e(t).log() + t
 
@@ -176,7 +162,7 @@ def sample(
     """Draw (X (N, 2), z (N,)) from the mixture: z ~ Cat(pi), x = mu_z + eps, eps ~ N(0, I),
     from a ``torch.Generator`` seeded with ``seed`` (the global RNG is untouched)."""
     N = _count("num_samples", num_samples)
-    means = _points("means", means)
+    means = points("means", means, 2)
     w = _weights(weights, means.shape[0], means)
     _seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -274,7 +260,7 @@ def em(
     Raises:
         ValueError: naming the argument, before any work.
     """
-    X = _points("X", X)
+    X = points("X", X, 2)
     K = _count("num_components", num_components)
     _count("num_init", num_init)
     _count("max_iter", max_iter)
@@ -285,7 +271,7 @@ def em(
         raise ValueError(f"X has {X.shape[0]} points, fewer than num_components={K}")
     if init is not None:
         means, weights = init
-        means = _points("init means", means).to(X.dtype)
+        means = points("init means", means, 2).to(X.dtype)
         if means.shape[0] != K:
             raise ValueError(f"init means must have shape ({K}, 2), got {tuple(means.shape)}")
         return _em_from(X, means, _weights(weights, K, X), max_iter, tol)

@@ -314,18 +314,20 @@ def test_psis_check_defaults_and_pass_through():
     assert set(only_a.means) == {"a"}
 
 
+def _nested_plates(loc: float):
+    """A model (loc 0) or guide (loc 0.1) with z ~ N(loc, 1) in plates of 3 (dim -2) x 4 (-1)."""
+
+    def program():
+        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
+            pyro.sample("z", dist.Normal(loc, 1.0))
+
+    return program
+
+
 def test_plate_nesting_is_read_from_nested_plates():
     """Two nested plates (dims -1 and -2): the particle plate goes to dim -3 by itself; an
     explicit max_plate_nesting=1 collides with the model's plate at dim -2."""
-
-    def model():
-        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
-            pyro.sample("z", dist.Normal(0.0, 1.0))
-
-    def guide():
-        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
-            pyro.sample("z", dist.Normal(0.1, 1.0))
-
+    model, guide = _nested_plates(0.0), _nested_plates(0.1)
     log_w, draws = D.guide_log_weights(model, guide, num_samples=6)
     assert draws["z"].shape == (6, 3, 4)
     z = draws["z"]
@@ -381,15 +383,7 @@ def test_a_model_without_plates_and_a_guide_outside_the_support():
 def test_psis_check_passes_max_plate_nesting_on():
     """An explicit max_plate_nesting reaches the weights: 1 is too small for two nested plates
     and is refused with Pyro's collision message, as guide_log_weights refuses it."""
-
-    def model():
-        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
-            pyro.sample("z", dist.Normal(0.0, 1.0))
-
-    def guide():
-        with pyro.plate("rows", 3, dim=-2), pyro.plate("cols", 4, dim=-1):
-            pyro.sample("z", dist.Normal(0.1, 1.0))
-
+    model, guide = _nested_plates(0.0), _nested_plates(0.1)
     assert D.psis_check(model, guide, num_samples=50).means["z"].shape == (3, 4)
     with pytest.raises(ValueError, match='plates "rows" and "psis_particles", collide at dim=-2'):
         D.psis_check(model, guide, num_samples=50, max_plate_nesting=1)
