@@ -58,6 +58,7 @@ __all__ = [
     "elbo",
     "initial_mean_field",
     "kmeans_plus_plus",
+    "label_order",
     "log_joint_marginal",
     "permute_clusters",
     "sufficient_stats",
@@ -679,16 +680,16 @@ def permute_clusters(q: MeanField, perm) -> MeanField:
     """``q`` relabelled: cluster ``perm[k]`` of q becomes cluster k (every field moves with it).
 
     Args:
-        q: :class:`MeanField` with K clusters; perm: a permutation of range(K) (list or tensor).
+        q: :class:`MeanField` with K clusters (``probs`` may be None, as in a streamed run);
+            perm: a permutation of range(K) (list or tensor).
     """
     perm = torch.as_tensor(perm, dtype=torch.long, device=q.loc.device)
-    return MeanField(
-        q.probs[:, perm], q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm]
-    )
+    probs = None if q.probs is None else q.probs[:, perm]
+    return MeanField(probs, q.loc[perm], q.precision[perm], q.concentration[perm], q.rate[perm])
 
 
-def best_label_order(q: MeanField, hp: Hyperparameters) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The relabelling of q with the highest ELBO, and its gain.
+def label_order(counts: torch.Tensor, hp: Hyperparameters) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The relabelling with the highest ELBO for clusters of sizes ``counts``, and its gain.
 
     Relabelling moves whole clusters, so of all ELBO terms (:func:`_elbo_from_stats`) only
     E log p(Z) = sum_k N_k log pi_k changes: the priors on mu and lambda are the same for every
@@ -697,10 +698,12 @@ def best_label_order(q: MeanField, hp: Hyperparameters) -> tuple[torch.Tensor, t
     Inequalities, Thm. 368) that pairs the clusters sorted by N_k with the labels sorted by
     pi_k: no search over the K! orders is needed.
 
+    Args:
+        counts: N_k = sum_n r_nk, shape (K,).
+
     Returns:
         perm: (K,) long, for :func:`permute_clusters`; gain: 0-dim, the ELBO increase (>= 0).
     """
-    counts = q.probs.sum(0)
     log_pi = torch.log(torch.tensor(hp.mixing, dtype=counts.dtype, device=counts.device))
     perm = torch.empty_like(counts, dtype=torch.long)
     perm[torch.argsort(log_pi, descending=True, stable=True)] = torch.argsort(
@@ -708,6 +711,11 @@ def best_label_order(q: MeanField, hp: Hyperparameters) -> tuple[torch.Tensor, t
     )
     gain = ((counts[perm] - counts) * log_pi).sum()
     return perm, gain
+
+
+def best_label_order(q: MeanField, hp: Hyperparameters) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_order` for the cluster sizes ``N_k = sum_n r_nk`` of ``q.probs``."""
+    return label_order(q.probs.sum(0), hp)
 
 
 def _sweeps(G, consts, hp, q, history, max_iter: int, tol: float):

@@ -144,8 +144,17 @@ def _parse_row(row: list[str], cols: tuple[int, int, int], scale: float):
     return lat, lon, mag, strength
 
 
-def _read_rows(path, names: tuple, scale: float):
-    """(header, column indices, valid rows, reasons for invalid rows, data rows) of a CSV."""
+def iter_csv_rows(path, names: tuple, scale: float):
+    """The data rows of a CSV catalog, one at a time: ``(line number, parsed)`` where parsed is
+    ``(lat, lon, mag, strength)`` or the reason the row is invalid (blank rows are skipped).
+
+    Args:
+        names: (lat_col, lon_col, mag_col), None to detect. scale: the strength scale.
+
+    Raises:
+        ValueError: no header, a missing column, or a line that is not CSV (lazily, as read);
+            UnicodeDecodeError: the file is not UTF-8 (see :func:`_not_utf8`).
+    """
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         try:
@@ -157,21 +166,32 @@ def _read_rows(path, names: tuple, scale: float):
                 _find_column(header, names[1], LONGITUDE_NAMES, "longitude"),
                 _find_column(header, names[2], MAGNITUDE_NAMES, "magnitude"),
             )
-            good, bad, num_rows = [], [], 0
             for row in reader:
                 if not row or all(not cell.strip() for cell in row):
                     continue
-                num_rows += 1
-                parsed = _parse_row(row, cols, scale)
-                if isinstance(parsed, str):
-                    bad.append(f"line {reader.line_num}: {parsed}")
-                else:
-                    good.append(parsed)
+                yield reader.line_num, _parse_row(row, cols, scale)
         except csv.Error as err:  # a NUL byte, a cell beyond csv.field_size_limit(), ...
             raise ValueError(
                 f"line {reader.line_num} cannot be read as CSV ({err}); is it a CSV file?"
             ) from None
-    return header, cols, good, bad, num_rows
+
+
+def invalid_rows_error(path, bad: list[str]) -> ValueError:
+    """The error for a catalog with invalid rows: their count and the first few reasons."""
+    listed = "; ".join(bad[:_MAX_LISTED])
+    more = f" (and {len(bad) - _MAX_LISTED} more)" if len(bad) > _MAX_LISTED else ""
+    return ValueError(
+        f"catalog {str(path)!r} has {len(bad)} invalid row(s): {listed}{more}. "
+        "Fix them or pass --drop-invalid to skip them"
+    )
+
+
+def check_catalog_path(path, what: str = "CSV") -> None:
+    """Raise ValueError if ``path`` is a folder or does not exist."""
+    if os.path.isdir(path):
+        raise ValueError(f"catalog {str(path)!r} is a folder, not a {what} file")
+    if not os.path.isfile(path):
+        raise ValueError(f"catalog {str(path)!r} does not exist")
 
 
 def load_catalog(
@@ -200,12 +220,15 @@ def load_catalog(
     """
     if not (math.isfinite(strength_scale) and strength_scale > 0):
         raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
-    if os.path.isdir(path):
-        raise ValueError(f"catalog {str(path)!r} is a folder, not a CSV file")
-    if not os.path.isfile(path):
-        raise ValueError(f"catalog {str(path)!r} does not exist")
+    check_catalog_path(path)
+    good, bad, num_rows = [], [], 0
     try:
-        _, _, good, bad, num_rows = _read_rows(path, (lat_col, lon_col, mag_col), strength_scale)
+        for line, parsed in iter_csv_rows(path, (lat_col, lon_col, mag_col), strength_scale):
+            num_rows += 1
+            if isinstance(parsed, str):
+                bad.append(f"line {line}: {parsed}")
+            else:
+                good.append(parsed)
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err) from None
     except ValueError as err:
@@ -213,12 +236,7 @@ def load_catalog(
     if num_rows == 0:
         raise ValueError(f"catalog {str(path)!r} has a header but no data rows")
     if bad and not drop_invalid:
-        listed = "; ".join(bad[:_MAX_LISTED])
-        more = f" (and {len(bad) - _MAX_LISTED} more)" if len(bad) > _MAX_LISTED else ""
-        raise ValueError(
-            f"catalog {str(path)!r} has {len(bad)} invalid row(s): {listed}{more}. "
-            "Fix them or pass --drop-invalid to skip them"
-        )
+        raise invalid_rows_error(path, bad)
     if not good:
         raise ValueError(f"catalog {str(path)!r} has no valid rows")
     table = torch.tensor(good, dtype=dtype)  # (rows, 4): lat, lon, mag, strength

@@ -24,7 +24,7 @@ from pyro.ops.indexing import Vindex
 
 from analytic.earthquake import Hyperparameters, check_data
 
-__all__ = ["MAX_PLATE_NESTING", "model", "simulate"]
+__all__ = ["MAX_PLATE_NESTING", "model", "simulate", "simulate_chunks"]
 
 MAX_PLATE_NESTING = 1
 
@@ -90,3 +90,43 @@ def simulate(
         S = dist.Poisson(lam[Z]).sample()
     check_data(X, S)
     return X, S, Z, mu, lam
+
+
+def simulate_chunks(
+    hp: Hyperparameters,
+    num_events: int,
+    seed: int,
+    chunk_size: int,
+    dtype: torch.dtype = torch.float64,
+):
+    """A catalog from the prior predictive drawn chunk by chunk, never held whole.
+
+    The globals are drawn first, as in :func:`simulate` (so ``mu`` and ``lam`` equal its own
+    for the same seed); the events are then drawn ``chunk_size`` at a time from a
+    ``torch.Generator`` seeded with ``seed``: ``Z ~ Cat(pi)`` by ``torch.multinomial``,
+    ``X = mu_Z + tau^{-1/2} eps`` with ``eps ~ N(0, I)``, ``S ~ Poisson(lam_Z)``. The draws
+    of the events differ from :func:`simulate`'s (another stream), not their distribution.
+
+    Returns:
+        (mu (K, 2), lam (K,), chunks): ``chunks`` yields ``(X (n, 2), S (n,))`` with
+        n = chunk_size except for the last; the N events in order.
+    """
+    for name, value in (("num_events", num_events), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mu_prior, lam_prior, mixing = _priors(hp, torch.empty((), dtype=dtype))
+        mu, lam = mu_prior.sample(), lam_prior.sample()
+
+    def chunks():
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, num_events, chunk_size):
+            n = min(chunk_size, num_events - start)
+            Z = torch.multinomial(mixing, n, replacement=True, generator=generator)
+            eps = torch.randn(n, 2, generator=generator, dtype=dtype)
+            X = mu[Z] + hp.tau**-0.5 * eps
+            S = torch.poisson(lam[Z], generator=generator)
+            yield X, S
+
+    return mu, lam, chunks()
