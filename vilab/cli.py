@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from vilab.catalog import run as catalog_run
 from vilab.earthquake import run as earthquake_run
 from vilab.expgauss import run as expgauss_run
 from vilab.flags import join_negative_values
@@ -23,6 +24,10 @@ _COMMANDS = {
     "earthquake": (
         earthquake_run,
         "earthquake mixture: closed-form CAVI beside Pyro SVI on a catalog",
+    ),
+    "catalog": (
+        catalog_run,
+        "earthquake catalogs as Parquet: convert a CSV, or simulate one of any size",
     ),
     "expgauss": (
         expgauss_run,
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads or choose_threads(threads))
+    torch.set_num_threads(getattr(args, "threads", None) or choose_threads(threads))
     try:
         args.run(args)
     except (ValueError, FloatingPointError) as err:

@@ -15,6 +15,7 @@ __all__ = [
     "argparse_type",
     "check_floats",
     "check_ints",
+    "check_output_file",
     "check_output_paths",
     "join_negative_values",
     "positive_int",
@@ -199,6 +200,12 @@ def _check_output_path(flag: str, value: str, folder: bool) -> None:
             f"{flag} {value!r} cannot be written: no file can be created in {str(base)!r} "
             f"({err.strerror or err})"
         ) from None
+
+
+def check_output_file(flag: str, value: str) -> None:
+    """``value`` of ``flag`` can be written as a file (not a folder; see
+    :func:`_check_output_path`)."""
+    _check_output_path(flag, value, folder=False)
 
 
 def check_output_paths(args: argparse.Namespace) -> None:

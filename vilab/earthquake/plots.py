@@ -34,9 +34,10 @@ def plot_elbo_traces(path, cavi_history, svi_steps, svi_exact, svi_mc) -> os.Pat
         cavi_history: (T + 1,) closed-form ELBO at CAVI's start and after each sweep.
         svi_steps, svi_exact: steps at which the closed-form ELBO was evaluated at the guide's
             parameters, and those values. svi_mc: (num_steps,) SVI's Monte Carlo estimates.
+            All three empty when SVI was not run (``--steps 0``).
     """
     cavi_history, svi_exact, svi_mc = map(np.asarray, (cavi_history, svi_exact, svi_mc))
-    best = max(cavi_history[-1], svi_exact[-1])
+    best = max(cavi_history[-1], svi_exact[-1] if svi_exact.size else -np.inf)
 
     def gap(values, floor=None):
         g = best - values

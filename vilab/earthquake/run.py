@@ -23,10 +23,12 @@ from analytic.earthquake import (
     initial_mean_field,
     permute_clusters,
 )
+from analytic.earthquake_stream import chunk_responsibilities, streamed_cavi
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
 from inference.estimators import get_elbo
 from inference.fit import fit_svi
+from inference.parquet_catalog import ParquetCatalog, is_parquet
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
@@ -44,7 +46,7 @@ from vilab.io import atomic_write_json
 from vilab.matching import match_clusters
 from vilab.report import format_table
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_model_arguments", "hyperparameters", "run"]
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -63,7 +65,7 @@ def _pair(text: str) -> tuple[float, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vilab earthquake`` (shared by ``examples/earthquake.py``)."""
     _add_data_arguments(parser)
-    _add_model_arguments(parser)
+    add_model_arguments(parser)
     _add_fit_arguments(parser)
     add_output_arguments(
         parser, "earthquake", "elbo_trace.png, map.png and summary.json",
@@ -74,7 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: a catalog simulated from the model)")
-    data.add_argument("--data", metavar="CSV", help="earthquake catalog (CSV with a header row)")
+    data.add_argument(
+        "--data",
+        metavar="FILE",
+        help="earthquake catalog: CSV with a header row, or Parquet (vilab catalog convert or "
+        "simulate; told apart by content, not by suffix)",
+    )
+    data.add_argument(
+        "--chunk-size",
+        type=int,
+        metavar="N",
+        help="stream a Parquet --data N events at a time: exact CAVI (the same sweeps as in "
+        "memory) with memory bounded by the chunk, not the catalog; needs --steps 0 "
+        "(default: read the whole catalog)",
+    )
     data.add_argument(
         "--num-events",
         type=int,
@@ -104,7 +119,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model_ = parser.add_argument_group("model (locations in degrees)")
     model_.add_argument("--k", type=int, default=3, help="number of clusters K (default 3)")
     model_.add_argument(
@@ -162,7 +177,9 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=1e-8,
         help="CAVI stops when a sweep gains <= tol * |ELBO| (1e-8)",
     )
-    fit.add_argument("--steps", type=int, default=1000, help="SVI steps (default 1000)")
+    fit.add_argument(
+        "--steps", type=int, default=1000, help="SVI steps; 0 runs CAVI alone (default 1000)"
+    )
     fit.add_argument(
         "--estimator",
         choices=["enum", "stl", "trace"],
@@ -202,23 +219,48 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
 
-    check_ints(args, ("k", "num_events", "max_iter", "num_init", "steps", "particles",
-                      "subsample_size"))  # fmt: skip
-    check_floats(args, ("tau", "rho", "alpha", "beta", "lr", "lr_final", "strength_scale"))
-    if args.mixing is not None and len(args.mixing) != args.k:
-        raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
+    check_ints(args, ("num_events", "max_iter", "num_init", "particles", "subsample_size",
+                      "chunk_size"))  # fmt: skip
+    check_ints(args, ("steps",), low=0)
+    check_floats(args, ("lr", "lr_final", "strength_scale"))
+    if args.chunk_size is not None:
+        if args.data is None or not is_parquet(args.data):
+            raise ValueError(
+                "--chunk-size streams a Parquet catalog: give --data FILE.parquet (made by "
+                "vilab catalog convert or vilab catalog simulate)"
+            )
+        if args.steps != 0:
+            raise ValueError(
+                "--chunk-size runs streamed CAVI alone: add --steps 0 (SVI needs the catalog "
+                "in memory)"
+            )
+        if args.diagnostics:
+            raise ValueError("--diagnostics needs the catalog in memory: drop --chunk-size")
+    if args.steps == 0 and args.diagnostics:
+        raise ValueError("--diagnostics checks the SVI fit: it needs --steps >= 1")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
     diagnostics.check_arguments(args)
     check_output_paths(args)
 
 
-def _cluster_summary(q: MeanField) -> dict:
+def hyperparameters(args) -> Hyperparameters:
+    """The model flags (:func:`add_model_arguments`) as checked :class:`Hyperparameters`."""
+    check_ints(args, ("k",))
+    check_floats(args, ("tau", "rho", "alpha", "beta"))
+    if args.mixing is not None and len(args.mixing) != args.k:
+        raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
+    return Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,
+                           alpha=args.alpha, beta=args.beta)  # fmt: skip
+
+
+def _cluster_summary(q: MeanField, weights: torch.Tensor) -> dict:
+    """Means, their posterior sd, E[rate] and the share of events of each cluster."""
     return {
         "means": q.loc.tolist(),
         "mean_sd": q.precision.rsqrt().tolist(),
         "rates": (q.concentration / q.rate).tolist(),
-        "weights": q.probs.mean(0).tolist(),
+        "weights": weights.tolist(),
     }
 
 
@@ -229,7 +271,8 @@ def _load_data(args, hp: Hyperparameters):
         source = {"simulated": True, "num_events": args.num_events, "seed": args.seed}
         truth = {"means": mu.tolist(), "rates": lam.tolist()}
     else:
-        catalog = load_catalog(
+        read = _parquet_catalog if is_parquet(args.data) else load_catalog
+        catalog = read(
             args.data,
             lat_col=args.lat_col,
             lon_col=args.lon_col,
@@ -249,6 +292,11 @@ def _load_data(args, hp: Hyperparameters):
     if args.subsample_size is not None and args.subsample_size > X.shape[0]:
         raise ValueError(f"--subsample-size {args.subsample_size} exceeds the {X.shape[0]} events")
     return X, S, source, truth
+
+
+def _parquet_catalog(path, **options):
+    """A whole Parquet catalog in memory (the in-memory fit; ``--chunk-size`` streams it)."""
+    return ParquetCatalog(path, **options).load()
 
 
 def _fit_cavi(X, S, hp, args):
@@ -299,10 +347,11 @@ def _fit_svi(X, S, hp, args):
     return guide, fit, exact_steps, exact_values
 
 
-def _summary(X, hp, source, truth, args, cavi_fit: dict, svi_fit: dict) -> dict:
-    """The JSON summary: the data, the hyperparameters, and each fit."""
+def _summary(num_events, hp, source, truth, args, cavi_fit: dict, svi_fit) -> dict:
+    """The JSON summary: the data, the hyperparameters, and each fit (``svi`` null when
+    ``--steps 0``)."""
     summary = {
-        "n": int(X.shape[0]),
+        "n": num_events,
         "k": hp.num_clusters,
         "source": source,
         "hyperparameters": {
@@ -327,53 +376,103 @@ def _print_report(summary: dict, args) -> None:
     rows = [
         ["method", "ELBO", "iterations", "seconds"],
         ["CAVI", f"{c['elbo']:.3f}", str(c["iterations"]), f"{c['seconds']:.2f}"],
-        [f"SVI ({args.estimator})", f"{s['elbo']:.3f}", str(s["iterations"]),
-         f"{s['seconds']:.2f}"],
-    ]  # fmt: skip
-    cluster_rows = [["k", "CAVI mean (lon, lat)", "SVI mean (lon, lat)", "|diff|", "CAVI rate",
-                     "SVI rate", "CAVI weight", "SVI weight"]]  # fmt: skip
+    ]
+    header = ["k", "CAVI mean (lon, lat)", "CAVI rate", "CAVI weight"]
+    if s is not None:
+        rows.append([f"SVI ({args.estimator})", f"{s['elbo']:.3f}", str(s["iterations"]),
+                     f"{s['seconds']:.2f}"])  # fmt: skip
+        header += ["SVI mean (lon, lat)", "|diff|", "SVI rate", "SVI weight"]
+    cluster_rows = [header]
     for k in range(summary["k"]):
-        cluster_rows.append([
-            str(k),
-            "({:.2f}, {:.2f})".format(*c["means"][k]),
-            "({:.2f}, {:.2f})".format(*s["means"][k]),
-            f"{math.dist(c['means'][k], s['means'][k]):.3f}",
-            f"{c['rates'][k]:.3f}", f"{s['rates'][k]:.3f}",
-            f"{c['weights'][k]:.3f}", f"{s['weights'][k]:.3f}",
-        ])  # fmt: skip
+        row = [str(k), "({:.2f}, {:.2f})".format(*c["means"][k]), f"{c['rates'][k]:.3f}",
+               f"{c['weights'][k]:.3f}"]  # fmt: skip
+        if s is not None:
+            row += [
+                "({:.2f}, {:.2f})".format(*s["means"][k]),
+                f"{math.dist(c['means'][k], s['means'][k]):.3f}",
+                f"{s['rates'][k]:.3f}",
+                f"{s['weights'][k]:.3f}",
+            ]
+        cluster_rows.append(row)
     origin = "simulated" if "truth" in summary else args.data
-    print(f"Earthquake mixture: N={summary['n']} events, K={summary['k']} clusters ({origin})")
+    streamed = f", streamed in chunks of {args.chunk_size}" if args.chunk_size else ""
+    print(
+        f"Earthquake mixture: N={summary['n']} events, K={summary['k']} clusters "
+        f"({origin}{streamed})"
+    )
     print(format_table(rows))
-    gap = c["elbo"] - s["elbo"]
-    print(f"ELBO gap CAVI - SVI: {gap:.3f} nats ({100 * gap / abs(c['elbo']):.4f}%)")
+    if s is not None:
+        gap = c["elbo"] - s["elbo"]
+        print(f"ELBO gap CAVI - SVI: {gap:.3f} nats ({100 * gap / abs(c['elbo']):.4f}%)")
     print(format_table(cluster_rows))
+
+
+def _run_streamed(args, hp: Hyperparameters) -> tuple:
+    """Streamed CAVI over a Parquet catalog read ``--chunk-size`` events at a time, seeded
+    from a uniform sample of at most 10^5 of its events (also what the map shows):
+    (CaviResult, seconds, source, the sample, mixing weights)."""
+    catalog = ParquetCatalog(
+        args.data, lat_col=args.lat_col, lon_col=args.lon_col, mag_col=args.mag_col,
+        strength_scale=args.strength_scale, bbox=args.bbox, drop_invalid=args.drop_invalid,
+        chunk_size=args.chunk_size,
+    )  # fmt: skip
+    start = time.perf_counter()
+    sample = catalog.sample(SEED_SAMPLE, seed=args.seed)  # also checks every row
+    result = streamed_cavi(
+        catalog.chunks, hp, sample=sample, max_iter=args.max_iter, tol=args.tol,
+        num_init=args.num_init, seed=args.seed,
+    )  # fmt: skip
+    counts = sum(chunk_responsibilities(X, S, hp, result.q).sum(0) for X, S in catalog.chunks())
+    seconds = time.perf_counter() - start
+    source = {"data": str(args.data), "rows": catalog.num_rows,
+              "invalid_dropped": catalog.num_invalid, "outside_bbox": catalog.num_outside,
+              "chunk_size": args.chunk_size}  # fmt: skip
+    return result, seconds, source, sample, counts / counts.sum()
+
+
+# Events drawn from a streamed catalog to seed k-means++ and to draw on the map.
+SEED_SAMPLE = 100_000
 
 
 def run(args: argparse.Namespace) -> dict:
     """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
+    hp = hyperparameters(args)
     _check_args(args)
-    hp = Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,
-                         alpha=args.alpha, beta=args.beta)  # fmt: skip
     device = resolve_device(args.device)
     out_dir = Path(args.out)
 
-    X, S, source, truth = _load_data(args, hp)
-    cavi_result, cavi_seconds = _fit_cavi(X.to(device), S.to(device), hp, args)
-    guide, fit, exact_steps, exact_values = _fit_svi(X.to(device), S.to(device), hp, args)
-
-    # SVI's labels are arbitrary: match its clusters to CAVI's before comparing them
-    q_cavi = MeanField(*(t.cpu() for t in cavi_result.q))
-    q_svi = MeanField(*(t.cpu() for t in guide.mean_field()))
-    q_svi = permute_clusters(q_svi, match_clusters(q_cavi.loc, q_svi.loc))
+    if args.chunk_size is not None:
+        cavi_result, cavi_seconds, source, (X, S), weights = _run_streamed(args, hp)
+        num_events, truth = int(source["rows"] - source["invalid_dropped"]
+                                - source["outside_bbox"]), None  # fmt: skip
+        # the map shows the sample, coloured by its responsibilities
+        q_cavi = cavi_result.q._replace(probs=chunk_responsibilities(X, S, hp, cavi_result.q))
+    else:
+        X, S, source, truth = _load_data(args, hp)
+        num_events = int(X.shape[0])
+        cavi_result, cavi_seconds = _fit_cavi(X.to(device), S.to(device), hp, args)
+        q_cavi = MeanField(*(t.cpu() for t in cavi_result.q))
+        weights = q_cavi.probs.mean(0)
     cavi_fit = {"elbo": cavi_result.elbo.item(), "iterations": cavi_result.num_iter,
                 "converged": cavi_result.converged, "seconds": cavi_seconds,
-                **_cluster_summary(q_cavi)}  # fmt: skip
-    svi_fit = {"elbo": elbo(X, S, hp, q_svi).item(), "iterations": fit.num_steps,
-               "estimator": args.estimator, "jit": _use_jit(args, X.shape[0]),
-               "compile_seconds": fit.compile_seconds,
-               "seconds": fit.seconds,  # the exact-ELBO tracking is inside; a small share
-               "final_mc_elbo": fit.elbo_history[-1].item(), **_cluster_summary(q_svi)}  # fmt: skip
-    summary = _summary(X, hp, source, truth, args, cavi_fit, svi_fit)
+                **_cluster_summary(q_cavi, weights)}  # fmt: skip
+    fits = {"CAVI": q_cavi}
+    svi_fit = guide = fit = None
+    exact_steps, exact_values, mc = [], [], []
+    if args.steps > 0:
+        guide, fit, exact_steps, exact_values = _fit_svi(X.to(device), S.to(device), hp, args)
+        mc = fit.elbo_history.numpy()
+        # SVI's labels are arbitrary: match its clusters to CAVI's before comparing them
+        q_svi = MeanField(*(t.cpu() for t in guide.mean_field()))
+        q_svi = permute_clusters(q_svi, match_clusters(q_cavi.loc, q_svi.loc))
+        fits["SVI"] = q_svi
+        svi_fit = {"elbo": elbo(X, S, hp, q_svi).item(), "iterations": fit.num_steps,
+                   "estimator": args.estimator, "jit": _use_jit(args, X.shape[0]),
+                   "compile_seconds": fit.compile_seconds,
+                   "seconds": fit.seconds,  # the exact-ELBO tracking is inside; a small share
+                   "final_mc_elbo": fit.elbo_history[-1].item(),
+                   **_cluster_summary(q_svi, q_svi.probs.mean(0))}  # fmt: skip
+    summary = _summary(num_events, hp, source, truth, args, cavi_fit, svi_fit)
     _print_report(summary, args)
 
     from vilab.earthquake.plots import plot_elbo_traces, plot_map  # matplotlib: lazily
@@ -384,9 +483,9 @@ def run(args: argparse.Namespace) -> dict:
             cavi_result.elbo_history.cpu().numpy(),
             exact_steps,
             exact_values,
-            fit.elbo_history.numpy(),
+            mc,
         ),  # fmt: skip
-        plot_map(out_dir / "map.png", X, S, {"CAVI": q_cavi, "SVI": q_svi}, hp.tau),
+        plot_map(out_dir / "map.png", X, S, fits, hp.tau),
         atomic_write_json(out_dir / "summary.json", summary),
     ]
     if args.diagnostics:

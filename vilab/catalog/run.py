@@ -1,0 +1,147 @@
+"""``vilab catalog``: earthquake catalogs as Parquet files, for catalogs too large for memory.
+
+    vilab catalog convert events.csv events.parquet     # the CSV reader's columns and rules
+    vilab catalog simulate big.parquet --num-events 1e8  # from the model, chunk by chunk
+
+Both write one row group per ``--chunk-size`` events, through a temporary file renamed at the
+end (an error or Ctrl-C leaves nothing behind), with a progress bar. ``vilab earthquake --data
+FILE.parquet --chunk-size N`` then fits one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+import torch
+
+from inference.catalog import parse_bbox
+from inference.parquet_catalog import convert_csv, simulate_parquet
+from vilab.earthquake.run import add_model_arguments, hyperparameters
+from vilab.flags import argparse_type, check_floats, check_output_file, seed
+from vilab.io import atomic_write_json
+
+__all__ = ["add_arguments", "count", "run"]
+
+DEFAULT_CHUNK = 1 << 20
+
+
+def count(text: str) -> int:
+    """An integer >= 1, also written as a float that is an integer: ``1e8``, ``2.5e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected an integer >= 1 (1e8 allowed), got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise ValueError(f"expected an integer >= 1 (1e8 allowed), got {text!r}")
+    return int(value)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--chunk-size",
+        type=argparse_type(count),
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help=f"events per row group, the unit a streamed fit reads (default {DEFAULT_CHUNK})",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the summary here (JSON)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``convert`` and ``simulate``, each with its own flags."""
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    conv = sub.add_parser(
+        "convert",
+        help="CSV catalog -> Parquet (columns latitude, longitude, magnitude)",
+        description="Convert a CSV catalog to Parquet, streaming it: the columns are found and "
+        "the rows checked as `vilab earthquake --data FILE.csv` does; invalid rows stop the "
+        "conversion unless --drop-invalid. The magnitudes are stored (the strength scale is "
+        "chosen again when the file is read; here it only checks the rows).",
+    )
+    conv.add_argument("csv", metavar="IN.csv", help="the CSV catalog (header row, UTF-8)")
+    conv.add_argument("parquet", metavar="OUT.parquet", help="the Parquet file to write")
+    conv.add_argument("--lat-col", help="latitude column (default: Latitude/lat, any case)")
+    conv.add_argument("--lon-col", help="longitude column (default: Longitude/lon, any case)")
+    conv.add_argument("--mag-col", help="magnitude column (default: Magnitude/mag, any case)")
+    conv.add_argument(
+        "--strength-scale",
+        type=float,
+        default=1.0,
+        help="check rows as for strength S = round(scale * magnitude) (default 1)",
+    )
+    conv.add_argument(
+        "--bbox",
+        type=argparse_type(parse_bbox),
+        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+        help="write only events inside this box (degrees)",
+    )
+    conv.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="skip rows with missing or out-of-range values instead of stopping",
+    )
+    _add_common(conv)
+    sim = sub.add_parser(
+        "simulate",
+        help="a planar catalog (columns x1, x2, s) of any size from the model",
+        description="Draw a catalog from the earthquake mixture's prior predictive, one chunk "
+        "at a time (memory: one chunk), into Parquet columns x1, x2 (model coordinates) and "
+        "s (integer strengths). The summary holds the true centres and rates.",
+    )
+    sim.add_argument("parquet", metavar="OUT.parquet", help="the Parquet file to write")
+    sim.add_argument(
+        "--num-events",
+        type=argparse_type(count),
+        default=10**6,
+        metavar="N",
+        help="events to draw; 1e8 allowed (default 1e6)",
+    )
+    add_model_arguments(sim)
+    sim.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float64",
+        help="storage type of the coordinates x1, x2 (default float64; float32 halves the file)",
+    )
+    sim.add_argument(
+        "--seed",
+        type=argparse_type(seed),
+        default=0,
+        help="seed of the draws; same seed, same file (0)",
+    )
+    _add_common(sim)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Convert or simulate; print a one-line summary; return it."""
+    check_output_file("OUT.parquet", args.parquet)
+    if args.json is not None:
+        check_output_file("--json", args.json)
+    if args.action == "convert":
+        check_floats(args, ("strength_scale",))
+        if os.path.abspath(args.csv) == os.path.abspath(args.parquet):
+            raise ValueError(f"OUT.parquet {args.parquet!r} is the input file")
+        summary = convert_csv(
+            args.csv, args.parquet, lat_col=args.lat_col, lon_col=args.lon_col,
+            mag_col=args.mag_col, strength_scale=args.strength_scale, bbox=args.bbox,
+            drop_invalid=args.drop_invalid, chunk_size=args.chunk_size, progress=not args.quiet,
+        )  # fmt: skip
+        print(
+            f"wrote {summary['num_written']} events to {args.parquet} "
+            f"({summary['num_rows']} rows read, {summary['num_invalid']} invalid dropped, "
+            f"{summary['num_outside']} outside the box)"
+        )
+    else:
+        hp = hyperparameters(args)
+        dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+        summary = simulate_parquet(args.parquet, hp, args.num_events, seed=args.seed,
+                                   chunk_size=args.chunk_size, dtype=dtype,
+                                   progress=not args.quiet)  # fmt: skip
+        print(f"wrote {summary['num_written']} simulated events to {args.parquet}")
+    summary = {"action": args.action, "file": str(args.parquet), **summary}
+    if args.json is not None:
+        atomic_write_json(args.json, summary)
+    return summary
