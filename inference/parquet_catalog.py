@@ -70,17 +70,27 @@ def is_parquet(path) -> bool:
 
 
 def _write_batches(
-    path, schema: pa.Schema, batches: Iterable[pa.RecordBatch], total: int | None, desc: str
+    path,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    total: int | None,
+    desc: str,
+    progress: bool,
 ) -> int:
     """Write record batches (one row group each) to ``path`` through a temporary file renamed
     at the end; nothing is left behind on an error. Returns the rows written."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # the permissions of any file the user creates, not 0600
     os.close(fd)
     written = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer, tqdm(
-            total=total, desc=desc, unit="event", unit_scale=True, leave=False
+            total=total, desc=desc, unit="event", unit_scale=True, leave=False,
+            disable=not progress,
         ) as bar:  # fmt: skip
             for batch in batches:
                 writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
@@ -104,6 +114,7 @@ def convert_csv(
     bbox: tuple[float, float, float, float] | None = None,
     drop_invalid: bool = False,
     chunk_size: int = 1 << 20,
+    progress: bool = False,
 ) -> dict:
     """Convert a CSV catalog to a geographic Parquet catalog (columns ``latitude, longitude,
     magnitude``, float64, one row group per ``chunk_size`` events), streaming the CSV.
@@ -112,7 +123,7 @@ def convert_csv(
     options (``strength_scale`` checks that every magnitude gives a valid strength; the file
     keeps the magnitudes, so the strength scale is chosen again when the file is read).
     Invalid rows stop the conversion (listing the first few) unless ``drop_invalid``; events
-    outside ``bbox`` are not written.
+    outside ``bbox`` are not written. ``progress``: a tqdm bar of the events written.
 
     Returns:
         counts: ``num_rows``, ``num_written``, ``num_invalid``, ``num_outside``.
@@ -149,7 +160,7 @@ def convert_csv(
             raise ValueError(f"catalog {str(csv_path)!r} has a header but no data rows")
 
     try:
-        written = _write_batches(out_path, schema, batches(), None, "convert")
+        written = _write_batches(out_path, schema, batches(), None, "convert", progress)
     except UnicodeDecodeError as err:
         raise _not_utf8(csv_path, err) from None
     except ValueError as err:
@@ -169,10 +180,12 @@ def simulate_parquet(
     seed: int = 0,
     chunk_size: int = 1 << 20,
     dtype: torch.dtype = torch.float64,
+    progress: bool = False,
 ) -> dict:
     """Write a planar catalog of ``num_events`` drawn from the model's prior predictive
     (:func:`ppl_models.earthquake.simulate_chunks`), one row group per chunk, never holding
-    more than one chunk. ``dtype`` is the storage type of ``x1, x2`` (``s`` is int64).
+    more than one chunk. ``dtype`` is the storage type of ``x1, x2`` (``s`` is int64);
+    ``progress``: a tqdm bar.
 
     Returns:
         ``{"num_written": N, "loc": mu as lists, "rate": lambda as a list}`` (the truth).
@@ -192,7 +205,7 @@ def simulate_parquet(
                 schema=schema,
             )
 
-    written = _write_batches(out_path, schema, batches(), num_events, "simulate")
+    written = _write_batches(out_path, schema, batches(), num_events, "simulate", progress)
     return {"num_written": written, "loc": mu.tolist(), "rate": lam.tolist()}
 
 
