@@ -86,7 +86,7 @@ def test_cli_is_reproducible_with_a_seed(tmp_path):
         (["--k", "0"], "--k must be an integer >= 1"),
         (["--tau", "0"], "tau must be a finite number > 0"),
         (["--tau", "-1"], "tau must be a finite number > 0"),
-        (["--steps", "0"], "--steps must be an integer >= 1"),
+        (["--steps", "-1"], "--steps must be an integer >= 0"),
         (["--lr", "nan"], "--lr must be a finite number > 0"),
         (["--data", "missing.csv"], "does not exist"),
         (["--device", "cuda:99"], "--device"),
