@@ -61,7 +61,7 @@ def _(tmp_path, csv, capsys):
 
 @case("convert", "--strength-scale")
 def _(tmp_path, csv, capsys):
-    # scale 1.3e15 puts magnitude 7.1 (only) beyond 2**53 = 9.007e15: the row is refused at conversion
+    # scale 1.3e15 puts magnitude 7.1 (only) beyond 2**53 = 9.007e15: refused at conversion
     err = _fails(capsys, "convert", str(csv), str(tmp_path / "c.parquet"),
                  "--strength-scale", "1.3e15")  # fmt: skip
     assert "line 4: magnitude '7.1' times strength scale 1.3e+15" in err
