@@ -20,7 +20,7 @@ from vilab.earthquake.run import hyperparameters
 CSV = "Latitude,Longitude,Magnitude\n10,100,6.04\n40.5,140.25,5.55\n-5,140,7.1\n12,120,5.45\n"
 
 
-def _run(*argv) -> str:
+def _run(*argv) -> None:
     assert main(["catalog", *argv]) == 0
 
 
