@@ -51,8 +51,10 @@ __all__ = [
     "SufficientStats",
     "as_data",
     "best_label_order",
+    "canonical_order",
     "cavi",
     "cavi_step",
+    "check_cavi_settings",
     "check_data",
     "check_mean_field",
     "elbo",
@@ -746,6 +748,28 @@ def _fit_from(G, consts, hp, q, max_iter: int, tol: float) -> CaviResult:
     return CaviResult(q, history[-1], torch.stack(history), len(history) - 1, converged)
 
 
+def check_cavi_settings(max_iter, num_init, tol, seed) -> None:
+    """Raise ValueError naming the setting unless max_iter and num_init are integers >= 1,
+    tol a finite number >= 0 and seed an integer in [0, 2**63)."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if isinstance(num_init, bool) or not isinstance(num_init, int) or num_init < 1:
+        raise ValueError(f"num_init must be an integer >= 1, got {num_init!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+def canonical_order(hp: Hyperparameters) -> tuple[list[int], list[int], Hyperparameters]:
+    """(order, back, canonical): the labels sorted by pi decreasing (stable, so uniform pi keeps
+    every label where it is), the permutation that maps them back, and hp with pi in that
+    order. CAVI runs in this order, so its result does not depend on the order pi is given in."""
+    order = sorted(range(hp.num_clusters), key=lambda k: -hp.mixing[k])
+    back = [order.index(k) for k in range(hp.num_clusters)]
+    return order, back, dataclasses.replace(hp, mixing=tuple(hp.mixing[k] for k in order))
+
+
 def cavi(
     X: torch.Tensor,
     S: torch.Tensor,
@@ -779,18 +803,8 @@ def cavi(
         :class:`CaviResult` of the best restart (``num_iter`` counts sweeps and relabellings).
     """
     X, S = as_data(X, S)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(num_init, bool) or not isinstance(num_init, int) or num_init < 1:
-        raise ValueError(f"num_init must be an integer >= 1, got {num_init!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    # canonical order: pi decreasing (stable, so uniform pi keeps every label where it is)
-    order = sorted(range(hp.num_clusters), key=lambda k: -hp.mixing[k])
-    back = [order.index(k) for k in range(hp.num_clusters)]
-    canonical = dataclasses.replace(hp, mixing=tuple(hp.mixing[k] for k in order))
+    check_cavi_settings(max_iter, num_init, tol, seed)
+    order, back, canonical = canonical_order(hp)
     G, consts = _design(X, S), _data_constants(X, S)
     generator = torch.Generator().manual_seed(seed)
     if init is not None:

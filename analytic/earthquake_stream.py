@@ -26,7 +26,6 @@ This module is pure torch; it never imports Pyro.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -47,6 +46,8 @@ from analytic.earthquake import (
     _locations_from_stats,
     _rates_from_stats,
     as_data,
+    canonical_order,
+    check_cavi_settings,
     check_mean_field,
     initial_mean_field,
     label_order,
@@ -242,20 +243,11 @@ def streamed_cavi(
     Raises:
         ValueError: bad settings, a bad chunk (named), neither ``sample`` nor ``init``.
     """
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(num_init, bool) or not isinstance(num_init, int) or num_init < 1:
-        raise ValueError(f"num_init must be an integer >= 1, got {num_init!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    check_cavi_settings(max_iter, num_init, tol, seed)
     if init is None and sample is None:
         raise ValueError("streamed_cavi needs a sample of events to seed from, or init")
     K = hp.num_clusters
-    order = sorted(range(K), key=lambda k: -hp.mixing[k])
-    back = [order.index(k) for k in range(K)]
-    canonical = dataclasses.replace(hp, mixing=tuple(hp.mixing[k] for k in order))
+    order, back, canonical = canonical_order(hp)
     if init is not None:
         init = _globals(init, K)
     else:

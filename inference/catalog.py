@@ -186,6 +186,12 @@ def invalid_rows_error(path, bad: list[str]) -> ValueError:
     )
 
 
+def check_strength_scale(strength_scale) -> None:
+    """Raise ValueError unless the strength scale is a finite number > 0."""
+    if not (math.isfinite(strength_scale) and strength_scale > 0):
+        raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
+
+
 def check_catalog_path(path, what: str = "CSV") -> None:
     """Raise ValueError if ``path`` is a folder or does not exist."""
     if os.path.isdir(path):
@@ -218,8 +224,7 @@ def load_catalog(
     Raises:
         ValueError: missing file or columns, empty file, invalid rows, nothing left to fit.
     """
-    if not (math.isfinite(strength_scale) and strength_scale > 0):
-        raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
+    check_strength_scale(strength_scale)
     check_catalog_path(path)
     good, bad, num_rows = [], [], 0
     try:

@@ -20,7 +20,6 @@ an interrupted or refused conversion leaves nothing behind.
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -40,6 +39,7 @@ from inference.catalog import (
     Catalog,
     _not_utf8,
     check_catalog_path,
+    check_strength_scale,
     invalid_rows_error,
     iter_csv_rows,
 )
@@ -129,8 +129,7 @@ def convert_csv(
         counts: ``num_rows``, ``num_written``, ``num_invalid``, ``num_outside``.
     """
     check_catalog_path(csv_path)
-    if not (math.isfinite(strength_scale) and strength_scale > 0):
-        raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
+    check_strength_scale(strength_scale)
     _check_chunk_size(chunk_size)
     counts = {"num_rows": 0, "num_invalid": 0, "num_outside": 0}
     bad: list[str] = []
@@ -272,8 +271,7 @@ class ParquetCatalog:
         check_catalog_path(path, "Parquet")
         if not is_parquet(path):
             raise ValueError(f"catalog {str(path)!r} is not a Parquet file (no PAR1 header)")
-        if not (math.isfinite(strength_scale) and strength_scale > 0):
-            raise ValueError(f"strength_scale must be a finite number > 0, got {strength_scale!r}")
+        check_strength_scale(strength_scale)
         _check_chunk_size(chunk_size)
         try:
             self._file = pq.ParquetFile(path)
