@@ -54,7 +54,15 @@ from analytic.earthquake import (
     permute_clusters,
 )
 
-__all__ = ["Chunks", "DataTotals", "chunk_responsibilities", "data_totals", "streamed_cavi"]
+__all__ = [
+    "Chunks",
+    "DataTotals",
+    "chunk_responsibilities",
+    "data_totals",
+    "seeded_globals",
+    "streamed_cavi",
+    "streamed_elbo",
+]
 
 Chunks = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 """A zero-argument callable returning an iterable of ``(X (n, 2), S (n,))`` chunks; it is
@@ -149,12 +157,10 @@ def _globals(q: MeanField, num_clusters: int) -> MeanField:
     return MeanField(None, *fields)
 
 
-def _sweep(
-    chunks: Chunks, totals: DataTotals, hp: Hyperparameters, q: MeanField, reduce: Reduce | None
-) -> tuple[MeanField, torch.Tensor, torch.Tensor]:
-    """One streamed CAVI sweep: returns (new globals, their ELBO, the counts N_k of the r used)."""
-    K = hp.num_clusters
-    W = _assignment_weights(hp, q)
+def _pass(chunks: Chunks, W: torch.Tensor, reduce: Reduce | None):
+    """One pass with the assignment weights W (4, K): the statistics of ``r = softmax(G W)``
+    summed over the events (and the processes), and ``sum_nk r_nk log r_nk``."""
+    K = W.shape[1]
     moments = torch.zeros(K, 4, dtype=torch.float64)
     sum_lse = torch.zeros(1, dtype=torch.float64)
     for X, S in _float64_chunks(chunks):
@@ -165,11 +171,40 @@ def _sweep(
     flat = _summed([moments, sum_lse], reduce)
     moments, sum_lse = flat[: 4 * K].reshape(K, 4), flat[4 * K]
     stats = SufficientStats(moments[:, 0], moments[:, 1:3], moments[:, 3])
-    neg_entropy_z = (moments * W.T).sum() - sum_lse
+    return stats, (moments * W.T).sum() - sum_lse
+
+
+def _sweep(
+    chunks: Chunks, totals: DataTotals, hp: Hyperparameters, q: MeanField, reduce: Reduce | None
+) -> tuple[MeanField, torch.Tensor, torch.Tensor]:
+    """One streamed CAVI sweep: returns (new globals, their ELBO, the counts N_k of the r used)."""
+    stats, neg_entropy_z = _pass(chunks, _assignment_weights(hp, q), reduce)
     loc, precision = _locations_from_stats(stats, hp)
     concentration, rate = _rates_from_stats(stats, hp)
     q = MeanField(None, loc, precision, concentration, rate)
     return q, _elbo_from_stats(stats, neg_entropy_z, totals.consts, hp, q), stats.counts
+
+
+def streamed_elbo(
+    chunks: Chunks, totals: DataTotals, hp: Hyperparameters, q: MeanField, reduce=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The exact ELBO of q's globals with the optimal ``q(Z)`` for them
+    (``r = softmax(G W)``, :func:`chunk_responsibilities`), in one pass; and the counts N_k.
+
+    This is the ELBO :func:`analytic.earthquake.elbo` gives for ``q`` with ``probs`` replaced by
+    :func:`analytic.earthquake.update_assignments` (all constants kept).
+
+    Args:
+        chunks: see :data:`Chunks`. totals: :func:`data_totals` of the same chunks.
+        q: a :class:`MeanField` (its ``probs`` are not read). reduce: as for
+            :func:`streamed_cavi`.
+
+    Returns:
+        (ELBO 0-dim, counts (K,)), float64.
+    """
+    q = _globals(q, hp.num_clusters)
+    stats, neg_entropy_z = _pass(chunks, _assignment_weights(hp, q), reduce)
+    return _elbo_from_stats(stats, neg_entropy_z, totals.consts, hp, q), stats.counts
 
 
 def _uniform_elbo(totals: DataTotals, hp: Hyperparameters, q: MeanField) -> torch.Tensor:
@@ -182,6 +217,35 @@ def _uniform_elbo(totals: DataTotals, hp: Hyperparameters, q: MeanField) -> torc
     )
     neg_entropy_z = torch.tensor(-totals.num_events * math.log(K), dtype=torch.float64)
     return _elbo_from_stats(stats, neg_entropy_z, totals.consts, hp, q)
+
+
+def seeded_globals(
+    sample: tuple[torch.Tensor, torch.Tensor],
+    totals: DataTotals,
+    hp: Hyperparameters,
+    generator: torch.Generator,
+) -> MeanField:
+    """:func:`analytic.earthquake.initial_mean_field` for a catalog known by a sample and its
+    totals: k-means++ centres (and, for non-uniform pi, their labels) from the sample; the
+    variance parameters as if each cluster had seen N/K of the whole catalog's events.
+
+    Args:
+        sample: ``(X (M, 2), S (M,))`` float64, checked. totals: of the whole catalog.
+
+    Returns:
+        :class:`MeanField` with ``probs`` None.
+    """
+    K = hp.num_clusters
+    share = totals.num_events / K
+    mean_s = totals.sum_s / totals.num_events
+    q = initial_mean_field(*sample, hp, generator)
+    return MeanField(
+        None,
+        q.loc,
+        torch.full((K,), hp.rho + hp.tau * share, dtype=torch.float64),
+        (hp.alpha + mean_s * share).expand(K).clone(),
+        torch.full((K,), hp.beta + share, dtype=torch.float64),
+    )
 
 
 def _fit(chunks, totals, hp, q, max_iter, tol, reduce) -> CaviResult:
@@ -253,25 +317,11 @@ def streamed_cavi(
     else:
         sample = as_data(*sample)
     totals = data_totals(chunks, reduce)
-    share = totals.num_events / K
-    mean_s = totals.sum_s / totals.num_events
     if init is not None:
         starts = [permute_clusters(init, order)]
     else:
         generator = torch.Generator().manual_seed(seed)
-
-        def seeded():
-            for _ in range(num_init):
-                q = initial_mean_field(*sample, canonical, generator)
-                yield MeanField(
-                    None,
-                    q.loc,
-                    torch.full((K,), hp.rho + hp.tau * share, dtype=torch.float64),
-                    (hp.alpha + mean_s * share).expand(K).clone(),
-                    torch.full((K,), hp.beta + share, dtype=torch.float64),
-                )
-
-        starts = seeded()
+        starts = (seeded_globals(sample, totals, canonical, generator) for _ in range(num_init))
     best: CaviResult | None = None
     for q in starts:
         result = _fit(chunks, totals, canonical, q, max_iter, tol, reduce)

@@ -1,0 +1,171 @@
+"""Stochastic CAVI: each step against an in-memory CAVI sweep it must equal in special cases, its
+exact ELBO against the closed form, and its convergence to the full-batch optimum."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from analytic.earthquake import (
+    Hyperparameters,
+    cavi_step,
+    elbo,
+    initial_mean_field,
+    update_assignments,
+)
+from analytic.earthquake_stochastic import _minibatches, step_size, stochastic_cavi
+from analytic.earthquake_stream import streamed_cavi
+from ppl_models.earthquake import simulate
+
+# alpha not 1 or 2, tau and rho not 1, nu not 0, pi not uniform (so relabelling matters)
+HP = Hyperparameters(4, mixing=(0.1, 0.4, 0.2, 0.3), tau=0.05, rho=0.01, nu=(1.0, -2.0),
+                     alpha=2.5, beta=0.3)  # fmt: skip
+X, S, *_ = simulate(HP, 600, seed=3)
+Q0 = initial_mean_field(X, S, HP, torch.Generator().manual_seed(1))
+FIELDS = ("loc", "precision", "concentration", "rate")
+
+
+def _chunked(size: int, X=X, S=S):
+    def chunks():
+        for i in range(0, X.shape[0], size):
+            yield X[i : i + size], S[i : i + size]
+
+    return chunks
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs()).max())
+
+
+def _canonical(q):
+    """q relabelled into HP's pi-decreasing order (the order stochastic_cavi runs in)."""
+    order = sorted(range(4), key=lambda k: -HP.mixing[k])
+    return q._replace(**{f: getattr(q, f)[order] for f in FIELDS})
+
+
+def test_step_sizes_are_robbins_monro():
+    assert [step_size(t, tau0=2.0, kappa=0.75) for t in (1, 2, 3)] == [
+        3.0**-0.75,
+        4.0**-0.75,
+        5.0**-0.75,
+    ]
+
+
+def test_one_full_batch_step_of_length_one_is_a_cavi_sweep():
+    # batch = the whole catalog, rho_1 = (1 + 0)^-1 = 1: the step jumps to the minibatch
+    # optimum with scale N / N = 1, i.e. to exactly the CAVI update of the globals. The ELBO
+    # reported is that of the new globals with their own optimal q(Z), not cavi_step's.
+    r = stochastic_cavi(_chunked(600), HP, batch_size=600, passes=1, tau0=0.0, kappa=1.0,
+                        init=Q0._replace(probs=None))  # fmt: skip
+    assert r.num_steps == 1
+    q1, _ = cavi_step(X, S, HP, Q0)
+    for name in FIELDS:
+        assert _rel(getattr(r.q, name), getattr(q1, name)) < 1e-12, name
+    probs = update_assignments(X, S, HP, r.q._replace(probs=torch.empty(600, 4)))
+    assert abs(float(elbo(X, S, HP, r.q._replace(probs=probs)) - r.elbo)) < 1e-10 * abs(
+        float(r.elbo)
+    )
+
+
+def test_minibatch_statistics_are_scaled_by_n_over_b():
+    # the catalog is D twice (chunks of 300 = batch_size): the first step sees exactly D, and
+    # with the scale N/B = 2 its target is the CAVI update of D + D. Without the scale the
+    # precisions would be rho + tau N_k instead of rho + 2 tau N_k (a factor ~2 off).
+    D = (X[:300], S[:300])
+    doubled = (torch.cat([D[0], D[0]]), torch.cat([D[1], D[1]]))
+    q0 = initial_mean_field(*doubled, HP, torch.Generator().manual_seed(2))
+    r = stochastic_cavi(_chunked(300, *doubled), HP, batch_size=300, passes=0.5, tau0=0.0,
+                        kappa=1.0, init=q0._replace(probs=None))  # fmt: skip
+    assert r.num_steps == 1
+    q1, _ = cavi_step(*doubled, HP, q0)
+    for name in FIELDS:
+        assert _rel(getattr(r.q, name), getattr(q1, name)) < 1e-12, name
+
+
+def test_second_step_averages_with_rho_two():
+    # two full-batch steps: rho_1 = 1, rho_2 = (2 + 0)^-1 = 1/2, so the natural parameters end
+    # halfway between the first and second CAVI updates (precisions and b average; the location
+    # averages weighted by precision: p m is the natural parameter, not m).
+    r = stochastic_cavi(_chunked(600), HP, batch_size=600, passes=2, tau0=0.0, kappa=1.0,
+                        init=Q0._replace(probs=None))  # fmt: skip
+    q1, _ = cavi_step(X, S, HP, Q0)
+    q2, _ = cavi_step(X, S, HP, q1)
+    p = 0.5 * (q1.precision + q2.precision)
+    loc = (0.5 * (q1.precision[:, None] * q1.loc + q2.precision[:, None] * q2.loc)) / p[:, None]
+    expected = {"loc": loc, "precision": p,
+                "concentration": 0.5 * (q1.concentration + q2.concentration),
+                "rate": 0.5 * (q1.rate + q2.rate)}  # fmt: skip
+    for name in FIELDS:
+        assert _rel(getattr(r.q, name), expected[name]) < 1e-12, name
+
+
+def test_minibatches_use_every_event_once_per_pass():
+    # chunks of 97 and batches of 40: leftovers must open the next batch, none dropped
+    X_id = torch.arange(600, dtype=torch.float64)[:, None].expand(600, 2)
+    S_id = torch.zeros(600, dtype=torch.float64)
+    batches = _minibatches(_chunked(97, X_id, S_id), 40, torch.Generator().manual_seed(0))
+    seen = torch.cat([next(batches)[:, 1] for _ in range(15)])
+    assert seen.numel() == 600 and torch.equal(seen.sort().values, X_id[:, 0])
+    # and within a chunk the order is shuffled (not the file order)
+    assert not torch.equal(seen[:40], X_id[:40, 0])
+
+
+def test_exact_elbo_is_the_closed_form_with_optimal_assignments():
+    r = stochastic_cavi(_chunked(128), HP, batch_size=50, passes=1.5, sample=(X, S), seed=4,
+                        eval_every=0.5)  # fmt: skip
+    probs = update_assignments(X, S, HP, r.q._replace(probs=torch.empty(600, 4)))
+    closed = elbo(X, S, HP, r.q._replace(probs=probs))
+    assert abs(float(closed - r.elbo)) < 1e-10 * abs(float(closed))
+    assert r.num_steps == math.ceil(1.5 * 600 / 50)
+    assert torch.allclose(r.passes, torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64))
+    assert r.elbo_history[-1] == r.elbo
+
+
+def test_reaches_the_full_batch_optimum_within_a_tenth_of_a_percent():
+    # the issue's criterion. From the same seeding, full-batch CAVI converges to a local
+    # optimum (14 sweeps here); stochastic CAVI with batches of 200 of 20,000 events must come
+    # within 0.1% of its ELBO in 2 passes (measured: 3.4e-5 relative; a step toward the
+    # unscaled minibatch optimum, or a wrong step size, stays percents away). Clusters that
+    # overlap so much that CAVI needs hundreds of sweeps need more passes (README).
+    hp = dataclasses.replace(HP, rho=0.001)
+    X2, S2, *_ = simulate(hp, 20_000, seed=11)
+    chunks, sample = _chunked(5000, X2, S2), (X2[:2000], S2[:2000])
+    full = streamed_cavi(chunks, hp, sample=sample, num_init=1, seed=5, tol=1e-12)
+    r = stochastic_cavi(chunks, hp, batch_size=200, passes=2, sample=sample, seed=5)
+    gap = float(full.elbo - r.elbo) / abs(float(full.elbo))
+    assert -1e-3 < gap < 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"passes": 0}, "passes"),
+        ({"passes": float("inf")}, "passes"),
+        ({"tau0": -1.0}, "tau0"),
+        ({"kappa": 0.5}, "kappa"),
+        ({"kappa": 1.5}, "kappa"),
+        ({"eval_every": 0.0}, "eval_every"),
+        ({"num_init": 0}, "num_init"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, field):
+    settings = {"batch_size": 10, "sample": (X, S)} | kwargs
+    with pytest.raises(ValueError, match=field):
+        stochastic_cavi(_chunked(100), HP, **settings)
+
+
+def test_needs_a_start_and_events():
+    with pytest.raises(ValueError, match="sample"):
+        stochastic_cavi(_chunked(100), HP, batch_size=10)
+    with pytest.raises(ValueError, match="no events"):
+        stochastic_cavi(lambda: iter([]), HP, batch_size=10, init=Q0)
+    bad = S.clone()
+    bad[130] = -1.0
+    with pytest.raises(ValueError, match="chunk 1"):
+        stochastic_cavi(_chunked(100, X, bad), HP, batch_size=10, sample=(X, S))
