@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -320,6 +321,29 @@ def _(cli):
     assert r["hyperparameters"]["mixing"] == [0.75, 0.25]
     # E log p(Z) = sum_k N_k log pi_k: the larger weight draws events to its cluster
     assert max(r["cavi"]["weights"]) > max(base["cavi"]["weights"]) + 1e-3
+
+
+@case("earthquake", "--cavi", "--batch-size", "--passes", "--tau0", "--kappa", "--eval-every")
+def _(cli):
+    # 1.5 passes over 60 events in batches of 20: ceil(1.5 * 60 / 20) = 5 steps, and the exact
+    # ELBO after 0.5, 1.0 and 1.5 passes
+    stochastic = ["--steps", "0", "--cavi", "stochastic"]
+    c = cli.run("earthquake", *stochastic, "--batch-size", "20", "--passes", "1.5",
+                "--eval-every", "0.5").summary["cavi"]  # fmt: skip
+    assert c["method"] == "stochastic" and c["iterations"] == 5 and c["evaluations"] == 3
+    # one full-batch step with rho_1 = (1 + tau0)^-kappa = 1 is one exact CAVI sweep from the
+    # same seeding; tau0 = 1 (rho_1 = 1/2^kappa) stops short of it, and by an amount kappa sets
+    exact = cli.run("earthquake", "--steps", "0", "--max-iter", "1", "--tol", "0").summary
+    one_step = [*stochastic, "--batch-size", "60", "--passes", "1"]
+    full = cli.run("earthquake", *one_step, "--tau0", "0", "--kappa", "1").summary["cavi"]
+    means = lambda fit: np.array(fit["means"])  # noqa: E731
+    np.testing.assert_allclose(means(full), means(exact["cavi"]), rtol=1e-9)
+    half = cli.run("earthquake", *one_step, "--tau0", "1", "--kappa", "1").summary["cavi"]
+    other = cli.run("earthquake", *one_step, "--tau0", "1", "--kappa", "0.6").summary["cavi"]
+    assert not np.allclose(means(half), means(full), rtol=1e-3)
+    assert not np.allclose(means(other), means(half), rtol=1e-3)
+    assert "--kappa must be in (0.5, 1]" in cli.fails("earthquake", *stochastic, "--kappa", "0.5")
+    assert "--tau0" in cli.fails("earthquake", *stochastic, "--tau0", "-1")
 
 
 @case("earthquake", "--max-iter")

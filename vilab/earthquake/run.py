@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from analytic.earthquake import (
+    CaviResult,
     Hyperparameters,
     MeanField,
     cavi,
@@ -23,6 +25,7 @@ from analytic.earthquake import (
     initial_mean_field,
     permute_clusters,
 )
+from analytic.earthquake_stochastic import stochastic_cavi
 from analytic.earthquake_stream import chunk_responsibilities, streamed_cavi
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
@@ -164,6 +167,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit = parser.add_argument_group("fitting")
+    fit.add_argument(
+        "--cavi",
+        choices=["exact", "stochastic"],
+        default="exact",
+        help="exact = full-batch CAVI, every sweep over all events (default); stochastic = "
+        "stochastic CAVI (Hoffman et al. 2013): natural-gradient steps from minibatches of "
+        "--batch-size events, rho_t = (t + --tau0)^-kappa, for --passes passes; its exact "
+        "ELBO is measured by one more pass at the end",
+    )
     fit.add_argument("--max-iter", type=int, default=500, help="CAVI sweeps per restart (500)")
     fit.add_argument(
         "--num-init",
@@ -176,6 +188,34 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1e-8,
         help="CAVI stops when a sweep gains <= tol * |ELBO| (1e-8)",
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="stochastic CAVI: events per minibatch, per process (default 1000)",
+    )
+    fit.add_argument(
+        "--passes",
+        type=float,
+        default=1.0,
+        help="stochastic CAVI: passes over the catalog, may be fractional (default 1)",
+    )
+    fit.add_argument(
+        "--tau0", type=float, default=1.0, help="stochastic CAVI: delay tau0 >= 0 (default 1)"
+    )
+    fit.add_argument(
+        "--kappa",
+        type=float,
+        default=0.7,
+        help="stochastic CAVI: forgetting rate kappa in (0.5, 1] (default 0.7)",
+    )
+    fit.add_argument(
+        "--eval-every",
+        type=float,
+        metavar="PASSES",
+        help="stochastic CAVI: also measure the exact ELBO every this many passes (each costs "
+        "a pass; default: at the end only)",
     )
     fit.add_argument(
         "--steps", type=int, default=1000, help="SVI steps; 0 runs CAVI alone (default 1000)"
@@ -220,7 +260,7 @@ def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
 
     check_ints(args, ("num_events", "max_iter", "num_init", "particles", "subsample_size",
-                      "chunk_size"))  # fmt: skip
+                      "chunk_size", "batch_size"))  # fmt: skip
     check_ints(args, ("steps",), low=0)
     check_floats(args, ("lr", "lr_final", "strength_scale"))
     if args.chunk_size is not None:
@@ -240,6 +280,11 @@ def _check_args(args) -> None:
         raise ValueError("--diagnostics checks the SVI fit: it needs --steps >= 1")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
+    check_floats(args, ("passes", "eval_every"))
+    if not (math.isfinite(args.tau0) and args.tau0 >= 0):
+        raise ValueError(f"--tau0 must be a finite number >= 0, got {args.tau0}")
+    if not 0.5 < args.kappa <= 1:
+        raise ValueError(f"--kappa must be in (0.5, 1], got {args.kappa}")
     diagnostics.check_arguments(args)
     check_output_paths(args)
 
@@ -300,12 +345,33 @@ def _parquet_catalog(path, **options):
 
 
 def _fit_cavi(X, S, hp, args):
-    """Closed-form CAVI, the best of ``--num-init`` restarts: (CaviResult, seconds)."""
+    """Closed-form CAVI (``--cavi``), the best of ``--num-init`` restarts, on a catalog in
+    memory: (CaviResult with q.probs, seconds)."""
     start = time.perf_counter()
-    result = cavi(
-        X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
-    )
+    if args.cavi == "exact":
+        result = cavi(
+            X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
+        )
+    else:
+        result = _stochastic(lambda: [(X, S)], hp, (X, S), args)
+        q = result.q._replace(probs=chunk_responsibilities(X, S, hp, result.q))
+        result = result._replace(q=MeanField(*(t.to(X.device) for t in q)))
     return result, time.perf_counter() - start
+
+
+def _stochastic(chunks, hp, sample, args, reduce=None) -> CaviResult:
+    """Stochastic CAVI as a :class:`CaviResult`: ``elbo_history`` holds the exact ELBO at each
+    evaluation, ``num_iter`` the minibatch steps, ``converged`` None (no stopping rule)."""
+    num_events = None if args.quiet else sum(X.shape[0] for X, _ in chunks())
+    with tqdm(total=None if num_events is None else round(args.passes * num_events),
+              desc="stochastic CAVI", unit="event", unit_scale=True, disable=args.quiet,
+              leave=False, mininterval=0.5) as bar:  # fmt: skip
+        result = stochastic_cavi(
+            chunks, hp, batch_size=args.batch_size, passes=args.passes, tau0=args.tau0,
+            kappa=args.kappa, sample=sample, num_init=args.num_init, seed=args.seed,
+            eval_every=args.eval_every, reduce=reduce, progress=bar.update,
+        )  # fmt: skip
+    return CaviResult(result.q, result.elbo, result.elbo_history, result.num_steps, None)
 
 
 # Compile the loss when (events per step) x K is at most this (see --jit's help).
@@ -375,7 +441,7 @@ def _print_report(summary: dict, args) -> None:
     c, s = summary["cavi"], summary["svi"]
     rows = [
         ["method", "ELBO", "iterations", "seconds"],
-        ["CAVI", f"{c['elbo']:.3f}", str(c["iterations"]), f"{c['seconds']:.2f}"],
+        [f"CAVI ({c['method']})", f"{c['elbo']:.3f}", str(c["iterations"]), f"{c['seconds']:.2f}"],
     ]
     header = ["k", "CAVI mean (lon, lat)", "CAVI rate", "CAVI weight"]
     if s is not None:
@@ -418,10 +484,13 @@ def _run_streamed(args, hp: Hyperparameters) -> tuple:
     )  # fmt: skip
     start = time.perf_counter()
     sample = catalog.sample(SEED_SAMPLE, seed=args.seed)  # also checks every row
-    result = streamed_cavi(
-        catalog.chunks, hp, sample=sample, max_iter=args.max_iter, tol=args.tol,
-        num_init=args.num_init, seed=args.seed,
-    )  # fmt: skip
+    if args.cavi == "exact":
+        result = streamed_cavi(
+            catalog.chunks, hp, sample=sample, max_iter=args.max_iter, tol=args.tol,
+            num_init=args.num_init, seed=args.seed,
+        )  # fmt: skip
+    else:
+        result = _stochastic(catalog.chunks, hp, sample, args)
     counts = sum(chunk_responsibilities(X, S, hp, result.q).sum(0) for X, S in catalog.chunks())
     seconds = time.perf_counter() - start
     source = {"data": str(args.data), "rows": catalog.num_rows,
@@ -453,8 +522,12 @@ def run(args: argparse.Namespace) -> dict:
         cavi_result, cavi_seconds = _fit_cavi(X.to(device), S.to(device), hp, args)
         q_cavi = MeanField(*(t.cpu() for t in cavi_result.q))
         weights = q_cavi.probs.mean(0)
-    cavi_fit = {"elbo": cavi_result.elbo.item(), "iterations": cavi_result.num_iter,
+    cavi_fit = {"method": args.cavi, "elbo": cavi_result.elbo.item(),
+                "iterations": cavi_result.num_iter,
                 "converged": cavi_result.converged, "seconds": cavi_seconds,
+                **({"passes": args.passes, "batch_size": args.batch_size, "tau0": args.tau0,
+                    "kappa": args.kappa, "evaluations": len(cavi_result.elbo_history)}
+                   if args.cavi == "stochastic" else {}),
                 **_cluster_summary(q_cavi, weights)}  # fmt: skip
     fits = {"CAVI": q_cavi}
     svi_fit = guide = fit = None
