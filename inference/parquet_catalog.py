@@ -51,6 +51,7 @@ __all__ = [
     "ParquetCatalog",
     "convert_csv",
     "is_parquet",
+    "join_pieces",
     "simulate_parquet",
 ]
 
@@ -327,8 +328,9 @@ class ParquetCatalog:
             (torch.round(scaled) < 0, lambda v: f"magnitude {v} gives a negative strength", c),
         ]
 
-    def _batches(self) -> Iterator[tuple[int, list[torch.Tensor]]]:
-        """(index of the chunk's first row in the file, its three columns as float64)."""
+    def _batches(self) -> Iterator[tuple[int, int, list[torch.Tensor]]]:
+        """(row group, index of the chunk's first row in the file, its three columns as
+        float64)."""
         meta = self._file.metadata
         starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         for group in self.row_groups:
@@ -342,7 +344,7 @@ class ParquetCatalog:
                     )
                     for i in range(3)
                 ]
-                yield offset, cols
+                yield group, offset, cols
                 offset += batch.num_rows
 
     def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -352,15 +354,16 @@ class ParquetCatalog:
             ValueError: invalid rows (without ``drop_invalid``), naming the file, the row
                 numbers (0-based, in the file) and the reasons of the first few.
         """
-        for X, S, _ in self._checked():
+        for _, X, S, _ in self._checked():
             yield X, S
 
-    def _checked(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """:meth:`chunks` with each chunk's magnitudes (the strengths, if planar)."""
+    def _checked(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """:meth:`chunks` with each chunk's row group and magnitudes (the strengths, if
+        planar)."""
         if _stamp(self.path) != self._stamp:
             raise ValueError(f"catalog {self.path!r} changed on disk since it was opened")
         num_invalid = num_outside = 0
-        for offset, (a, b, c) in self._batches():
+        for group, offset, (a, b, c) in self._batches():
             bad = None
             if not self._clean:
                 rules = self._rules(a, b, c)
@@ -373,7 +376,7 @@ class ParquetCatalog:
                 num_invalid += int(bad.sum())
                 a, b, c = a[~bad], b[~bad], c[~bad]
             if self.layout == "planar":
-                yield torch.stack([a, b], dim=-1), c, c
+                yield group, torch.stack([a, b], dim=-1), c, c
                 continue
             X, S = torch.stack([b, a], dim=-1), torch.round(self.strength_scale * c)
             if self.bbox is not None:
@@ -381,7 +384,7 @@ class ParquetCatalog:
                 inside = (a >= lat_min) & (a <= lat_max) & (b >= lon_min) & (b <= lon_max)
                 num_outside += int((~inside).sum())
                 X, S, c = X[inside], S[inside], c[inside]
-            yield X, S, c
+            yield group, X, S, c
         self.num_invalid, self.num_outside = num_invalid, num_outside
         self._clean = num_invalid == 0
 
@@ -396,25 +399,42 @@ class ParquetCatalog:
 
     def load(self) -> Catalog:
         """This process's rows in memory, as :func:`inference.catalog.load_catalog` returns."""
-        chunks = list(self._checked())
+        chunks = [chunk[1:] for chunk in self._checked()]
         X, S, magnitude = (torch.cat(parts) for parts in zip(*chunks)) if chunks else [None] * 3
         if X is None or X.shape[0] == 0:
             where = " inside bbox" if self.bbox is not None else ""
             raise ValueError(f"no valid event of {self.path!r}{where}")
         return Catalog(X, S, magnitude, self.num_rows, self.num_invalid, self.num_outside)
 
-    def sample(self, num_events: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """About ``num_events`` events drawn uniformly (each row kept with probability
-        min(1, num_events / num_rows), by a generator seeded with ``seed``), in one pass:
-        the events to seed CAVI's k-means++ from."""
-        generator = torch.Generator().manual_seed(seed)
+    def sample_pieces(
+        self, num_events: int, seed: int
+    ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """About ``num_events`` events of the whole file drawn uniformly, in one pass over this
+        process's share, as ``(row group, X, S)`` pieces in file order: each valid row is kept
+        with probability min(1, num_events / num_rows), decided by a generator seeded by
+        ``(seed, row group)`` (``numpy.random.default_rng``). So the union of the pieces of
+        every process is the sample one process draws from the whole file, whatever the
+        number of processes: the seeding of CAVI does not depend on it."""
         keep = min(1.0, num_events / max(self.num_rows, 1))
-        xs, ss = [], []
-        for X, S in self.chunks():
-            chosen = torch.rand(X.shape[0], generator=generator, dtype=torch.float64) < keep
-            xs.append(X[chosen])
-            ss.append(S[chosen])
-        X, S = torch.cat(xs), torch.cat(ss)
-        if X.shape[0] == 0:
-            raise ValueError(f"no valid event of {self.path!r} to seed from")
-        return X, S
+        pieces, generators = [], {}
+        for group, X, S, _ in self._checked():
+            rng = generators.setdefault(group, np.random.default_rng([seed, group]))
+            chosen = torch.from_numpy(rng.random(X.shape[0]) < keep)
+            pieces.append((group, X[chosen], S[chosen]))
+        return pieces
+
+    def sample(self, num_events: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sample_pieces` joined: ``(X (M, 2), S (M,))``, the events to seed CAVI's
+        k-means++ from. Raises ValueError if no event was drawn."""
+        return join_pieces(self.sample_pieces(num_events, seed), self.path)
+
+
+def join_pieces(pieces, path) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(row group, X, S)`` pieces (from one or several processes) joined in row-group order
+    (a stable sort: the pieces of one group keep their order)."""
+    pieces = sorted(pieces, key=lambda piece: piece[0])
+    X = torch.cat([piece[1] for piece in pieces]) if pieces else torch.zeros(0, 2)
+    S = torch.cat([piece[2] for piece in pieces]) if pieces else torch.zeros(0)
+    if X.shape[0] == 0:
+        raise ValueError(f"no valid event of {str(path)!r} to seed from")
+    return X, S

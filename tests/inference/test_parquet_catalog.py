@@ -11,7 +11,13 @@ import torch
 
 from analytic.earthquake import Hyperparameters
 from inference.catalog import load_catalog, parse_bbox
-from inference.parquet_catalog import ParquetCatalog, convert_csv, is_parquet, simulate_parquet
+from inference.parquet_catalog import (
+    ParquetCatalog,
+    convert_csv,
+    is_parquet,
+    join_pieces,
+    simulate_parquet,
+)
 from ppl_models.earthquake import simulate
 
 USGS = "time,latitude,longitude,depth,mag,place\n"
@@ -169,3 +175,21 @@ def test_sample_is_reproducible_and_about_the_size_asked(tmp_path):
     assert torch.equal(a[0], b[0])
     # Binomial(2000, 1/4): sd 19.4, so 500 +- 100 is beyond 5 sd
     assert abs(a[0].shape[0] - 500) < 100
+
+
+def test_sample_does_not_depend_on_the_number_of_processes(tmp_path):
+    # the keep decisions are seeded by (seed, row group): the pieces of ranks 0..P-1 joined in
+    # row-group order are one process's sample, for every P and chunk size
+    simulate_parquet(tmp_path / "s.parquet", Hyperparameters(2), 2000, seed=1, chunk_size=300)
+    one = ParquetCatalog(tmp_path / "s.parquet").sample(500, seed=3)
+    for world_size, chunk_size in [(2, 300), (3, 128), (7, 1000)]:
+        pieces = [
+            piece
+            for rank in range(world_size)
+            for piece in ParquetCatalog(tmp_path / "s.parquet", rank=rank, world_size=world_size,
+                                        chunk_size=chunk_size).sample_pieces(500, seed=3)
+        ]  # fmt: skip
+        X, S = join_pieces(pieces, "s.parquet")
+        assert torch.equal(X, one[0]) and torch.equal(S, one[1]), (world_size, chunk_size)
+    other = ParquetCatalog(tmp_path / "s.parquet").sample(500, seed=4)
+    assert not torch.equal(other[0][:100], one[0][:100])

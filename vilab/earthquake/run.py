@@ -29,9 +29,10 @@ from analytic.earthquake_stochastic import stochastic_cavi
 from analytic.earthquake_stream import chunk_responsibilities, streamed_cavi
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
+from inference.distributed import Collective, launched, process_group
 from inference.estimators import get_elbo
 from inference.fit import fit_svi
-from inference.parquet_catalog import ParquetCatalog, is_parquet
+from inference.parquet_catalog import ParquetCatalog, is_parquet, join_pieces
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
@@ -473,29 +474,37 @@ def _print_report(summary: dict, args) -> None:
     print(format_table(cluster_rows))
 
 
-def _run_streamed(args, hp: Hyperparameters) -> tuple:
+def _run_streamed(args, hp: Hyperparameters, group: Collective) -> tuple:
     """Streamed CAVI over a Parquet catalog read ``--chunk-size`` events at a time, seeded
     from a uniform sample of at most 10^5 of its events (also what the map shows):
-    (CaviResult, seconds, source, the sample, mixing weights)."""
-    catalog = ParquetCatalog(
+    (CaviResult, seconds, source, the sample, mixing weights). Under torchrun each rank reads
+    its share of the row groups and the statistics are summed over the ranks."""
+    catalog = group.agree(lambda: ParquetCatalog(
         args.data, lat_col=args.lat_col, lon_col=args.lon_col, mag_col=args.mag_col,
         strength_scale=args.strength_scale, bbox=args.bbox, drop_invalid=args.drop_invalid,
-        chunk_size=args.chunk_size,
-    )  # fmt: skip
+        chunk_size=args.chunk_size, rank=group.rank, world_size=group.world_size,
+    ))  # fmt: skip
     start = time.perf_counter()
-    sample = catalog.sample(SEED_SAMPLE, seed=args.seed)  # also checks every row
+    # the first pass checks every row of this rank's share: a bad row stops every rank
+    pieces = group.agree(lambda: catalog.sample_pieces(SEED_SAMPLE, seed=args.seed))
+    sample = join_pieces([p for ps in group.gather(pieces) for p in ps], args.data)
+    reduce = group.all_reduce_sum
     if args.cavi == "exact":
         result = streamed_cavi(
             catalog.chunks, hp, sample=sample, max_iter=args.max_iter, tol=args.tol,
-            num_init=args.num_init, seed=args.seed,
+            num_init=args.num_init, seed=args.seed, reduce=reduce,
         )  # fmt: skip
     else:
-        result = _stochastic(catalog.chunks, hp, sample, args)
-    counts = sum(chunk_responsibilities(X, S, hp, result.q).sum(0) for X, S in catalog.chunks())
+        result = _stochastic(catalog.chunks, hp, sample, args, reduce)
+    counts = torch.zeros(hp.num_clusters, dtype=torch.float64)
+    for X, S in catalog.chunks():
+        counts += chunk_responsibilities(X, S, hp, result.q).sum(0)
+    dropped = torch.tensor([catalog.num_invalid, catalog.num_outside], dtype=torch.float64)
+    counts, dropped = reduce(counts), reduce(dropped).long().tolist()
     seconds = time.perf_counter() - start
-    source = {"data": str(args.data), "rows": catalog.num_rows,
-              "invalid_dropped": catalog.num_invalid, "outside_bbox": catalog.num_outside,
-              "chunk_size": args.chunk_size}  # fmt: skip
+    source = {"data": str(args.data), "rows": catalog.num_rows, "invalid_dropped": dropped[0],
+              "outside_bbox": dropped[1], "chunk_size": args.chunk_size,
+              "processes": group.world_size}  # fmt: skip
     return result, seconds, source, sample, counts / counts.sum()
 
 
@@ -504,14 +513,31 @@ SEED_SAMPLE = 100_000
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict."""
+    """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict.
+    Under torchrun (several processes) the catalog is streamed, each rank reading its share,
+    and rank 0 alone prints and writes."""
     hp = hyperparameters(args)
     _check_args(args)
     device = resolve_device(args.device)
-    out_dir = Path(args.out)
+    if launched() and args.chunk_size is None:
+        raise ValueError(
+            "under torchrun, vilab earthquake streams a Parquet catalog over the processes: "
+            "give --data FILE.parquet --chunk-size N --steps 0"
+        )
+    with process_group(device) as group:
+        if group.rank != 0:
+            args.quiet = True
+        summary, write = _run(args, hp, device, group)
+        if group.rank == 0:
+            write()
+    return summary
 
+
+def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
+    """The fits and the summary; returns (summary, a function that prints and writes)."""
+    out_dir = Path(args.out)
     if args.chunk_size is not None:
-        cavi_result, cavi_seconds, source, (X, S), weights = _run_streamed(args, hp)
+        cavi_result, cavi_seconds, source, (X, S), weights = _run_streamed(args, hp, group)
         num_events, truth = int(source["rows"] - source["invalid_dropped"]
                                 - source["outside_bbox"]), None  # fmt: skip
         # the map shows the sample, coloured by its responsibilities
@@ -546,27 +572,30 @@ def run(args: argparse.Namespace) -> dict:
                    "final_mc_elbo": fit.elbo_history[-1].item(),
                    **_cluster_summary(q_svi, q_svi.probs.mean(0))}  # fmt: skip
     summary = _summary(num_events, hp, source, truth, args, cavi_fit, svi_fit)
-    _print_report(summary, args)
 
-    from vilab.earthquake.plots import plot_elbo_traces, plot_map  # matplotlib: lazily
+    def write() -> None:
+        _print_report(summary, args)
 
-    written = [
-        plot_elbo_traces(
-            out_dir / "elbo_trace.png",
-            cavi_result.elbo_history.cpu().numpy(),
-            exact_steps,
-            exact_values,
-            mc,
-        ),  # fmt: skip
-        plot_map(out_dir / "map.png", X, S, fits, hp.tau),
-        atomic_write_json(out_dir / "summary.json", summary),
-    ]
-    if args.diagnostics:
-        guide.enumerate = True  # Z is summed out in NUTS's model and in the PSIS weights
-        written += earthquake_diagnostics.report(
-            out_dir, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
-        )
-    if args.json:
-        written.append(atomic_write_json(args.json, summary))
-    print("wrote: " + ", ".join(str(p) for p in written))
-    return summary
+        from vilab.earthquake.plots import plot_elbo_traces, plot_map  # matplotlib: lazily
+
+        written = [
+            plot_elbo_traces(
+                out_dir / "elbo_trace.png",
+                cavi_result.elbo_history.cpu().numpy(),
+                exact_steps,
+                exact_values,
+                mc,
+            ),  # fmt: skip
+            plot_map(out_dir / "map.png", X, S, fits, hp.tau),
+            atomic_write_json(out_dir / "summary.json", summary),
+        ]
+        if args.diagnostics:
+            guide.enumerate = True  # Z is summed out in NUTS's model and in the PSIS weights
+            written += earthquake_diagnostics.report(
+                out_dir, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
+            )
+        if args.json:
+            written.append(atomic_write_json(args.json, summary))
+        print("wrote: " + ", ".join(str(p) for p in written))
+
+    return summary, write

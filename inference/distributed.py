@@ -1,0 +1,123 @@
+"""Data-parallel runs on ``torch.distributed``, as launched by ``torchrun``.
+
+``torchrun --nproc-per-node P -m vilab earthquake ...`` starts P processes with ``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment (several machines: the
+same command on each, with ``--nnodes``, ``--node-rank`` and a rendezvous endpoint; PyTorch's
+"torchrun (Elastic Launch)" documentation). :func:`process_group` opens the default process
+group from that environment -- gloo for CPU tensors, NCCL for CUDA -- and gives a
+:class:`Collective`: the three collective operations a data-parallel CAVI needs.
+
+* :meth:`Collective.all_reduce_sum` is the ``reduce`` of
+  :func:`analytic.earthquake_stream.streamed_cavi` and
+  :func:`analytic.earthquake_stochastic.stochastic_cavi`: every rank reads its own share of a
+  catalog, and the sufficient statistics (``4 K + 1`` numbers a sweep) are summed.
+* :meth:`Collective.gather` joins small per-rank pieces (the seeding sample) on every rank.
+* :meth:`Collective.agree` runs a step that can fail on one rank alone (opening its file,
+  checking its rows) and makes every rank raise the same error if any failed -- so no rank
+  waits forever in a later collective for a rank that has stopped.
+
+Outside ``torchrun`` (``WORLD_SIZE`` unset or 1) everything is the identity and no process group
+is created, so the same code runs in one process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Collective", "launched", "process_group"]
+
+T = TypeVar("T")
+
+# How long a collective waits for the other ranks before failing (a rank killed from outside).
+TIMEOUT = datetime.timedelta(minutes=10)
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1``)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        raise ValueError(
+            f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}"
+        ) from None
+
+
+class Collective:
+    """The ranks of the default process group (or one process alone: ``world_size == 1``).
+
+    Attributes:
+        rank, world_size: this process's rank and the number of processes.
+        device: where the collectives move tensors (CPU for gloo, the CUDA device for NCCL).
+    """
+
+    def __init__(self, rank: int, world_size: int, device: torch.device) -> None:
+        self.rank, self.world_size, self.device = rank, world_size, device
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The elementwise sum of ``tensor`` over the ranks (a new tensor where it was on)."""
+        if self.world_size == 1:
+            return tensor
+        moved = tensor.to(self.device, copy=True)
+        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+        return moved.to(tensor.device)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable; small: it travels through pickle), in rank order."""
+        if self.world_size == 1:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def agree(self, step: Callable[[], T]) -> T:
+        """``step()`` on every rank; if it raised ValueError or OSError on any rank, every rank
+        raises one ValueError naming the first failing rank and its message.
+
+        Use it around work that reads rank-local input before a collective, so that a failure
+        stops every rank at once instead of leaving the others waiting.
+        """
+        try:
+            result, error = step(), None
+        except (ValueError, OSError) as err:
+            result, error = None, str(err)
+        if self.world_size == 1:
+            if error is not None:
+                raise ValueError(error)
+            return result
+        errors = self.gather(error)
+        failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+        if failed:
+            rank, message = failed[0]
+            raise ValueError(f"rank {rank} of {self.world_size}: {message}")
+        return result
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[Collective]:
+    """The default process group for this run (module docstring), destroyed on exit.
+
+    Args:
+        device: where the run's tensors live; CUDA picks NCCL (and this rank's
+            ``LOCAL_RANK`` GPU), CPU gloo.
+    """
+    if not launched():
+        yield Collective(0, 1, torch.device("cpu"))
+        return
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        backend, device = "nccl", torch.device("cuda", local)
+    else:
+        backend, device = "gloo", torch.device("cpu")
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    try:
+        yield Collective(dist.get_rank(), dist.get_world_size(), device)
+    finally:
+        dist.destroy_process_group()
