@@ -287,11 +287,14 @@ class ParquetCatalog:
                 raise ValueError(f"catalog {self.path!r} is planar (x1, x2, s): no bbox applies")
         else:
             self.layout = "geographic"
-            self.columns = [
-                _find(names, lat_col, LATITUDE_NAMES, "latitude"),
-                _find(names, lon_col, LONGITUDE_NAMES, "longitude"),
-                _find(names, mag_col, MAGNITUDE_NAMES, "magnitude"),
-            ]
+            try:
+                self.columns = [
+                    _find(names, lat_col, LATITUDE_NAMES, "latitude"),
+                    _find(names, lon_col, LONGITUDE_NAMES, "longitude"),
+                    _find(names, mag_col, MAGNITUDE_NAMES, "magnitude"),
+                ]
+            except ValueError as err:
+                raise ValueError(f"catalog {self.path!r}: {err}") from None
         self.strength_scale, self.bbox, self.drop_invalid = strength_scale, bbox, drop_invalid
         self.chunk_size = chunk_size
         self.num_rows = self._file.metadata.num_rows

@@ -14,6 +14,8 @@ import gzip
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.idx_files import write_mnist_dir
@@ -100,6 +102,21 @@ CASES += [
     ("eq-tol-negative", [*EQ, "--tol", "-1"], ["--tol", "-1"]),
     ("eq-steps-negative", [*EQ, "--steps", "-1"], ["--steps", "-1"]),
     ("eq-chunk-size-csv", [*EQ, "--chunk-size", "10"], ["--chunk-size"]),
+    (
+        "eq-parquet-no-columns",
+        [*EQ, "--steps", "0", "--data", "{tmp}/nocols.parquet", "--chunk-size", "2"],
+        ["nocols.parquet", "latitude"],
+    ),
+    (
+        "eq-parquet-nan-row",
+        [*EQ, "--steps", "0", "--data", "{tmp}/nan.parquet", "--chunk-size", "2"],
+        ["nan.parquet", "row 3", "x2 nan"],
+    ),
+    ("eq-batch-size-zero", [*EQ, "--cavi", "stochastic", "--batch-size", "0"], ["--batch-size"]),
+    ("eq-passes-zero", [*EQ, "--cavi", "stochastic", "--passes", "0"], ["--passes", "0"]),
+    ("eq-tau0-negative", [*EQ, "--cavi", "stochastic", "--tau0", "-1"], ["--tau0", "-1"]),
+    ("eq-kappa-half", [*EQ, "--cavi", "stochastic", "--kappa", "0.5"], ["--kappa", "0.5"]),
+    ("eq-eval-every-inf", [*EQ, "--cavi", "stochastic", "--eval-every", "inf"], ["--eval-every"]),
     ("eq-lr-zero", [*EQ, "--lr", "0"], ["--lr", "0"]),
     ("eq-lr-final-inf", [*EQ, "--lr-final", "inf"], ["--lr-final", "inf"]),
     ("eq-particles-zero", [*EQ, "--particles", "0"], ["--particles", "0"]),
@@ -232,6 +249,9 @@ def scratch(tmp_path_factory) -> Path:
     (tmp / "badrow.csv").write_text(header + "10,20,5.5\n10,abc,5.5\n")
     (tmp / "bigmag.csv").write_text(header + "10,20,5.5\n10,20,1e308\n")
     (tmp / "bigmag2.csv").write_text(header + "10,20,1e20\n10,20,5.5\n")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3.0, 4.0]}), tmp / "nocols.parquet")
+    planar = {"x1": [1.0, 2.0, 3.0, 4.0], "x2": [1.0, 2.0, 3.0, float("nan")], "s": [1, 2, 3, 4]}
+    pq.write_table(pa.table(planar), tmp / "nan.parquet", row_group_size=2)
     return tmp
 
 
