@@ -117,7 +117,8 @@ def _check_settings(batch_size, passes, tau0, kappa, eval_every) -> None:
 def _minibatches(
     chunks: Chunks, batch_size: int, generator: torch.Generator
 ) -> Iterator[torch.Tensor]:
-    """Endless minibatches of ``batch_size`` events as (B, 4) designs (module docstring)."""
+    """Endless minibatches of ``batch_size`` events as (B, 4) designs (module docstring); none
+    but empty ones (0, 4) if the chunks hold no event."""
     left = torch.zeros(0, 4, dtype=torch.float64)
     while True:
         seen = 0
@@ -129,8 +130,9 @@ def _minibatches(
             for start in range(0, stop, batch_size):
                 yield G[start : start + batch_size]
             left = G[stop:]
-        if seen == 0:
-            raise ValueError("this process's share of the catalog has no events")
+        if seen == 0:  # this process's share is empty (fewer row groups than processes):
+            while True:  # it takes part in every step with no events
+                yield left
 
 
 def _natural(q: MeanField) -> torch.Tensor:
@@ -235,7 +237,7 @@ def _run(chunks, totals, hp, q, settings, generator, reduce, progress) -> Stocha
     next_eval = eval_every if eval_every is not None else math.inf
     marks, history = [], []
 
-    def evaluate() -> torch.Tensor:
+    def evaluate() -> None:
         """The exact ELBO, after the relabelling that most raises it (applied to eta)."""
         nonlocal eta
         value, counts = streamed_elbo(chunks, totals, hp, _from_natural(eta), reduce)

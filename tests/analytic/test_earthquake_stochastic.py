@@ -113,6 +113,13 @@ def test_minibatches_use_every_event_once_per_pass():
     assert not torch.equal(seen[:40], X_id[:40, 0])
 
 
+def test_an_empty_share_takes_part_with_empty_minibatches():
+    # a process with no row group must not stop (the others would wait for it in the
+    # all-reduce): it contributes (0, 4) minibatches, and the sum over processes is unchanged
+    batches = _minibatches(lambda: iter([]), 40, torch.Generator().manual_seed(0))
+    assert [next(batches).shape for _ in range(3)] == [(0, 4)] * 3
+
+
 def test_exact_elbo_is_the_closed_form_with_optimal_assignments():
     r = stochastic_cavi(_chunked(128), HP, batch_size=50, passes=1.5, sample=(X, S), seed=4,
                         eval_every=0.5)  # fmt: skip

@@ -101,3 +101,18 @@ def test_torchrun_without_a_streamed_catalog_is_refused(tmp_path):
     run = _vilab(tmp_path, 2, "earthquake", "--num-events", "100", "--steps", "0", "--out", "o")
     assert run.returncode != 0 and "--chunk-size" in run.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rank_without_row_groups_takes_part_without_data(tmp_path):
+    # one row group, two processes: rank 1 reads nothing, and must neither stop nor hang; each
+    # stochastic step then holds rank 0's minibatch alone, so the run is one process's run
+    simulate_parquet(tmp_path / "one.parquet", HP, 500, seed=2, chunk_size=1000)
+    stochastic = ["--cavi", "stochastic", "--batch-size", "50", "--passes", "1"]
+    out = {}
+    for nproc in (1, 2):
+        run = _vilab(tmp_path, nproc, "earthquake", "--data", "one.parquet", *FIT, *stochastic,
+                     "--out", f"o{nproc}", "--json", f"{nproc}.json")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        out[nproc] = json.loads((tmp_path / f"{nproc}.json").read_text())["cavi"]
+    assert out[1]["iterations"] == out[2]["iterations"] == 10
+    assert out[2]["elbo"] == pytest.approx(out[1]["elbo"], rel=1e-10, abs=0)
