@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from analytic.earthquake import (
-    Hyperparameters,
     cavi_step,
     elbo,
     initial_mean_field,
@@ -19,31 +18,10 @@ from analytic.earthquake import (
 from analytic.earthquake_stochastic import _minibatches, step_size, stochastic_cavi
 from analytic.earthquake_stream import streamed_cavi
 from ppl_models.earthquake import simulate
+from tests.analytic.test_earthquake_stream import HP, S, X, _chunked, _rel
 
-# alpha not 1 or 2, tau and rho not 1, nu not 0, pi not uniform (so relabelling matters)
-HP = Hyperparameters(4, mixing=(0.1, 0.4, 0.2, 0.3), tau=0.05, rho=0.01, nu=(1.0, -2.0),
-                     alpha=2.5, beta=0.3)  # fmt: skip
-X, S, *_ = simulate(HP, 600, seed=3)
 Q0 = initial_mean_field(X, S, HP, torch.Generator().manual_seed(1))
 FIELDS = ("loc", "precision", "concentration", "rate")
-
-
-def _chunked(size: int, X=X, S=S):
-    def chunks():
-        for i in range(0, X.shape[0], size):
-            yield X[i : i + size], S[i : i + size]
-
-    return chunks
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(((a - b).abs() / b.abs()).max())
-
-
-def _canonical(q):
-    """q relabelled into HP's pi-decreasing order (the order stochastic_cavi runs in)."""
-    order = sorted(range(4), key=lambda k: -HP.mixing[k])
-    return q._replace(**{f: getattr(q, f)[order] for f in FIELDS})
 
 
 def test_step_sizes_are_robbins_monro():

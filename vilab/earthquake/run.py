@@ -354,17 +354,17 @@ def _fit_cavi(X, S, hp, args):
             X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
         )
     else:
-        result = _stochastic(lambda: [(X, S)], hp, (X, S), args)
+        result = _stochastic(lambda: [(X, S)], hp, (X, S), args, X.shape[0])
         q = result.q._replace(probs=chunk_responsibilities(X, S, hp, result.q))
         result = result._replace(q=MeanField(*(t.to(X.device) for t in q)))
     return result, time.perf_counter() - start
 
 
-def _stochastic(chunks, hp, sample, args, reduce=None) -> CaviResult:
+def _stochastic(chunks, hp, sample, args, num_events: int, reduce=None) -> CaviResult:
     """Stochastic CAVI as a :class:`CaviResult`: ``elbo_history`` holds the exact ELBO at each
-    evaluation, ``num_iter`` the minibatch steps, ``converged`` None (no stopping rule)."""
-    num_events = None if args.quiet else sum(X.shape[0] for X, _ in chunks())
-    with tqdm(total=None if num_events is None else round(args.passes * num_events),
+    evaluation, ``num_iter`` the minibatch steps, ``converged`` None (no stopping rule).
+    ``num_events``: this process's events, about (the progress bar's scale; no extra pass)."""
+    with tqdm(total=round(args.passes * num_events),
               desc="stochastic CAVI", unit="event", unit_scale=True, disable=args.quiet,
               leave=False, mininterval=0.5) as bar:  # fmt: skip
         result = stochastic_cavi(
@@ -495,7 +495,8 @@ def _run_streamed(args, hp: Hyperparameters, group: Collective) -> tuple:
             num_init=args.num_init, seed=args.seed, reduce=reduce,
         )  # fmt: skip
     else:
-        result = _stochastic(catalog.chunks, hp, sample, args, reduce)
+        share = catalog.num_rows / group.world_size  # rows before any are dropped
+        result = _stochastic(catalog.chunks, hp, sample, args, share, reduce)
     counts = torch.zeros(hp.num_clusters, dtype=torch.float64)
     for X, S in catalog.chunks():
         counts += chunk_responsibilities(X, S, hp, result.q).sum(0)
