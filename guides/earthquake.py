@@ -1,4 +1,4 @@
-r"""Mean-field guide for :mod:`ppl_models.earthquake`.
+r"""Guides for :mod:`ppl_models.earthquake`: the mean field, and the globals alone.
 
 ::
 
@@ -15,6 +15,10 @@ two directions are the axes. Build it from a ``MeanField`` and read it back with
 
 ``enumerate=True`` marks Z for parallel enumeration (use ``TraceEnum_ELBO``: the expectation
 over Z is then exact); ``enumerate=False`` samples Z (``Trace_ELBO``; score-function gradient).
+
+:class:`GlobalsGuide` is q(mu, lambda) alone, with the same parameters less the logits, for the
+model with Z enumerated in the model: the guide of minibatch and data-parallel SVI, whose size
+does not grow with N.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 
 from analytic.earthquake import MeanField, check_mean_field
 
-__all__ = ["SVI_LOGIT_SCALE", "EarthquakeGuide"]
+__all__ = ["SVI_LOGIT_SCALE", "EarthquakeGuide", "GlobalsGuide"]
 
 # Logits in units of 10 nats: measured on 2,000 simulated events, SVI with this scale (and
 # centres in units of one cluster width) reaches the CAVI ELBO within 0.3 nats in 500 steps,
@@ -36,7 +41,81 @@ SVI_LOGIT_SCALE = 10.0
 _TINY = 1e-30
 
 
-class EarthquakeGuide(torch.nn.Module):
+class GlobalsGuide(torch.nn.Module):
+    r"""The guide of the globals alone, ``q(mu, lambda) = prod_k N_2(mu_k | m_k, p_k^{-1} I)
+    Gamma(lambda_k | a_k, b_k)``, for the model with Z summed out in the *model*
+    (``pyro.infer.config_enumerate(model)`` and ``TraceEnum_ELBO``).
+
+    Its objective is then ``E_q[log p(x | mu, lambda)] - KL(q(mu, lambda) || p(mu, lambda))``
+    with ``p(x_n | mu, lambda) = sum_k pi_k N(x_n | mu_k, tau^{-1} I) Poisson(s_n | lambda_k)``:
+    q(Z) is, in effect, the exact conditional ``p(Z | x, mu, lambda)`` for every draw of the
+    globals, a bound at least as tight as the mean-field ELBO at the same globals. Its
+    parameters do not grow with N, so it is the guide of minibatch and data-parallel SVI
+    (every rank holds the same few numbers while its events stay its own). Score it by the
+    mean-field ELBO with ``q(Z)`` set optimal for its globals
+    (:func:`analytic.earthquake_stream.streamed_elbo`).
+
+    Parameters (unconstrained, as in :class:`EarthquakeGuide`): ``scaled_loc = m / loc_scale``,
+    ``log_precision``, ``log_concentration = log a``, ``log_mean_lam = log(a / b)``.
+
+    Args:
+        init: a :class:`MeanField` whose globals start the guide (its ``probs`` are not read
+            and may be None); its dtype and device are kept.
+        loc_scale: m is stored as ``m / loc_scale`` (see :class:`EarthquakeGuide`). Must be > 0.
+    """
+
+    def __init__(self, init: MeanField, loc_scale: float = 1.0) -> None:
+        super().__init__()
+        if not isinstance(init, MeanField):
+            raise ValueError(f"init must be a MeanField, got {type(init).__name__}")
+        K = init.loc.shape[0] if torch.is_tensor(init.loc) and init.loc.dim() == 2 else 0
+        uniform = torch.full((1, K), 1.0 / max(K, 1), dtype=torch.float64)
+        check_mean_field(init._replace(probs=uniform), 1, K)
+        if not loc_scale > 0:
+            raise ValueError(f"loc_scale must be > 0, got {loc_scale!r}")
+        self.loc_scale = float(loc_scale)
+        self.scaled_loc = torch.nn.Parameter(init.loc / self.loc_scale)
+        self.log_precision = torch.nn.Parameter(torch.log(init.precision))
+        self.log_concentration = torch.nn.Parameter(torch.log(init.concentration))
+        self.log_mean_lam = torch.nn.Parameter(torch.log(init.concentration / init.rate))
+
+    @classmethod
+    def for_svi(cls, init: MeanField, hp) -> GlobalsGuide:
+        """The guide with ``loc_scale = tau ** -0.5`` (one cluster width), as SVI needs."""
+        return cls(init, loc_scale=hp.tau**-0.5)
+
+    def _sample_globals(self, num_clusters: int) -> None:
+        """The sites ``mu`` (K, 2) and ``lam`` (K,) in the plate "cluster"."""
+        K = num_clusters
+        # (a trace is compiled per shape, after an eager call has made this check)
+        if not torch.jit.is_tracing() and self.scaled_loc.shape[0] != K:
+            raise ValueError(
+                f"guide was built for {self.scaled_loc.shape[0]} clusters, got num_clusters={K}"
+            )
+        scale = torch.exp(-0.5 * self.log_precision).unsqueeze(-1).expand(K, 2)
+        with pyro.plate("cluster", K, dim=-1):
+            pyro.sample("mu", dist.Normal(self.scaled_loc * self.loc_scale, scale).to_event(1))
+            concentration = self.log_concentration.exp()
+            rate = concentration * torch.exp(-self.log_mean_lam)
+            pyro.sample("lam", dist.Gamma(concentration, rate))
+
+    def forward(self, X, S, hp, subsample_size=None, likelihood_scale=1.0) -> None:
+        self._sample_globals(hp.num_clusters)
+
+    def mean_field(self, *, differentiable: bool = False) -> MeanField:
+        """The current globals as a :class:`MeanField` with ``probs`` None: detached by
+        default; ``differentiable=True`` keeps the graph to the parameters."""
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            return MeanField(
+                probs=None,
+                loc=self.scaled_loc * self.loc_scale,
+                precision=self.log_precision.exp(),
+                concentration=self.log_concentration.exp(),
+                rate=torch.exp(self.log_concentration - self.log_mean_lam),
+            )
+
+
+class EarthquakeGuide(GlobalsGuide):
     """Mean-field guide, callable with the model's signature ``(X, S, hp, subsample_size)``.
 
     Args:
@@ -59,21 +138,16 @@ class EarthquakeGuide(torch.nn.Module):
         loc_scale: float = 1.0,
         logit_scale: float = 1.0,
     ) -> None:
-        super().__init__()
         N, K = init.probs.shape
         check_mean_field(init, N, K)
-        for name, value in (("loc_scale", loc_scale), ("logit_scale", logit_scale)):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if not logit_scale > 0:
+            raise ValueError(f"logit_scale must be > 0, got {logit_scale!r}")
+        super().__init__(init, loc_scale)
         self.enumerate = enumerate
-        self.loc_scale, self.logit_scale = float(loc_scale), float(logit_scale)
+        self.logit_scale = float(logit_scale)
         self.scaled_logits = torch.nn.Parameter(
             torch.log(init.probs.clamp_min(_TINY)) / self.logit_scale
         )
-        self.scaled_loc = torch.nn.Parameter(init.loc / self.loc_scale)
-        self.log_precision = torch.nn.Parameter(torch.log(init.precision))
-        self.log_concentration = torch.nn.Parameter(torch.log(init.concentration))
-        self.log_mean_lam = torch.nn.Parameter(torch.log(init.concentration / init.rate))
 
     @classmethod
     def for_svi(cls, init: MeanField, hp, enumerate: bool = True) -> EarthquakeGuide:
@@ -81,7 +155,7 @@ class EarthquakeGuide(torch.nn.Module):
         and ``logit_scale = SVI_LOGIT_SCALE``."""
         return cls(init, enumerate=enumerate, loc_scale=hp.tau**-0.5, logit_scale=SVI_LOGIT_SCALE)
 
-    def forward(self, X, S, hp, subsample_size=None) -> None:
+    def forward(self, X, S, hp, subsample_size=None, likelihood_scale=1.0) -> None:
         K = hp.num_clusters
         # (a trace is compiled per shape, after an eager call has made this check)
         if not torch.jit.is_tracing() and self.scaled_logits.shape != (X.shape[0], K):
@@ -89,14 +163,13 @@ class EarthquakeGuide(torch.nn.Module):
                 f"guide was built for {tuple(self.scaled_logits.shape)} (events, clusters), "
                 f"got data of {X.shape[0]} events and num_clusters={K}"
             )
-        scale = torch.exp(-0.5 * self.log_precision).unsqueeze(-1).expand(K, 2)
-        with pyro.plate("cluster", K, dim=-1):
-            pyro.sample("mu", dist.Normal(self.scaled_loc * self.loc_scale, scale).to_event(1))
-            concentration = self.log_concentration.exp()
-            rate = concentration * torch.exp(-self.log_mean_lam)
-            pyro.sample("lam", dist.Gamma(concentration, rate))
+        self._sample_globals(K)
         infer = {"enumerate": "parallel"} if self.enumerate else {}
-        with pyro.plate("events", X.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+        # the model's scale of the events, so that log q(z) is weighted as log p(z) is
+        with (
+            poutine.scale(scale=likelihood_scale),
+            pyro.plate("events", X.shape[0], subsample_size=subsample_size, dim=-1) as idx,
+        ):
             logits = self.scaled_logits[idx] * self.logit_scale
             pyro.sample("z", dist.Categorical(logits=logits), infer=infer)
 
@@ -104,11 +177,6 @@ class EarthquakeGuide(torch.nn.Module):
         """The current parameters as a :class:`MeanField`: detached by default; with
         ``differentiable=True`` it keeps the graph to the guide's parameters (so that autograd
         of the closed-form ELBO gives the exact gradient w.r.t. them)."""
+        q = super().mean_field(differentiable=differentiable)
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-            return MeanField(
-                probs=torch.softmax(self.scaled_logits * self.logit_scale, dim=-1),
-                loc=self.scaled_loc * self.loc_scale,
-                precision=self.log_precision.exp(),
-                concentration=self.log_concentration.exp(),
-                rate=torch.exp(self.log_concentration - self.log_mean_lam),
-            )
+            return q._replace(probs=torch.softmax(self.scaled_logits * self.logit_scale, dim=-1))

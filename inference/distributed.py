@@ -5,7 +5,7 @@
 same command on each, with ``--nnodes``, ``--node-rank`` and a rendezvous endpoint; PyTorch's
 "torchrun (Elastic Launch)" documentation). :func:`process_group` opens the default process
 group from that environment -- gloo for CPU tensors, NCCL for CUDA -- and gives a
-:class:`Collective`: the three collective operations a data-parallel CAVI needs.
+:class:`Collective`: the collective operations data-parallel CAVI and SVI need.
 
 * :meth:`Collective.all_reduce_sum` is the ``reduce`` of
   :func:`analytic.earthquake_stream.streamed_cavi` and
@@ -15,6 +15,11 @@ group from that environment -- gloo for CPU tensors, NCCL for CUDA -- and gives 
 * :meth:`Collective.agree` runs a step that can fail on one rank alone (opening its file,
   checking its rows) and makes every rank raise the same error if any failed -- so no rank
   waits forever in a later collective for a rank that has stopped.
+* :meth:`Collective.data_parallel` wraps a module (Pyro's ELBO module, whose parameters are the
+  guide's) in ``torch.nn.parallel.DistributedDataParallel``: rank 0's parameters are broadcast
+  at the start, and every ``backward`` averages the gradients over the ranks.
+  :meth:`Collective.mean` averages the loss value, so every rank sees the same number (and, if
+  it is not finite, every rank stops at the same step).
 
 Outside ``torchrun`` (``WORLD_SIZE`` unset or 1) everything is the identity and no process group
 is created, so the same code runs in one process.
@@ -30,6 +35,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["Collective", "launched", "process_group"]
 
@@ -97,6 +103,21 @@ class Collective:
             rank, message = failed[0]
             raise ValueError(f"rank {rank} of {self.world_size}: {message}")
         return result
+
+    def mean(self, value: torch.Tensor) -> float:
+        """The mean of a 0-dim tensor over the ranks, as a float (the value itself alone)."""
+        value = value.detach().reshape(1)
+        return (self.all_reduce_sum(value) / self.world_size).item()
+
+    def data_parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` in ``DistributedDataParallel`` (its gradients averaged over the ranks in
+        every backward; rank 0's parameters and buffers broadcast now), or ``module`` itself in
+        one process. The module's parameters must exist already (call a lazily built guide,
+        such as Pyro's autoguides, once first)."""
+        if self.world_size == 1:
+            return module
+        ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
 
 
 @contextmanager

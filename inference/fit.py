@@ -24,6 +24,8 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from inference.distributed import Collective
+
 __all__ = ["FitResult", "SVIStep", "adam", "fit_svi"]
 
 
@@ -70,19 +72,37 @@ class SVIStep:
         elbo: a Pyro ELBO object, e.g. from :func:`inference.estimators.get_elbo`.
         lr: Adam learning rate (> 0). gamma: multiply the learning rate by this after each
             step (1 = constant).
+        group: the processes of a data-parallel run (:class:`inference.distributed.Collective`;
+            None = this process alone). With several, the ELBO module is wrapped in
+            ``DistributedDataParallel`` (the gradients are averaged over the ranks, so each
+            rank's loss must estimate the whole data's: see ``likelihood_scale`` of
+            :func:`ppl_models.earthquake.model`) and the loss value is the ranks' mean.
 
     Attributes:
-        loss_fn: the ELBO module (its ``parameters()`` are the ones optimised).
+        loss_fn: the ELBO module, or its ``DistributedDataParallel`` wrapper.
         optimizer, scheduler: the torch Adam and its ``ExponentialLR``; both have
             ``state_dict()`` for checkpoints.
     """
 
-    def __init__(self, model: Callable, guide: torch.nn.Module, elbo, lr: float, gamma=1.0):
+    def __init__(
+        self,
+        model: Callable,
+        guide: torch.nn.Module,
+        elbo,
+        lr: float,
+        gamma=1.0,
+        group: Collective | None = None,
+    ):
         _check_lr(lr, None)
-        self.loss_fn = elbo(model, guide)
-        params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        loss_fn = elbo(model, guide)
+        params = [p for p in loss_fn.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("the guide (and model) hold no trainable nn.Parameters")
+            raise ValueError(
+                "the guide (and model) hold no trainable nn.Parameters (an autoguide makes "
+                "them at its first call: call guide(*args, **kwargs) once before fitting)"
+            )
+        self.group = group if group is not None else Collective(0, 1, torch.device("cpu"))
+        self.loss_fn = self.group.data_parallel(loss_fn)
         self.optimizer = adam(params, lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
 
@@ -98,7 +118,9 @@ class SVIStep:
             # Pyro warns on a NaN loss and carries on; we raise instead.
             warnings.filterwarnings("ignore", message="Encountered NaN")
             loss = self.loss_fn(*args, **kwargs)
-        value = loss.item()
+        # every rank sees the same value, so a non-finite one stops them all before the
+        # backward (whose gradient all-reduce would otherwise wait for a rank that stopped)
+        value = self.group.mean(loss)
         if not math.isfinite(value):
             raise FloatingPointError(f"SVI loss became {value}")
         loss.backward()
@@ -119,6 +141,7 @@ def fit_svi(
     progress: bool = True,
     callback: Callable[[int, torch.nn.Module], None] | None = None,
     callback_every: int = 10,
+    group: Collective | None = None,
     **kwargs,
 ) -> FitResult:
     """Maximise the ELBO of ``model``/``guide`` on ``*args, **kwargs`` by Adam.
@@ -133,6 +156,9 @@ def fit_svi(
         progress: show a tqdm bar with the running ELBO.
         callback: called as ``callback(step, guide)`` after step 0 and every ``callback_every``
             steps, and after the last (e.g. to evaluate a closed-form ELBO along the path).
+        group: data-parallel processes (:class:`SVIStep`); each rank calls ``fit_svi`` with its
+            own share of the data and the same ``seed`` (so the draws of the guide agree
+            across ranks, and one process with all the data takes the same steps).
 
     Returns:
         :class:`FitResult`.
@@ -146,7 +172,7 @@ def fit_svi(
     if seed is not None:
         pyro.set_rng_seed(seed)
     gamma = 1.0 if lr_final is None else (lr_final / lr) ** (1.0 / max(num_steps - 1, 1))
-    step_fn = SVIStep(model, guide, elbo, lr, gamma)
+    step_fn = SVIStep(model, guide, elbo, lr, gamma, group)
 
     history = torch.empty(num_steps, dtype=torch.float64)
     compiled_before = getattr(elbo, "compile_seconds", 0.0)

@@ -247,7 +247,8 @@ class ParquetCatalog:
         rank, world_size: this process reads row groups ``rank, rank + world_size, ...``.
 
     Attributes:
-        num_rows: rows in the whole file. layout: "geographic" or "planar".
+        num_rows: rows in the whole file. num_row_groups: its row groups; row_groups: those
+            this process reads. layout: "geographic" or "planar".
         num_invalid, num_outside: rows of this process's share dropped as invalid (with
             ``drop_invalid``) or outside ``bbox``, counted by the last full pass.
 
@@ -298,7 +299,8 @@ class ParquetCatalog:
         self.strength_scale, self.bbox, self.drop_invalid = strength_scale, bbox, drop_invalid
         self.chunk_size = chunk_size
         self.num_rows = self._file.metadata.num_rows
-        self.row_groups = list(range(rank, self._file.num_row_groups, world_size))
+        self.num_row_groups = self._file.num_row_groups
+        self.row_groups = list(range(rank, self.num_row_groups, world_size))
         self.num_invalid = self.num_outside = 0
         self._stamp = _stamp(path)
         self._clean = False  # a full pass found no invalid row: later passes skip the rules

@@ -13,13 +13,21 @@ sit at dim -1 (``max_plate_nesting = 1``); the cluster parameters are gathered w
 :class:`~pyro.ops.indexing.Vindex`, so the model runs unchanged with Z sampled, with Z
 enumerated in parallel (``TraceEnum_ELBO``), with ``vectorize_particles=True``, and with
 ``subsample_size`` (the likelihood is then scaled by N / subsample_size).
+
+``likelihood_scale`` multiplies every event's log-likelihood on top of that: data-parallel SVI
+on P processes passes P, so that each rank's loss ``KL - P (N_r / B) sum_batch`` is an
+unbiased estimate of the whole catalog's and the average of the ranks' gradients (what
+``DistributedDataParallel`` computes) estimates the full-data gradient, whatever the shares N_r.
 """
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.ops.indexing import Vindex
 
 from analytic.earthquake import Hyperparameters, check_data
@@ -44,18 +52,26 @@ def model(
     S: torch.Tensor,
     hp: Hyperparameters,
     subsample_size: int | None = None,
+    likelihood_scale: float = 1.0,
 ) -> None:
     """Condition the earthquake mixture on locations ``X`` (N, 2) and strengths ``S`` (N,).
 
     Args:
         X: (N, 2) floating locations. S: (N,) non-negative integer strengths (any float dtype).
         hp: hyperparameters. subsample_size: events per step for minibatch SVI (None = all).
+        likelihood_scale: a factor > 0 on the events' log-likelihood (module docstring; 1 =
+            this model as written).
     """
+    if not (isinstance(likelihood_scale, (int, float)) and 0 < likelihood_scale < math.inf):
+        raise ValueError(f"likelihood_scale must be a finite number > 0, got {likelihood_scale!r}")
     mu_prior, lam_prior, mixing = _priors(hp, X)
     with pyro.plate("cluster", hp.num_clusters, dim=-1):
         mu = pyro.sample("mu", mu_prior)  # (..., K, 2)
         lam = pyro.sample("lam", lam_prior)  # (..., K)
-    with pyro.plate("events", X.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+    with (
+        poutine.scale(scale=likelihood_scale),
+        pyro.plate("events", X.shape[0], subsample_size=subsample_size, dim=-1) as idx,
+    ):
         z = pyro.sample("z", dist.Categorical(mixing))
         # Insert a size-1 dim for the event plate so that the leading (particle) dims of mu and
         # lam line up with those of z, whether z is sampled (..., B) or enumerated (K, 1, ...).

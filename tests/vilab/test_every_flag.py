@@ -229,7 +229,12 @@ def _(cli):
     assert r.summary["cavi"]["iterations"] == whole["cavi"]["iterations"]
     assert r.summary["cavi"]["elbo"] == pytest.approx(whole["cavi"]["elbo"], rel=1e-10, abs=0)
     assert r.summary["cavi"]["weights"] == pytest.approx(whole["cavi"]["weights"], rel=1e-9)
-    assert "--steps 0" in cli.fails("earthquake", "--data", data, "--chunk-size", "7")
+    # SVI beside streamed CAVI: q of the globals, Z summed out in the model (so not 'trace')
+    svi = cli.run("earthquake", "--data", data, "--chunk-size", "7").summary["svi"]
+    assert svi["guide"].startswith("globals") and svi["iterations"] == 5
+    assert "--estimator enum or stl" in cli.fails(
+        "earthquake", "--data", data, "--chunk-size", "7", "--estimator", "trace"
+    )
     assert "give --data FILE.parquet" in cli.fails("earthquake", "--chunk-size", "7")
 
 

@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from analytic.earthquake import (
-    CaviResult,
     Hyperparameters,
     MeanField,
     cavi,
@@ -25,18 +23,18 @@ from analytic.earthquake import (
     initial_mean_field,
     permute_clusters,
 )
-from analytic.earthquake_stochastic import stochastic_cavi
-from analytic.earthquake_stream import chunk_responsibilities, streamed_cavi
+from analytic.earthquake_stream import chunk_responsibilities
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
 from inference.distributed import Collective, launched, process_group
 from inference.estimators import get_elbo
 from inference.fit import fit_svi
-from inference.parquet_catalog import ParquetCatalog, is_parquet, join_pieces
+from inference.parquet_catalog import ParquetCatalog, is_parquet
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
+from vilab.earthquake import streamed
 from vilab.flags import (
     add_jit_argument,
     add_output_arguments,
@@ -90,9 +88,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-size",
         type=int,
         metavar="N",
-        help="stream a Parquet --data N events at a time: exact CAVI (the same sweeps as in "
-        "memory) with memory bounded by the chunk, not the catalog; needs --steps 0 "
-        "(default: read the whole catalog)",
+        help="stream a Parquet --data N events at a time: CAVI (exact: the same sweeps as in "
+        "memory) with memory bounded by the chunk, not the catalog; SVI (--steps >= 1) then "
+        "fits q of the globals with Z summed out in the model, on the events in memory (under "
+        "torchrun: each process's share, gradients averaged by DistributedDataParallel). "
+        "Needed under torchrun (default: read the whole catalog)",
     )
     data.add_argument(
         "--num-events",
@@ -253,7 +253,7 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--subsample-size",
         type=int,
-        help="events per SVI step (minibatch SVI; default: all events)",
+        help="events per SVI step, per process under torchrun (minibatch SVI; default: all)",
     )
 
 
@@ -270,10 +270,10 @@ def _check_args(args) -> None:
                 "--chunk-size streams a Parquet catalog: give --data FILE.parquet (made by "
                 "vilab catalog convert or vilab catalog simulate)"
             )
-        if args.steps != 0:
+        if args.steps > 0 and args.estimator == "trace":
             raise ValueError(
-                "--chunk-size runs streamed CAVI alone: add --steps 0 (SVI needs the catalog "
-                "in memory)"
+                "with --chunk-size, SVI sums Z out in the model: use --estimator enum or stl, "
+                "not trace"
             )
         if args.diagnostics:
             raise ValueError("--diagnostics needs the catalog in memory: drop --chunk-size")
@@ -354,25 +354,10 @@ def _fit_cavi(X, S, hp, args):
             X, S, hp, max_iter=args.max_iter, tol=args.tol, num_init=args.num_init, seed=args.seed
         )
     else:
-        result = _stochastic(lambda: [(X, S)], hp, (X, S), args, X.shape[0])
+        result = streamed.stochastic(lambda: [(X, S)], hp, (X, S), args, X.shape[0])
         q = result.q._replace(probs=chunk_responsibilities(X, S, hp, result.q))
         result = result._replace(q=MeanField(*(t.to(X.device) for t in q)))
     return result, time.perf_counter() - start
-
-
-def _stochastic(chunks, hp, sample, args, num_events: int, reduce=None) -> CaviResult:
-    """Stochastic CAVI as a :class:`CaviResult`: ``elbo_history`` holds the exact ELBO at each
-    evaluation, ``num_iter`` the minibatch steps, ``converged`` None (no stopping rule).
-    ``num_events``: this process's events, about (the progress bar's scale; no extra pass)."""
-    with tqdm(total=round(args.passes * num_events),
-              desc="stochastic CAVI", unit="event", unit_scale=True, disable=args.quiet,
-              leave=False, mininterval=0.5) as bar:  # fmt: skip
-        result = stochastic_cavi(
-            chunks, hp, batch_size=args.batch_size, passes=args.passes, tau0=args.tau0,
-            kappa=args.kappa, sample=sample, num_init=args.num_init, seed=args.seed,
-            eval_every=args.eval_every, reduce=reduce, progress=bar.update,
-        )  # fmt: skip
-    return CaviResult(result.q, result.elbo, result.elbo_history, result.num_steps, None)
 
 
 # Compile the loss when (events per step) x K is at most this (see --jit's help).
@@ -386,9 +371,10 @@ def _use_jit(args, num_events: int) -> bool:
     return (args.subsample_size or num_events) * args.k <= JIT_MAX_CELLS
 
 
-def _fit_svi(X, S, hp, args):
-    """Pyro SVI from the k-means++ seeding of CAVI's first restart, recording the closed-form
-    ELBO of the guide about 200 times along the run: (guide, FitResult, steps, exact ELBOs)."""
+def _fit_svi(X, S, hp, args) -> streamed.SviRun:
+    """Pyro SVI of the mean field (Z in the guide) on a catalog in memory, from the k-means++
+    seeding of CAVI's first restart, recording the closed-form ELBO of the guide about 200
+    times along the run."""
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
     guide = EarthquakeGuide.for_svi(init, hp, enumerate=args.estimator in ("enum", "stl"))
     loss = get_elbo(
@@ -411,7 +397,9 @@ def _fit_svi(X, S, hp, args):
         lr_final=args.lr_final, seed=args.seed, progress=not args.quiet,
         callback=track_exact_elbo, callback_every=max(1, args.steps // 200),
     )  # fmt: skip
-    return guide, fit, exact_steps, exact_values
+    q = MeanField(*(t.cpu() for t in guide.mean_field()))
+    value = elbo(X.cpu(), S.cpu(), hp, q).item()
+    return streamed.SviRun(guide, fit, exact_steps, exact_values, q, value, q.probs.mean(0))
 
 
 def _summary(num_events, hp, source, truth, args, cavi_fit: dict, svi_fit) -> dict:
@@ -474,45 +462,6 @@ def _print_report(summary: dict, args) -> None:
     print(format_table(cluster_rows))
 
 
-def _run_streamed(args, hp: Hyperparameters, group: Collective) -> tuple:
-    """Streamed CAVI over a Parquet catalog read ``--chunk-size`` events at a time, seeded
-    from a uniform sample of at most 10^5 of its events (also what the map shows):
-    (CaviResult, seconds, source, the sample, mixing weights). Under torchrun each rank reads
-    its share of the row groups and the statistics are summed over the ranks."""
-    catalog = group.agree(lambda: ParquetCatalog(
-        args.data, lat_col=args.lat_col, lon_col=args.lon_col, mag_col=args.mag_col,
-        strength_scale=args.strength_scale, bbox=args.bbox, drop_invalid=args.drop_invalid,
-        chunk_size=args.chunk_size, rank=group.rank, world_size=group.world_size,
-    ))  # fmt: skip
-    start = time.perf_counter()
-    # the first pass checks every row of this rank's share: a bad row stops every rank
-    pieces = group.agree(lambda: catalog.sample_pieces(SEED_SAMPLE, seed=args.seed))
-    sample = join_pieces([p for ps in group.gather(pieces) for p in ps], args.data)
-    reduce = group.all_reduce_sum
-    if args.cavi == "exact":
-        result = streamed_cavi(
-            catalog.chunks, hp, sample=sample, max_iter=args.max_iter, tol=args.tol,
-            num_init=args.num_init, seed=args.seed, reduce=reduce,
-        )  # fmt: skip
-    else:
-        share = catalog.num_rows / group.world_size  # rows before any are dropped
-        result = _stochastic(catalog.chunks, hp, sample, args, share, reduce)
-    counts = torch.zeros(hp.num_clusters, dtype=torch.float64)
-    for X, S in catalog.chunks():
-        counts += chunk_responsibilities(X, S, hp, result.q).sum(0)
-    dropped = torch.tensor([catalog.num_invalid, catalog.num_outside], dtype=torch.float64)
-    counts, dropped = reduce(counts), reduce(dropped).long().tolist()
-    seconds = time.perf_counter() - start
-    source = {"data": str(args.data), "rows": catalog.num_rows, "invalid_dropped": dropped[0],
-              "outside_bbox": dropped[1], "chunk_size": args.chunk_size,
-              "processes": group.world_size}  # fmt: skip
-    return result, seconds, source, sample, counts / counts.sum()
-
-
-# Events drawn from a streamed catalog to seed k-means++ and to draw on the map.
-SEED_SAMPLE = 100_000
-
-
 def run(args: argparse.Namespace) -> dict:
     """Fit by CAVI and SVI, print the comparison, write the files; return the summary dict.
     Under torchrun (several processes) the catalog is streamed, each rank reading its share,
@@ -523,8 +472,10 @@ def run(args: argparse.Namespace) -> dict:
     if launched() and args.chunk_size is None:
         raise ValueError(
             "under torchrun, vilab earthquake streams a Parquet catalog over the processes: "
-            "give --data FILE.parquet --chunk-size N --steps 0"
+            "give --data FILE.parquet --chunk-size N"
         )
+    if launched() and args.jit:
+        raise ValueError("--jit compiles one process's loss: drop it under torchrun")
     with process_group(device) as group:
         if group.rank != 0:
             args.quiet = True
@@ -538,7 +489,8 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
     """The fits and the summary; returns (summary, a function that prints and writes)."""
     out_dir = Path(args.out)
     if args.chunk_size is not None:
-        cavi_result, cavi_seconds, source, (X, S), weights = _run_streamed(args, hp, group)
+        cavi_run = streamed.run_cavi(args, hp, group)
+        cavi_result, cavi_seconds, source, (X, S), weights = cavi_run[:5]
         num_events, truth = int(source["rows"] - source["invalid_dropped"]
                                 - source["outside_bbox"]), None  # fmt: skip
         # the map shows the sample, coloured by its responsibilities
@@ -557,21 +509,25 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
                    if args.cavi == "stochastic" else {}),
                 **_cluster_summary(q_cavi, weights)}  # fmt: skip
     fits = {"CAVI": q_cavi}
-    svi_fit = guide = fit = None
-    exact_steps, exact_values, mc = [], [], []
+    svi = svi_fit = None
     if args.steps > 0:
-        guide, fit, exact_steps, exact_values = _fit_svi(X.to(device), S.to(device), hp, args)
-        mc = fit.elbo_history.numpy()
+        if args.chunk_size is not None:
+            jit = group.world_size == 1 and _use_jit(args, cavi_run.catalog.num_rows)
+            svi = streamed.fit_data_parallel_svi(cavi_run, hp, args, group, device, jit)
+        else:
+            jit = _use_jit(args, num_events)
+            svi = _fit_svi(X.to(device), S.to(device), hp, args)
         # SVI's labels are arbitrary: match its clusters to CAVI's before comparing them
-        q_svi = MeanField(*(t.cpu() for t in guide.mean_field()))
-        q_svi = permute_clusters(q_svi, match_clusters(q_cavi.loc, q_svi.loc))
-        fits["SVI"] = q_svi
-        svi_fit = {"elbo": elbo(X, S, hp, q_svi).item(), "iterations": fit.num_steps,
-                   "estimator": args.estimator, "jit": _use_jit(args, X.shape[0]),
-                   "compile_seconds": fit.compile_seconds,
-                   "seconds": fit.seconds,  # the exact-ELBO tracking is inside; a small share
-                   "final_mc_elbo": fit.elbo_history[-1].item(),
-                   **_cluster_summary(q_svi, q_svi.probs.mean(0))}  # fmt: skip
+        perm = match_clusters(q_cavi.loc, svi.q.loc)
+        fits["SVI"] = q_svi = permute_clusters(svi.q, perm)
+        svi_fit = {"elbo": svi.elbo, "iterations": svi.fit.num_steps,
+                   "estimator": args.estimator, "jit": jit,
+                   "guide": "mean field" if args.chunk_size is None else "globals (Z summed out "
+                            "in the model)",
+                   "compile_seconds": svi.fit.compile_seconds,
+                   "seconds": svi.fit.seconds,  # the exact-ELBO tracking is inside; a small share
+                   "final_mc_elbo": svi.fit.elbo_history[-1].item(),
+                   **_cluster_summary(q_svi, svi.weights[perm])}  # fmt: skip
     summary = _summary(num_events, hp, source, truth, args, cavi_fit, svi_fit)
 
     def write() -> None:
@@ -583,17 +539,19 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
             plot_elbo_traces(
                 out_dir / "elbo_trace.png",
                 cavi_result.elbo_history.cpu().numpy(),
-                exact_steps,
-                exact_values,
-                mc,
+                *(
+                    (svi.exact_steps, svi.exact_values, svi.fit.elbo_history.numpy())
+                    if svi is not None
+                    else ([], [], [])
+                ),
             ),  # fmt: skip
             plot_map(out_dir / "map.png", X, S, fits, hp.tau),
             atomic_write_json(out_dir / "summary.json", summary),
         ]
         if args.diagnostics:
-            guide.enumerate = True  # Z is summed out in NUTS's model and in the PSIS weights
+            svi.guide.enumerate = True  # Z is summed out in NUTS's model and the PSIS weights
             written += earthquake_diagnostics.report(
-                out_dir, guide, X.to(device), S.to(device), hp, fit.elbo_history, args
+                out_dir, svi.guide, X.to(device), S.to(device), hp, svi.fit.elbo_history, args
             )
         if args.json:
             written.append(atomic_write_json(args.json, summary))
