@@ -13,6 +13,11 @@ the same way (from 10^7 events on, its (N, K) float64 responsibilities alone tak
 Stochastic CAVI: from the seeding of the full-batch run, batches of ``--batch-size``; the gap
 to the full-batch optimum after every quarter pass, the passes to come within 0.1%, and a plot.
 
+Data-parallel SVI (``--svi-sizes``): seconds per step of SVI of the model with Z summed out
+(:class:`guides.earthquake.GlobalsGuide`, ``TraceEnum_ELBO``, every event of the process's share
+in every step), 1 and 2 processes, DistributedDataParallel on gloo; the baseline is the same
+code in one process. Timed as the sweeps are: (1 + m steps - 1 step) / m.
+
 Run:  python benchmarks/earthquake_scale.py [--sizes 1e6 1e7 1e8] [--folder /tmp/vilab-scale]
 """
 
@@ -27,13 +32,19 @@ import sys
 import time
 from pathlib import Path
 
+import pyro
 import torch
+from pyro.infer import config_enumerate
 
 from analytic.earthquake import Hyperparameters, cavi
 from analytic.earthquake_stochastic import stochastic_cavi
 from analytic.earthquake_stream import data_totals, seeded_globals, streamed_cavi
+from guides.earthquake import GlobalsGuide
 from inference.distributed import process_group
+from inference.estimators import get_elbo
+from inference.fit import SVIStep
 from inference.parquet_catalog import ParquetCatalog, join_pieces, simulate_parquet
+from ppl_models.earthquake import MAX_PLATE_NESTING, model
 
 HP = Hyperparameters(10, tau=0.05, rho=1e-3, alpha=2.5, beta=0.2)
 SAMPLE = 100_000
@@ -65,6 +76,13 @@ def _worker(args) -> None:
             streamed_cavi(catalog.chunks, HP, init=q0, max_iter=m, tol=0.0, reduce=reduce)
             return time.perf_counter() - start
 
+        if args.svi:
+            result = {"per_step": _svi_seconds(catalog, sample, totals, group, args.sweeps)}
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result["peak_mib"] = max(group.gather(peak))
+            if group.rank == 0:
+                print(json.dumps(result), flush=True)
+            return
         t1 = sweeps(1)
         t2 = sweeps(1 + args.sweeps)
         result = {"per_sweep": (t2 - t1) / args.sweeps}
@@ -90,11 +108,29 @@ def _worker(args) -> None:
             print(json.dumps(result), flush=True)
 
 
-def _measure(path: Path, nproc: int, args, in_memory: bool) -> dict:
+def _svi_seconds(catalog, sample, totals, group, m: int) -> float:
+    """Seconds per data-parallel SVI step over this rank's share (module docstring)."""
+    X, S = catalog.load()[:2]
+    init = seeded_globals(sample, totals, HP, torch.Generator().manual_seed(0))
+    pyro.set_rng_seed(0)
+    step = SVIStep(config_enumerate(model), GlobalsGuide.for_svi(init, HP),
+                   get_elbo("enum", max_plate_nesting=MAX_PLATE_NESTING), lr=0.01,
+                   group=group)  # fmt: skip
+
+    def steps(k: int) -> float:
+        start = time.perf_counter()
+        for _ in range(k):
+            step(X, S, HP, likelihood_scale=float(group.world_size))
+        return time.perf_counter() - start
+
+    return (steps(1 + m) - steps(1)) / m
+
+
+def _measure(path: Path, nproc: int, args, in_memory: bool, svi: bool = False) -> dict:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     command = [sys.executable, *(launcher if nproc > 1 else []), __file__, "--worker",
                str(path), "--chunk-size", str(args.chunk_size), "--sweeps", str(args.sweeps),
-               *(["--in-memory"] if in_memory else [])]  # fmt: skip
+               *(["--in-memory"] if in_memory else []), *(["--svi"] if svi else [])]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, args.threads // nproc))}
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -133,14 +169,16 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("earthquake_scale.png"))
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--svi-sizes", type=float, nargs="*", default=[1e6])
     parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--svi", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         return _worker(args)
 
     args.folder.mkdir(parents=True, exist_ok=True)
-    rows, results = [], {"streamed": [], "stochastic": {}}
+    rows, results = [], {"streamed": [], "stochastic": {}, "svi": []}
     for n in map(int, args.sizes):
         for dtype in args.dtypes:
             path = _catalog(args.folder, n, dtype, args.chunk_size)
@@ -159,6 +197,16 @@ def main() -> None:
         results["stochastic"][n] = s = _stochastic(path, args)
         print(f"stochastic N={n:.0e}: within 0.1% after {s['passes_to_0.1%']} passes "
               f"(full batch: {s['full_sweeps']} sweeps)", flush=True)  # fmt: skip
+    for n in map(int, args.svi_sizes):
+        path = _catalog(args.folder, n, "float64", args.chunk_size)
+        base = None
+        for nproc in args.processes:
+            r = _measure(path, nproc, args, False, svi=True) | {"n": n, "processes": nproc}
+            results["svi"].append(r)
+            base = base or r["per_step"]
+            print(f"data-parallel SVI N={n:.0e}, {nproc} process(es): {r['per_step']:.3f} s/step "
+                  f"({r['per_step'] / base:.2f}x one process), peak {r['peak_mib']:.0f} MiB",
+                  flush=True)  # fmt: skip
     header = f"{'N':>10} {'storage':>8} {'procs':>5} {'s/sweep':>10} {'peak MiB':>9} " \
              f"{'in-memory':>10} {'ratio':>8}"  # fmt: skip
     print("\n" + header + "\n" + "\n".join(rows))
