@@ -80,6 +80,58 @@ def test_second_step_averages_with_rho_two():
         assert _rel(getattr(r.q, name), expected[name]) < 1e-12, name
 
 
+def test_a_reduce_across_processes_is_applied_to_every_sum():
+    # two "processes" holding the same 600 events, reduced by doubling: full-batch steps (one
+    # batch = a whole share) are then exactly one process's steps on the doubled catalog, and
+    # the exact ELBO is the doubled catalog's. A sum left unreduced (the data totals, a step's
+    # moments, the ELBO pass) gives the statistics of 600 events against totals of 1,200.
+    doubled = (torch.cat([X, X]), torch.cat([S, S]))
+    init = Q0._replace(probs=None)
+    calls = []
+
+    def reduce(flat):
+        calls.append(flat.numel())
+        return 2 * flat
+
+    two = stochastic_cavi(_chunked(600), HP, batch_size=600, passes=2, tau0=0.0, kappa=1.0,
+                          init=init, reduce=reduce)  # fmt: skip
+    one = stochastic_cavi(_chunked(1200, *doubled), HP, batch_size=1200, passes=2, tau0=0.0,
+                          kappa=1.0, init=init)  # fmt: skip
+    assert two.num_steps == one.num_steps == 2
+    for name in FIELDS:
+        assert _rel(getattr(two.q, name), getattr(one.q, name)) < 1e-12, name
+    assert abs(float(two.elbo - one.elbo)) < 1e-12 * abs(float(one.elbo))
+    # totals (6 numbers), two steps (4K + 1 each), the final ELBO pass (4K + 1)
+    assert calls == [6, 17, 17, 17]
+
+
+def test_defaults_and_progress():
+    # the documented defaults (passes 1, tau0 1, kappa 0.7, one start, seed 0) and a progress
+    # callback told every step's events of this process: 12 steps of 50 of the 600
+    told = []
+    default = stochastic_cavi(_chunked(128), HP, batch_size=50, sample=(X, S),
+                              progress=told.append)  # fmt: skip
+    explicit = stochastic_cavi(_chunked(128), HP, batch_size=50, sample=(X, S), passes=1.0,
+                               tau0=1.0, kappa=0.7, num_init=1, seed=0)  # fmt: skip
+    assert default.num_steps == explicit.num_steps == 12 and told == [50] * 12
+    assert float(default.elbo) == float(explicit.elbo)
+    for name in FIELDS:
+        assert torch.equal(getattr(default.q, name), getattr(explicit.q, name)), name
+
+
+def test_a_seed_fixes_the_run_whatever_the_global_generator():
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        runs.append(stochastic_cavi(_chunked(128), HP, batch_size=50, sample=(X, S), seed=3,
+                                    num_init=2))  # fmt: skip
+    assert float(runs[0].elbo) == float(runs[1].elbo)
+    assert torch.equal(runs[0].q.loc, runs[1].q.loc)
+    # and another seed is another run
+    other = stochastic_cavi(_chunked(128), HP, batch_size=50, sample=(X, S), seed=4, num_init=2)
+    assert not torch.equal(other.q.loc, runs[0].q.loc)
+
+
 def test_minibatches_use_every_event_once_per_pass():
     # chunks of 97 and batches of 40: leftovers must open the next batch, none dropped
     X_id = torch.arange(600, dtype=torch.float64)[:, None].expand(600, 2)
@@ -96,6 +148,10 @@ def test_an_empty_share_takes_part_with_empty_minibatches():
     # all-reduce): it contributes (0, 4) minibatches, and the sum over processes is unchanged
     batches = _minibatches(lambda: iter([]), 40, torch.Generator().manual_seed(0))
     assert [next(batches).shape for _ in range(3)] == [(0, 4)] * 3
+    # a share whose chunks are all empty is empty too; the batches are float64 designs
+    empty = (torch.zeros(0, 2, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+    batches = _minibatches(lambda: iter([empty, empty]), 40, torch.Generator().manual_seed(0))
+    assert [next(batches).dtype for _ in range(2)] == [torch.float64] * 2
 
 
 def test_exact_elbo_is_the_closed_form_with_optimal_assignments():
@@ -141,8 +197,18 @@ def test_reaches_the_full_batch_optimum_within_a_tenth_of_a_percent():
 )
 def test_bad_settings_are_named(kwargs, field):
     settings = {"batch_size": 10, "sample": (X, S)} | kwargs
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=rf"\b{field}\b"):
         stochastic_cavi(_chunked(100), HP, **settings)
+
+
+def test_kappa_that_is_not_a_number_is_named_with_the_range():
+    with pytest.raises(ValueError, match=r"^kappa must be a number in \(0\.5, 1\]"):
+        stochastic_cavi(_chunked(100), HP, batch_size=10, sample=(X, S), kappa="0.7")
+
+
+def test_batches_of_one_event_are_allowed():
+    r = stochastic_cavi(_chunked(100), HP, batch_size=1, passes=0.01, sample=(X, S))
+    assert r.num_steps == 6
 
 
 def test_needs_a_start_and_events():

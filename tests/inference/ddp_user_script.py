@@ -3,7 +3,8 @@ on a model we did not write (the Bayesian linear regression of Pyro's "Bayesian 
 tutorial, with its constrained noise scale ``sigma ~ Uniform(0, 10)``), each rank fitting its
 share of the rows with the likelihood scaled by the number of processes.
 
-Usage: ``torchrun --nproc-per-node P tests/inference/ddp_user_script.py OUT.json [--nan-on-rank R]``.
+Usage: ``torchrun --nproc-per-node P tests/inference/ddp_user_script.py OUT.json [--nan-on-rank
+R]``.
 Rank 0 writes the ELBO history and the final parameters to OUT.json; with ``--nan-on-rank R``
 rank R's first row is NaN, and every rank must stop at step 0 with the same error.
 """
