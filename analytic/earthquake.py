@@ -233,8 +233,11 @@ def check_data(X: torch.Tensor, S: torch.Tensor) -> None:
             f"X must be finite with |coordinates| <= {MAX_LOCATION:g}; {int(bad.sum())} bad "
             f"row(s), first at index {i}: {X[i].tolist()}"
         )
-    S64 = S.to(torch.float64)
-    bad = ~torch.isfinite(S64) | (S64 < 0) | (S64 != torch.round(S64)) | (S64 > MAX_STRENGTH)
+    if S.is_floating_point():
+        S64 = S.to(torch.float64)
+        bad = ~torch.isfinite(S64) | (S64 < 0) | (S64 != torch.round(S64)) | (S64 > MAX_STRENGTH)
+    else:  # compared as integers: 2**53 + 1 in int64 would round to 2**53 in float64
+        bad = (S < 0) | (S > MAX_STRENGTH)
     if bad.any():
         i = int(bad.nonzero()[0])
         raise ValueError(
