@@ -178,9 +178,12 @@ def fit_data_parallel_svi(
     )
     exact_steps, exact_values = [], []
 
+    def on_cpu(guide_) -> MeanField:  # the exact ELBO reads the shares where they are: the CPU
+        return MeanField(None, *(t.cpu() for t in guide_.mean_field()[1:]))
+
     def track_exact_elbo(step, guide_):
         exact_steps.append(step)
-        value, _ = streamed_elbo(lambda: [(X, S)], totals, hp, guide_.mean_field(), reduce)
+        value, _ = streamed_elbo(lambda: [(X, S)], totals, hp, on_cpu(guide_), reduce)
         exact_values.append(value.item())
 
     B = args.subsample_size
@@ -191,7 +194,7 @@ def fit_data_parallel_svi(
         lr_final=args.lr_final, seed=args.seed, progress=not args.quiet,
         callback=track_exact_elbo, callback_every=max(1, args.steps // 200), group=group,
     )  # fmt: skip
-    q = MeanField(None, *(t.cpu() for t in guide.mean_field()[1:]))
+    q = on_cpu(guide)
     value, counts = streamed_elbo(lambda: [(X, S)], totals, hp, q, reduce)
     q = q._replace(probs=chunk_responsibilities(*streamed.sample, hp, q))
     return SviRun(guide, fit, exact_steps, exact_values, q, value.item(), counts / counts.sum())
