@@ -18,7 +18,9 @@ from analytic.earthquake import (
 from analytic.earthquake_stream import (
     chunk_responsibilities,
     data_totals,
+    seeded_globals,
     streamed_cavi,
+    streamed_elbo,
 )
 from ppl_models.earthquake import simulate
 
@@ -151,3 +153,59 @@ def test_refusals(kwargs, message):
 def test_empty_catalog():
     with pytest.raises(ValueError, match="the catalog has no events: every chunk is empty"):
         streamed_cavi(lambda: iter([]), HP, sample=(X, S))
+
+
+def test_seeded_globals_from_the_whole_catalog_are_the_in_memory_start():
+    # the docstring's claim: with the whole catalog as the sample, the seeding is
+    # initial_mean_field's (precision rho + tau N/K, a = alpha + mean(S) N/K, b = beta + N/K)
+    totals = data_totals(_chunked(97))
+    q = seeded_globals((X, S), totals, HP, torch.Generator().manual_seed(5))
+    expected = initial_mean_field(X, S, HP, torch.Generator().manual_seed(5))
+    for name in ("loc", "precision", "concentration", "rate"):
+        assert _rel(getattr(q, name), getattr(expected, name)) < 1e-14, name
+    assert q.probs is None
+
+
+def test_a_float32_default_changes_nothing(float32_default):
+    # every accumulator and start is float64 whatever torch's default: the same sweeps as the
+    # in-memory driver (which computes in float64) to 1e-10, and the same seeded start
+    a = cavi(X, S, HP, num_init=2, seed=7, tol=1e-11, max_iter=40)
+    b = streamed_cavi(_chunked(97), HP, sample=(X, S), num_init=2, seed=7, tol=1e-11,
+                      max_iter=40)  # fmt: skip
+    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
+    for name in ("loc", "precision", "concentration", "rate"):
+        assert _rel(getattr(b.q, name), getattr(a.q, name)) < 1e-10, name
+
+
+def test_a_seed_fixes_the_run_whatever_the_global_generator():
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        runs.append(streamed_cavi(_chunked(97), HP, sample=(X, S), num_init=2, seed=3,
+                                  max_iter=5))  # fmt: skip
+    assert torch.equal(runs[0].elbo_history, runs[1].elbo_history)
+
+
+def test_float32_globals_are_read_in_float64():
+    # q's globals are converted to float64 before use (float32 values are exact in float64)
+    q = cavi(X, S, HP, num_init=1, seed=1, max_iter=5).q
+    q32 = MeanField(None, *(t.float() for t in q[1:]))
+    q64 = MeanField(None, *(t.double() for t in q32[1:]))
+    totals = data_totals(_chunked(97))
+    assert float(streamed_elbo(_chunked(97), totals, HP, q32)[0]) == float(
+        streamed_elbo(_chunked(97), totals, HP, q64)[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "q, message",
+    [
+        ((1, 2, 3, 4, 5), "q must be a MeanField, got tuple"),
+        (MeanField(None, [[0.0, 0.0]], torch.ones(1), torch.ones(1), torch.ones(1)),
+         "q.loc must be a tensor, got list"),
+    ],
+)  # fmt: skip
+def test_bad_globals_are_named(q, message):
+    with pytest.raises(ValueError) as err:
+        streamed_elbo(_chunked(97), data_totals(_chunked(97)), Hyperparameters(1), q)
+    assert str(err.value) == message
