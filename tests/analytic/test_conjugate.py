@@ -66,3 +66,28 @@ def test_bad_input_is_rejected():
         conjugate.posterior(x, torch.eye(3), 1.0)
     with pytest.raises(ValueError, match=r"x must have shape \(N, D\)"):
         conjugate.posterior(x[0], prior, 1.0)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.3])
+def test_log_evidence_at_a_noise_scale_where_no_term_coincides(sigma):
+    """sigma = 0.5 makes 1/sigma^2 equal to 2/sigma (and sigma = 1 makes it equal to 1): here
+    neither holds, so the posterior's precision N/sigma^2 is tested as written (rtol 1e-12)."""
+    x, _ = simulate(PRIOR, sigma, 5, seed=1)
+    N, D = x.shape
+    cov = torch.kron(torch.ones(N, N), PRIOR @ PRIOR.T) + sigma**2 * torch.eye(N * D)
+    expected = MultivariateNormal(torch.zeros(N * D), cov).log_prob(x.flatten())
+    value = conjugate.log_evidence(x, PRIOR, sigma)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_shape_and_diagonal_edges():
+    x, prior, sigma = _data()
+    loc, _ = conjugate.posterior(x[:1], prior, sigma)  # one observation is enough
+    assert loc.shape == (2,)
+    with pytest.raises(ValueError) as err:
+        conjugate.posterior(x[:0], prior, sigma)
+    assert str(err.value) == "x must have shape (N, D) with N >= 1, got (0, 2)"
+    singular = torch.tensor([[1.0, 0.0], [0.5, 0.0]])
+    with pytest.raises(ValueError) as err:
+        conjugate.posterior(x, singular, sigma)
+    assert str(err.value) == "prior_scale_tril must have a positive diagonal"
