@@ -155,13 +155,18 @@ def test_empty_catalog():
         streamed_cavi(lambda: iter([]), HP, sample=(X, S))
 
 
-def test_seeded_globals_from_the_whole_catalog_are_the_in_memory_start():
+@pytest.mark.parametrize("default", ["float64", "float32"])
+def test_seeded_globals_from_the_whole_catalog_are_the_in_memory_start(default, request):
     # the docstring's claim: with the whole catalog as the sample, the seeding is
-    # initial_mean_field's (precision rho + tau N/K, a = alpha + mean(S) N/K, b = beta + N/K)
+    # initial_mean_field's (precision rho + tau N/K, a = alpha + mean(S) N/K, b = beta + N/K),
+    # in float64 whatever torch's default dtype
+    if default == "float32":
+        request.getfixturevalue("float32_default")
     totals = data_totals(_chunked(97))
     q = seeded_globals((X, S), totals, HP, torch.Generator().manual_seed(5))
     expected = initial_mean_field(X, S, HP, torch.Generator().manual_seed(5))
     for name in ("loc", "precision", "concentration", "rate"):
+        assert getattr(q, name).dtype == torch.float64, name
         assert _rel(getattr(q, name), getattr(expected, name)) < 1e-14, name
     assert q.probs is None
 

@@ -330,6 +330,15 @@ def test_python_numbers_take_the_dtype_of_x(fn, dtype):
     )
 
 
+def test_lists_of_parameters_take_the_dtype_of_x_too():
+    """A list of thetas is a 1-D tensor, which (unlike a 0-dim one) would promote float32 x to
+    float64 if it were made in the default dtype instead of x's."""
+    x = torch.tensor([0.4, 1.7], dtype=torch.float32)
+    for value in (eg.elbo(x, [0.3, 0.5], [0.7, 0.9]), eg.log_evidence(x, [0.3, 0.5]),
+                  eg.posterior_mean(x, [0.3, 0.5])):  # fmt: skip
+        assert value.dtype == torch.float32
+
+
 def test_integer_observations_are_converted_to_the_default_dtype():
     x = torch.tensor([1, 3])
     assert torch.equal(eg.elbo(x, 0.3, 0.7), eg.elbo(x.double(), 0.3, 0.7))
