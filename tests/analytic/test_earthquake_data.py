@@ -1,6 +1,6 @@
 """The earthquake data checks (``check_data``, ``as_data``): each refusal's whole message, and the
 boundaries where the docstrings put them (|x| <= 1e150 and S <= 2**53 are allowed, one past is
-not, in float64 and in int64)."""
+not, in float64 and in int64); and the ELBO reading q and the hyperparameters in float64."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from analytic.earthquake import MAX_LOCATION, MAX_STRENGTH, as_data, check_data
+from analytic.earthquake import (
+    MAX_LOCATION,
+    MAX_STRENGTH,
+    Hyperparameters,
+    MeanField,
+    as_data,
+    check_data,
+    elbo,
+    initial_mean_field,
+)
+from ppl_models.earthquake import simulate
 
 X3 = torch.zeros(3, 2, dtype=torch.float64)
 S3 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
@@ -74,3 +84,17 @@ def test_as_data_converts_to_float64_on_the_device_of_x():
 )
 def test_as_data_refusals_name_the_array(X, S, message):
     assert _message(as_data, X, S).startswith(message)
+
+
+def test_elbo_reads_a_float32_q_and_the_hyperparameters_in_float64(float32_default):
+    # float32 values are exact in float64: converting q first gives the same ELBO bit for bit,
+    # and torch's float32 default must not round the mixing weights (0.1 is not a float32)
+    hp = Hyperparameters(3, mixing=(0.1, 0.3, 0.6), tau=0.04, nu=(0.3, -0.7), alpha=1.5)
+    X, S, *_ = simulate(hp, 50, seed=1)
+    q = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
+    q32 = MeanField(*(t.float() for t in q))
+    value = elbo(X, S, hp, q32)
+    assert value.dtype == torch.float64
+    assert float(value) == float(elbo(X, S, hp, MeanField(*(t.double() for t in q32))))
+    torch.set_default_dtype(torch.float64)
+    assert float(elbo(X, S, hp, q32)) == float(value)

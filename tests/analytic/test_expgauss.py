@@ -342,3 +342,9 @@ def test_lists_of_parameters_take_the_dtype_of_x_too():
 def test_integer_observations_are_converted_to_the_default_dtype():
     x = torch.tensor([1, 3])
     assert torch.equal(eg.elbo(x, 0.3, 0.7), eg.elbo(x.double(), 0.3, 0.7))
+
+
+def test_the_first_non_positive_parameter_is_the_one_named():
+    with pytest.raises(ValueError) as err:
+        eg.elbo(torch.tensor([1.0, 2.0]), [0.5, -1.0], 1.0)
+    assert str(err.value) == "theta must be > 0, got -1.0"
