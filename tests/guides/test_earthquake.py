@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analytic.earthquake import Hyperparameters, MeanField
-from guides.earthquake import EarthquakeGuide
+from guides.earthquake import EarthquakeGuide, GlobalsGuide
 from ppl_models.earthquake import simulate
 
 
@@ -46,3 +46,17 @@ def test_guide_rejects_data_of_another_size():
         EarthquakeGuide(_q())(X, S, hp)
     with pytest.raises(ValueError, match="loc_scale"):
         EarthquakeGuide(_q(), loc_scale=0.0)
+
+
+def test_globals_guide_round_trips_and_refuses_bad_starts():
+    q = _q()
+    back = GlobalsGuide(q._replace(probs=None), loc_scale=3.0).mean_field()
+    assert back.probs is None
+    for name in ("loc", "precision", "concentration", "rate"):
+        assert torch.allclose(getattr(back, name), getattr(q, name), rtol=1e-12), name
+    with pytest.raises(ValueError, match="init must be a MeanField, got tuple"):
+        GlobalsGuide(tuple(q))
+    with pytest.raises(ValueError, match="loc_scale must be > 0, got 0.0"):
+        GlobalsGuide(q, loc_scale=0.0)
+    with pytest.raises(ValueError, match="precision"):
+        GlobalsGuide(q._replace(precision=-q.precision))
