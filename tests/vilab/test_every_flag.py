@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import vilab.earthquake.run as earthquake_run
+import vilab.earthquake.streamed as earthquake_streamed
 import vilab.expgauss.run as expgauss_run
 import vilab.gradvar.run as gradvar_run
 import vilab.ring.density as ring_density
@@ -391,7 +392,7 @@ def _(cli):
 def _(cli):
     """Compiled (default) and eager: the same fit to rounding (the same draws at the same
     seed), a compile time only when compiled, and each calls get_elbo with its jit."""
-    calls = cli.spy(earthquake_run, "get_elbo")
+    calls = cli.spy(earthquake_streamed, "get_elbo")
     compiled = cli.run("earthquake").summary["svi"]  # the default at 60 x 2 cells: compiled
     eager = cli.run("earthquake", "--no-jit").summary["svi"]
     assert [c[1]["jit"] for c in calls] == [True, False]
@@ -437,7 +438,7 @@ def _(cli):
 
 @case("earthquake", "--particles")
 def _(cli):
-    calls = cli.spy(earthquake_run, "get_elbo")
+    calls = cli.spy(earthquake_streamed, "get_elbo")
     cli.run("earthquake", "--particles", "4")
     assert calls[0][1]["num_particles"] == 4 and calls[0][1]["vectorize_particles"]
 

@@ -27,10 +27,9 @@ from analytic.earthquake_stream import chunk_responsibilities
 from guides.earthquake import EarthquakeGuide
 from inference.catalog import load_catalog, parse_bbox
 from inference.distributed import Collective, launched, process_group
-from inference.estimators import get_elbo
 from inference.fit import fit_svi
 from inference.parquet_catalog import ParquetCatalog, is_parquet
-from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
+from ppl_models.earthquake import model, simulate
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
@@ -377,14 +376,7 @@ def _fit_svi(X, S, hp, args) -> streamed.SviRun:
     times along the run."""
     init = initial_mean_field(X, S, hp, torch.Generator().manual_seed(args.seed))
     guide = EarthquakeGuide.for_svi(init, hp, enumerate=args.estimator in ("enum", "stl"))
-    loss = get_elbo(
-        args.estimator,
-        jit=_use_jit(args, X.shape[0]),
-        **({"base": "enum"} if args.estimator == "stl" else {}),
-        num_particles=args.particles,
-        vectorize_particles=args.particles > 1,
-        max_plate_nesting=MAX_PLATE_NESTING,
-    )
+    loss = streamed.svi_loss(args, _use_jit(args, X.shape[0]))
     exact_steps, exact_values = [], []
 
     def track_exact_elbo(step, guide_):

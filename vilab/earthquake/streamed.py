@@ -150,6 +150,19 @@ class SviRun(NamedTuple):
     weights: torch.Tensor
 
 
+def svi_loss(args, jit: bool):
+    """The estimator of ``--estimator`` (``stl`` on the ``enum`` base: Z is summed out), with
+    ``--particles`` vectorised, compiled if ``jit``."""
+    return get_elbo(
+        args.estimator,
+        jit=jit,
+        **({"base": "enum"} if args.estimator == "stl" else {}),
+        num_particles=args.particles,
+        vectorize_particles=args.particles > 1,
+        max_plate_nesting=MAX_PLATE_NESTING,
+    )
+
+
 def fit_data_parallel_svi(
     streamed: StreamedCavi,
     hp: Hyperparameters,
@@ -168,14 +181,7 @@ def fit_data_parallel_svi(
     init = seeded_globals(as_data(*streamed.sample), totals, hp,
                           torch.Generator().manual_seed(args.seed))  # fmt: skip
     guide = GlobalsGuide.for_svi(init, hp).to(device)
-    loss = get_elbo(
-        args.estimator,
-        jit=jit,
-        **({"base": "enum"} if args.estimator == "stl" else {}),
-        num_particles=args.particles,
-        vectorize_particles=args.particles > 1,
-        max_plate_nesting=MAX_PLATE_NESTING,
-    )
+    loss = svi_loss(args, jit)
     exact_steps, exact_values = [], []
 
     def on_cpu(guide_) -> MeanField:  # the exact ELBO reads the shares where they are: the CPU
