@@ -91,10 +91,15 @@ class AutoCaviGuide:
         out = {}
         sites = [(n, la.frames) for n, la in s.latents.items()]
         sites += [(n, a.frames) for n, a in s.assignments.items()]
+        plates = {}  # one plate object per name, re-entered by every site in it
+        for _, frames in sites:
+            for f in frames:
+                if f.name not in plates:
+                    plates[f.name] = pyro.plate(f.name, f.size, dim=f.dim)
         for name, frames in sites:
             with ExitStack() as stack:
                 for f in frames:
-                    stack.enter_context(pyro.plate(f.name, f.size, dim=f.dim))
+                    stack.enter_context(plates[f.name])
                 out[name] = pyro.sample(name, self.distribution(name))
         return out
 
@@ -104,9 +109,12 @@ class AutoCaviGuide:
 # --------------------------------------------------------------------------------------------
 
 
-def _reduce_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Sum ``t`` over the dims where ``shape`` is 1 (or absent) and t is not: the total per
-    element of a tensor of ``shape`` (leading dims of t beyond len(shape) are summed)."""
+def _reduce_to(t: torch.Tensor, shape: torch.Size, full: torch.Size = ()) -> torch.Tensor:
+    """``t`` broadcast to ``full`` (its true multiplicity: one term per element of ``full``),
+    then summed over the dims where ``shape`` is 1 or absent: the total per element of a
+    tensor of ``shape`` (leading dims beyond len(shape) are summed)."""
+    if len(full) and t.shape != full:
+        t = t.expand(torch.broadcast_shapes(t.shape, full))
     if t.dim() > len(shape):
         t = t.sum(tuple(range(t.dim() - len(shape))))
     t = t.reshape((1,) * (len(shape) - t.dim()) + tuple(t.shape))
@@ -173,6 +181,7 @@ class _Sweeper:
         if f.const_elp is not None:
             return f.const_elp
         e = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
+        e = e.expand(torch.broadcast_shapes(e.shape, f.base_shape))
         if f.event_ndim:
             e = e.sum(tuple(range(-f.event_ndim, 0)))
         return e
@@ -200,7 +209,8 @@ class _Sweeper:
             for i, (part, extra) in enumerate(zip(parts, family.extra)):
                 trailing = (D,) * (vec + extra)
                 wi = w.reshape(w.shape + (1,) * (child.event_ndim + len(trailing)))
-                total = _reduce_to(wi * part, slot.index.shape + trailing)
+                full = child.base_shape + trailing
+                total = _reduce_to(wi * part, slot.index.shape + trailing, full)
                 acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
         shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
         self.set_params(name, family.params(shaped))

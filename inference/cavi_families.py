@@ -285,7 +285,10 @@ def _dirichlet_elp(v, s, c):
 
 def _categorical_elp(v, s, c):
     # log Cat(v | pi) = log pi_v; E log pi_v from the Dirichlet parent (or log pi if known)
-    return torch.take_along_dim(s["probs"]["log"], v["index"].unsqueeze(-1), dim=-1).squeeze(-1)
+    log_probs, index = s["probs"]["log"], v["index"]
+    batch = torch.broadcast_shapes(log_probs.shape[:-1], index.shape)
+    log_probs = log_probs.expand(batch + log_probs.shape[-1:])
+    return torch.gather(log_probs, -1, index.expand(batch).unsqueeze(-1)).squeeze(-1)
 
 
 FACTORS: dict[str, FactorFamily] = {

@@ -122,7 +122,9 @@ class Factor:
 
     ``layout`` is its log-prob shape in the enumerated trace; ``assignments`` the enumerated
     latents it depends on; ``event_ndim`` the dims its family's elementwise terms are summed
-    over (an ``Independent``'s reinterpreted dims); ``weight`` scale times mask.
+    over (an ``Independent``'s reinterpreted dims); ``base_shape`` the batch shape of its
+    family's terms before that sum (one per element, or per row of a vector family);
+    ``weight`` scale times mask.
     """
 
     name: str
@@ -132,6 +134,7 @@ class Factor:
     weight: torch.Tensor | float
     event_ndim: int
     assignments: tuple[str, ...]
+    base_shape: torch.Size = torch.Size()
     value_latent: str | None = None
     value_stats: dict | None = None
     slots: dict[str, Slot] = field(default_factory=dict)
@@ -422,7 +425,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
     if name in assignments and isinstance(weight, (int, float)):
         weight = float(weight)
     factor = Factor(name, family_name, family, layout, weight, event_ndim,
-                    _present(layout, assignments))  # fmt: skip
+                    _present(layout, assignments), base.batch_shape)  # fmt: skip
     if name in latents:
         factor.value_latent = name
         if factor.assignments:
