@@ -28,6 +28,7 @@ no Python loop over data.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class AutoCaviResult:
             Beta: concentration1, concentration0; Dirichlet: concentration; an enumerated
             Categorical or Bernoulli: probs, shape batch_shape + (K,) or batch_shape).
         num_steps: sweeps run. converged: whether the last sweep gained at most tol * |ELBO|.
+        analysis_seconds: time to trace and analyse the model (once); sweep_seconds: time of
+            the sweeps and their ELBOs (wall clock, ``time.perf_counter``).
     """
 
     guide: AutoCaviGuide
@@ -62,6 +65,8 @@ class AutoCaviResult:
     params: dict
     num_steps: int
     converged: bool
+    analysis_seconds: float = 0.0
+    sweep_seconds: float = 0.0
 
 
 class AutoCaviGuide:
@@ -122,6 +127,55 @@ def _reduce_to(t: torch.Tensor, shape: torch.Size, full: torch.Size = ()) -> tor
     return t.expand(full).sum_to_size(shape)
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _product(operands, out: tuple, full: tuple) -> torch.Tensor:
+    """The product of ``operands`` (tensors and numbers, broadcasting against ``full``) summed
+    over the dims where ``out`` is 1: one ``torch.einsum``, each operand's size-1 dims left
+    out of it; a dim no operand has counts ``full[d]`` times (shapes right-aligned)."""
+    n = len(full)
+    out = (1,) * (n - len(out)) + tuple(out)
+    scalar, tensors, specs, present = 1.0, [], [], set()
+    for o in operands:
+        if not torch.is_tensor(o):
+            scalar = scalar * o
+            continue
+        shape = (1,) * (n - o.dim()) + tuple(o.shape)
+        keep = [d for d in range(n) if shape[d] != 1]
+        tensors.append(o.reshape([shape[d] for d in keep]))
+        specs.append("".join(_LETTERS[d] for d in keep))
+        present.update(keep)
+    for d in range(n):
+        if out[d] == 1 and d not in present:
+            scalar = scalar * full[d]
+    kept = [d for d in range(n) if out[d] != 1 and d in present]
+    if tensors:
+        spec = ",".join(specs) + "->" + "".join(_LETTERS[d] for d in kept)
+        value = torch.einsum(spec, *tensors)
+    else:
+        value = torch.ones(())
+    value = value.reshape([out[d] if d in kept else 1 for d in range(n)])
+    return value * scalar if not (isinstance(scalar, float) and scalar == 1.0) else value
+
+
+def _contract(terms, out: tuple, full: tuple, extra=()) -> torch.Tensor:
+    """sum over terms of coefficient * product(extra + operands), summed down to ``out``
+    (see :func:`_product`), the smaller results added first; broadcast to ``out``."""
+    pieces = [_product((*extra, *ops), out, full) * coef for coef, ops in terms]
+    pieces.sort(key=lambda p: -p.numel())
+    total = pieces[0]
+    small = None  # the smaller pieces, summed among themselves first, then added in place
+    for p in pieces[1:]:
+        small = p if small is None else small + p
+    if small is not None:
+        shape = torch.broadcast_shapes(total.shape, small.shape)
+        total = total.add_(small) if total.shape == shape and total._base is None else total + small
+    if total.dim() > len(out):
+        total = total.reshape(total.shape[total.dim() - len(out) :])
+    return total.expand(out)
+
+
 def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
     """The latent's expected statistics at the elements (rows) ``index``, in its shape."""
     if latent.family.vector:
@@ -142,6 +196,7 @@ class _Sweeper:
         self.params: dict[str, dict] = {}
         self.stats: dict[str, dict] = {}
         self.probs: dict[str, torch.Tensor] = {}
+        self.neg_entropy: dict[str, torch.Tensor] = {}
         self.children: dict[str, list[tuple[Factor, str]]] = {n: [] for n in s.latents}
         self.prior: dict[str, Factor] = {}
         for f in s.factors:
@@ -169,22 +224,18 @@ class _Sweeper:
     def _value_stats(self, f: Factor) -> dict:
         return self.stats[f.value_latent] if f.value_latent is not None else f.value_stats
 
-    def _weight(self, f: Factor, skip: str | None = None):
-        w = f.weight
-        for a in f.assignments:
-            if a != skip:
-                w = w * self.probs[a]
-        return w
+    def _weights(self, f: Factor, skip: str | None = None) -> list:
+        """The factor's weight and its assignments' q-probabilities, as operands."""
+        out = [f.weight] + [self.probs[a] for a in f.assignments if a != skip]
+        return [w for w in out if torch.is_tensor(w) or w != 1.0]
 
     def elp(self, f: Factor) -> torch.Tensor:
         """E_q[log f] per element of the factor's layout (enumerated dims included)."""
         if f.const_elp is not None:
             return f.const_elp
-        e = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
-        e = e.expand(torch.broadcast_shapes(e.shape, f.base_shape))
-        if f.event_ndim:
-            e = e.sum(tuple(range(-f.event_ndim, 0)))
-        return e
+        terms = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
+        out = tuple(f.layout) + (1,) * f.event_ndim
+        return _contract(terms, out, tuple(f.base_shape)).reshape(f.layout)
 
     def update_latent(self, name: str) -> None:
         """q(latent) <- its family with accumulator = prior message + children's messages."""
@@ -193,46 +244,72 @@ class _Sweeper:
         D = latent.shape[-1] if family.vector else 1
         rows = latent.shape.numel() // D
         vec = 1 if family.vector else 0
-        like = latent.draw
         f = self.prior[name]
+        parts = f.family.value_message(self._slot_stats(f), f.consts)
         acc = []
-        for part, extra in zip(f.family.value_message(self._slot_stats(f), f.consts), family.extra):
-            w = torch.as_tensor(f.weight, dtype=like.dtype, device=like.device)
-            w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
-            target = latent.shape + (D,) * extra
-            acc.append((w * part).expand(target).reshape((rows,) + (D,) * (vec + extra)).clone())
+        for terms, extra in zip(parts, family.extra):
+            target = tuple(latent.shape) + (D,) * extra
+            w = f.weight
+            if torch.is_tensor(w):
+                w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
+            value = _contract(terms, target, target, [w])
+            acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
         for child, slot_name in self.children[name]:
             slot = child.slots[slot_name]
             parts = slot.rule.message(self._value_stats(child), self._slot_stats(child),
                                       child.consts)  # fmt: skip
-            w = torch.as_tensor(self._weight(child), dtype=like.dtype, device=like.device)
-            for i, (part, extra) in enumerate(zip(parts, family.extra)):
+            weights = self._weights(child)
+            for i, (terms, extra) in enumerate(zip(parts, family.extra)):
                 trailing = (D,) * (vec + extra)
-                wi = w.reshape(w.shape + (1,) * (child.event_ndim + len(trailing)))
-                full = child.base_shape + trailing
-                total = _reduce_to(wi * part, slot.index.shape + trailing, full)
+                pad = (1,) * (child.event_ndim + len(trailing))
+                w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
+                out = tuple(slot.index.shape) + trailing
+                total = _contract(terms, out, tuple(child.base_shape) + trailing, w)
                 acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
         shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
         self.set_params(name, family.params(shaped))
 
     # ---- q of assignments
-    def update_assignment(self, a: Assignment, elps: dict) -> None:
-        total = torch.zeros(a.layout, dtype=a.value.dtype if a.value.is_floating_point()
-                            else torch.get_default_dtype(), device=a.value.device)  # fmt: skip
+    def weighted_elps(self, elps: dict, a: Assignment) -> torch.Tensor:
+        """sum over the factors that depend on a of w E log f, the other assignments averaged
+        under their q, per element of a's layout (the unnormalised log q*(Z))."""
+        total = None
         for f in self.s.factors:
             if a.name in f.assignments:
-                total = total + _reduce_to(elps[f.name] * self._weight(f, skip=a.name), a.layout)
-        self.probs[a.name] = torch.softmax(total / a.scale, dim=a.enum_dim)
+                term = elps[f.name]
+                for w in self._weights(f, skip=a.name):
+                    term = term * w
+                term = _reduce_to(term, a.layout)
+                total = term if total is None else total + term
+        return total
 
-    def elbo(self, elps: dict) -> torch.Tensor:
+    def update_assignment(self, a: Assignment, logits: torch.Tensor) -> None:
+        """q(Z) <- softmax over Z of ``logits`` (:meth:`weighted_elps` / scale); keeps
+        sum q log q = sum q logits - sum logsumexp(logits) for the ELBO."""
+        lse = torch.logsumexp(logits, dim=a.enum_dim, keepdim=True)
+        r = (logits - lse).exp_()
+        self.probs[a.name] = r
+        neg_entropy = torch.dot(r.reshape(-1), logits.reshape(-1)) - lse.sum()
+        self.neg_entropy[a.name] = a.scale * neg_entropy
+
+    def elbo(self, elps: dict, only: Assignment | None = None, total=None) -> torch.Tensor:
+        """The ELBO at the current q. With ``only`` (the model's one assignment) and ``total``
+        (its :meth:`weighted_elps` at this q), the factors that depend on it contribute
+        sum q(Z) total in one dot product."""
         value = 0.0
         for f in self.s.factors:
-            value = value + (elps[f.name] * self._weight(f)).sum()
+            if only is not None and f.assignments:
+                continue
+            term = elps[f.name]
+            for w in self._weights(f):
+                term = term * w
+            value = value + term.expand(f.layout).sum()
+        if only is not None:
+            value = value + torch.dot(self.probs[only.name].reshape(-1), total.reshape(-1))
         for name, latent in self.s.latents.items():
             value = value + latent.family.distribution(self.params[name]).entropy().sum()
-        for name, a in self.s.assignments.items():
-            r = self.probs[name]
-            value = value - a.scale * torch.xlogy(r, r).sum()
+        for name in self.s.assignments:
+            value = value - self.neg_entropy[name]
         return value
 
     def result_params(self) -> dict:
@@ -357,6 +434,7 @@ def auto_cavi(
         :class:`AutoCaviResult`; its ``elbo_history`` holds the exact ELBO after every sweep.
     """
     _check_settings(model, num_steps, tol, seed, init)
+    start = time.perf_counter()
     structure = analyse(model, args, kwargs, seed=seed)
     unknown = set(init or {}) - set(structure.latents)
     if unknown:
@@ -372,17 +450,22 @@ def auto_cavi(
     gen = torch.Generator().manual_seed(seed)
     like = next(iter(structure.latents.values())).draw if structure.latents else None
     for a in structure.assignments.values():
-        sweeper.probs[a.name] = _random_probs(a, gen, like if like is not None else a.value.float())
+        r = _random_probs(a, gen, like if like is not None else a.value.float())
+        sweeper.probs[a.name] = r
+        sweeper.neg_entropy[a.name] = a.scale * torch.xlogy(r, r).sum()
     if init is None:
         for name in structure.latents:
             sweeper.update_latent(name)
 
+    analysed = time.perf_counter()
     history: list[torch.Tensor] = []
     converged = False
+    single = next(iter(structure.assignments.values())) if len(structure.assignments) == 1 else None
     for step in range(num_steps + 1):
         elps = {f.name: sweeper.elp(f) for f in structure.factors}
+        total = sweeper.weighted_elps(elps, single) if single is not None else None
         if step > 0:
-            history.append(sweeper.elbo(elps))
+            history.append(sweeper.elbo(elps, single, total))
             if not bool(torch.isfinite(history[-1])):
                 raise ValueError(
                     f"auto_cavi: the ELBO is {history[-1].item()} after sweep {step}: the data "
@@ -394,9 +477,11 @@ def auto_cavi(
             if step == num_steps:
                 break
         for a in structure.assignments.values():
-            sweeper.update_assignment(a, elps)
+            logits = total if a is single else sweeper.weighted_elps(elps, a)
+            sweeper.update_assignment(a, logits / a.scale if a.scale != 1.0 else logits)
         for name in structure.latents:
             sweeper.update_latent(name)
+    swept = time.perf_counter()
     params = sweeper.result_params()
     return AutoCaviResult(
         guide=AutoCaviGuide(structure, params),
@@ -405,4 +490,6 @@ def auto_cavi(
         params=params,
         num_steps=len(history),
         converged=converged,
+        analysis_seconds=analysed - start,
+        sweep_seconds=swept - analysed,
     )

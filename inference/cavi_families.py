@@ -30,6 +30,12 @@ Beta               (concentration1 - 1, conc.0 - 1)   concentration1, concentrat
 Dirichlet          (concentration - 1,)               concentration
 =================  ================================  ======================================
 
+Each quantity is returned as *terms*, a list of ``(coefficient, operands)`` whose sum of
+products it is (operands broadcast against each other), so that the driver contracts every
+product with ``torch.einsum`` straight to the shape it needs: the responsibility-weighted sums
+over N events become matrix products and no (K, N, D) temporary is formed. Vector families
+return one operand per term, already reduced to a row.
+
 Every formula below is the expectation of the family's log density under a factorised q;
 expectations of a Gamma(a, b): E l = a / b, E log l = psi(a) - log b; of a Beta(c1, c0):
 E log v = psi(c1) - psi(c1 + c0); of a Dirichlet(c): E log v_d = psi(c_d) - psi(sum c). Pure
@@ -153,7 +159,7 @@ class SlotRule:
         latent itself) or ``"precision"`` (the slot is a Normal's scale = precision^-1/2).
         const_stats: the statistics of a constant (known) slot value, same keys as the
         parent's. message: ``(value_stats, slot_stats, consts) -> accumulator increments`` per
-        element (before the weight), in the parent's accumulator order.
+        element (before the weight), in the parent's accumulator order, each as terms.
     """
 
     parent: str
@@ -165,9 +171,9 @@ class SlotRule:
 @dataclass(frozen=True)
 class FactorFamily:
     """A factor family: its conjugate slots (:class:`SlotRule`), ``elp(value_stats, slots,
-    consts) -> E log p`` per element (per row for vector families), the statistics of a data
-    value ``data_stats(value, consts)``, and ``value_message(slots, consts)`` — the accumulator
-    increments for a latent value of this family (the prior of that latent), or None when a
+    consts) -> E log p`` per element (per row for vector families) as terms, the statistics
+    of a data value ``data_stats(value, consts)``, and ``value_message(slots, consts)`` — the
+    accumulator increments for a latent value of this family (the prior of that latent), or None when a
     latent value of this family is not supported. ``consts`` are the slots no latent can fill
     (a Binomial's total_count, a MultivariateNormal's precision_matrix)."""
 
@@ -179,54 +185,60 @@ class FactorFamily:
     consts: tuple[str, ...] = ()
 
 
-def _sq_dev(v: Stats, loc: Stats) -> torch.Tensor:
-    """E (v - loc)^2 = E v^2 - 2 E v E loc + E loc^2 (v and loc independent under q)."""
-    return v["sq"] - 2.0 * v["mean"] * loc["mean"] + loc["sq"]
-
-
 def _normal_elp(v, s, c):
-    # log N(v | loc, prec^-1/2) = -1/2 log 2pi + 1/2 log prec - prec/2 (v - loc)^2
-    prec = s["scale"]
-    return 0.5 * (prec["log"] - LOG_2PI) - 0.5 * prec["mean"] * _sq_dev(v, s["loc"])
+    # log N(v | loc, prec^-1/2) = 1/2 (log prec - log 2pi) - prec/2 (v^2 - 2 v loc + loc^2)
+    prec, loc = s["scale"], s["loc"]
+    return [
+        (0.5, (prec["log"],)), (-0.5 * LOG_2PI, ()), (-0.5, (prec["mean"], v["sq"])),
+        (1.0, (prec["mean"], v["mean"], loc["mean"])), (-0.5, (prec["mean"], loc["sq"])),
+    ]  # fmt: skip
 
 
 _NORMAL = FactorFamily(
     slots={
         "loc": SlotRule(
             "Normal", "identity", lambda t: {"mean": t, "sq": t.square()},
-            lambda v, s, c: (s["scale"]["mean"], s["scale"]["mean"] * v["mean"]),
+            lambda v, s, c: (
+                [(1.0, (s["scale"]["mean"],))], [(1.0, (s["scale"]["mean"], v["mean"]))]
+            ),
         ),
         "scale": SlotRule(
             "Gamma", "precision",
             lambda t: {"mean": t.pow(-2), "log": -2.0 * torch.log(t)},
-            lambda v, s, c: (0.5 * torch.ones_like(v["mean"]), 0.5 * _sq_dev(v, s["loc"])),
+            lambda v, s, c: (
+                [(0.5, ())],
+                [(0.5, (v["sq"],)), (-1.0, (v["mean"], s["loc"]["mean"])),
+                 (0.5, (s["loc"]["sq"],))],
+            ),
         ),
     },
     elp=_normal_elp,
     data_stats=lambda x, c: {"mean": x, "sq": x.square()},
-    value_message=lambda s, c: (s["scale"]["mean"], s["scale"]["mean"] * s["loc"]["mean"]),
+    value_message=lambda s, c: (
+        [(1.0, (s["scale"]["mean"],))], [(1.0, (s["scale"]["mean"], s["loc"]["mean"]))]
+    ),
 )  # fmt: skip
 
 
 def _mvn_elp(v, s, c):
-    # log N(v | m, P^-1) = -D/2 log 2pi + 1/2 log|P| - 1/2 tr(P (v - m)(v - m)^T)
+    # log N(v | m, P^-1) = -D/2 log 2pi + 1/2 log|P| - 1/2 tr(P (v - m)(v - m)^T), per row
     P, loc = c["precision_matrix"], s["loc"]
     D = P.shape[-1]
     cross = v["mean"].unsqueeze(-1) * loc["mean"].unsqueeze(-2)
     dev = v["outer"] - cross - cross.transpose(-1, -2) + loc["outer"]
     logdet = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(P), dim1=-2, dim2=-1)).sum(-1)
-    return -0.5 * D * LOG_2PI + 0.5 * logdet - 0.5 * (P * dev).sum((-1, -2))
+    return [(1.0, (-0.5 * D * LOG_2PI + 0.5 * logdet - 0.5 * (P * dev).sum((-1, -2)),))]
+
+
+def _matvec(P, x):
+    return (P @ x.unsqueeze(-1)).squeeze(-1)
 
 
 def _categorical_message(v, s, c):
     # d/dE[log pi] of log pi_v: the one-hot vector of v
     num_categories = s["probs"]["log"].shape[-1]
     one_hot = torch.nn.functional.one_hot(v["index"], num_categories)
-    return (one_hot.to(s["probs"]["log"].dtype),)
-
-
-def _matvec(P, x):
-    return (P @ x.unsqueeze(-1)).squeeze(-1)
+    return ([(1.0, (one_hot.to(s["probs"]["log"].dtype),))],)
 
 
 _MVN = FactorFamily(
@@ -234,22 +246,21 @@ _MVN = FactorFamily(
         "loc": SlotRule(
             "MultivariateNormal", "identity",
             lambda t: {"mean": t, "outer": t.unsqueeze(-1) * t.unsqueeze(-2)},
-            lambda v, s, c: (c["precision_matrix"], _matvec(c["precision_matrix"], v["mean"])),
+            lambda v, s, c: (
+                [(1.0, (c["precision_matrix"],))],
+                [(1.0, (_matvec(c["precision_matrix"], v["mean"]),))],
+            ),
         ),
     },
     elp=_mvn_elp,
     data_stats=lambda x, c: {"mean": x, "outer": x.unsqueeze(-1) * x.unsqueeze(-2)},
     value_message=lambda s, c: (
-        c["precision_matrix"], _matvec(c["precision_matrix"], s["loc"]["mean"])
+        [(1.0, (c["precision_matrix"],))],
+        [(1.0, (_matvec(c["precision_matrix"], s["loc"]["mean"]),))],
     ),
     vector=True,
     consts=("precision_matrix",),
 )  # fmt: skip
-
-
-def _poisson_elp(v, s, c):
-    # log Poisson(v | l) = v log l - l - log v!
-    return v["mean"] * s["rate"]["log"] - s["rate"]["mean"] - v["log_factorial"]
 
 
 def _gamma_const(t):
@@ -260,27 +271,30 @@ def _beta_const(t):
     return {"log": torch.log(t), "log1m": torch.log1p(-t)}
 
 
-def _binomial_elp(v, s, c):
-    n, k, p = c["total_count"], v["mean"], s["probs"]
-    log_choose = torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
-    return log_choose + k * p["log"] + (n - k) * p["log1m"]
+def _binomial_data(k, c):
+    n = c["total_count"]
+    log_choose = torch.lgamma(n + 1.0) - torch.lgamma(k + 1.0) - torch.lgamma(n - k + 1.0)
+    return {"mean": k, "log_choose": log_choose, "total": torch.broadcast_to(n, k.shape)}
 
 
 def _gamma_elp(v, s, c):
     a, b = c["concentration"], c["rate"]
-    return a * torch.log(b) - torch.lgamma(a) + (a - 1.0) * v["log"] - b * v["mean"]
+    return [
+        (1.0, (a * torch.log(b) - torch.lgamma(a),)), (1.0, (a - 1.0, v["log"])),
+        (-1.0, (b, v["mean"])),
+    ]  # fmt: skip
 
 
 def _beta_elp(v, s, c):
     c1, c0 = c["concentration1"], c["concentration0"]
     log_beta = torch.lgamma(c1) + torch.lgamma(c0) - torch.lgamma(c1 + c0)
-    return (c1 - 1.0) * v["log"] + (c0 - 1.0) * v["log1m"] - log_beta
+    return [(1.0, (c1 - 1.0, v["log"])), (1.0, (c0 - 1.0, v["log1m"])), (-1.0, (log_beta,))]
 
 
 def _dirichlet_elp(v, s, c):
     conc = c["concentration"]
     log_norm = torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1)
-    return log_norm + ((conc - 1.0) * v["log"]).sum(-1)
+    return [(1.0, (log_norm + ((conc - 1.0) * v["log"]).sum(-1),))]
 
 
 def _categorical_elp(v, s, c):
@@ -288,29 +302,39 @@ def _categorical_elp(v, s, c):
     log_probs, index = s["probs"]["log"], v["index"]
     batch = torch.broadcast_shapes(log_probs.shape[:-1], index.shape)
     log_probs = log_probs.expand(batch + log_probs.shape[-1:])
-    return torch.gather(log_probs, -1, index.expand(batch).unsqueeze(-1)).squeeze(-1)
+    return [(1.0, (torch.gather(log_probs, -1, index.expand(batch).unsqueeze(-1)).squeeze(-1),))]
 
 
 FACTORS: dict[str, FactorFamily] = {
     "Normal": _NORMAL,
     "MultivariateNormal": _MVN,
     "Poisson": FactorFamily(
+        # log Poisson(v | l) = v log l - l - log v!
         slots={"rate": SlotRule("Gamma", "identity", _gamma_const,
-                                lambda v, s, c: (v["mean"], torch.ones_like(v["mean"])))},
-        elp=_poisson_elp,
+                                lambda v, s, c: ([(1.0, (v["mean"],))], [(1.0, ())]))},
+        elp=lambda v, s, c: [(1.0, (v["mean"], s["rate"]["log"])), (-1.0, (s["rate"]["mean"],)),
+                             (-1.0, (v["log_factorial"],))],
         data_stats=lambda x, c: {"mean": x, "log_factorial": torch.lgamma(x + 1.0)},
     ),
     "Bernoulli": FactorFamily(
+        # log Bernoulli(v | p) = v log p + (1 - v) log(1 - p)
         slots={"probs": SlotRule("Beta", "identity", _beta_const,
-                                 lambda v, s, c: (v["mean"], 1.0 - v["mean"]))},
-        elp=lambda v, s, c: v["mean"] * s["probs"]["log"] + (1.0 - v["mean"]) * s["probs"]["log1m"],
+                                 lambda v, s, c: ([(1.0, (v["mean"],))],
+                                                  [(1.0, ()), (-1.0, (v["mean"],))]))},
+        elp=lambda v, s, c: [(1.0, (v["mean"], s["probs"]["log"])),
+                             (1.0, (s["probs"]["log1m"],)),
+                             (-1.0, (v["mean"], s["probs"]["log1m"]))],
         data_stats=lambda x, c: {"mean": x},
     ),
     "Binomial": FactorFamily(
+        # log Binomial(k | n, p) = log C(n, k) + k log p + (n - k) log(1 - p)
         slots={"probs": SlotRule("Beta", "identity", _beta_const,
-                                 lambda v, s, c: (v["mean"], c["total_count"] - v["mean"]))},
-        elp=_binomial_elp,
-        data_stats=lambda x, c: {"mean": x},
+                                 lambda v, s, c: ([(1.0, (v["mean"],))],
+                                                  [(1.0, (v["total"],)), (-1.0, (v["mean"],))]))},
+        elp=lambda v, s, c: [(1.0, (v["log_choose"],)), (1.0, (v["mean"], s["probs"]["log"])),
+                             (1.0, (v["total"], s["probs"]["log1m"])),
+                             (-1.0, (v["mean"], s["probs"]["log1m"]))],
+        data_stats=_binomial_data,
         consts=("total_count",),
     ),
     "Categorical": FactorFamily(
@@ -321,14 +345,16 @@ FACTORS: dict[str, FactorFamily] = {
     ),
     "Gamma": FactorFamily(
         slots={}, elp=_gamma_elp, data_stats=None, consts=("concentration", "rate"),
-        value_message=lambda s, c: (c["concentration"] - 1.0, c["rate"]),
+        value_message=lambda s, c: ([(1.0, (c["concentration"] - 1.0,))],
+                                    [(1.0, (c["rate"],))]),
     ),
     "Beta": FactorFamily(
         slots={}, elp=_beta_elp, data_stats=None, consts=("concentration1", "concentration0"),
-        value_message=lambda s, c: (c["concentration1"] - 1.0, c["concentration0"] - 1.0),
+        value_message=lambda s, c: ([(1.0, (c["concentration1"] - 1.0,))],
+                                    [(1.0, (c["concentration0"] - 1.0,))]),
     ),
     "Dirichlet": FactorFamily(
         slots={}, elp=_dirichlet_elp, data_stats=None, consts=("concentration",), vector=True,
-        value_message=lambda s, c: (c["concentration"] - 1.0,),
+        value_message=lambda s, c: ([(1.0, (c["concentration"] - 1.0,))],),
     ),
 }  # fmt: skip

@@ -264,12 +264,14 @@ def _decode(values, codes, latent: Latent, link: str) -> torch.Tensor | None:
     return row[..., 0]
 
 
-def _minimal(index: torch.Tensor) -> torch.Tensor:
-    """``index`` with every dim along which it is constant kept at size 1 (a view)."""
-    for d in range(index.dim()):
-        if index.shape[d] > 1 and bool((index == index.narrow(d, 0, 1)).all()):
-            index = index.narrow(d, 0, 1)
-    return index.contiguous()
+def _minimal(t: torch.Tensor, event_dims: int = 0) -> torch.Tensor:
+    """``t`` with every dim along which it is constant kept at size 1 (but its rightmost
+    ``event_dims``): an index map or a known parameter without its broadcast copies, so that
+    the sweeps never compute on them."""
+    for d in range(t.dim() - event_dims):
+        if t.shape[d] > 1 and bool((t == t.narrow(d, 0, 1)).all()):
+            t = t.narrow(d, 0, 1)
+    return t.contiguous()
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,8 +426,13 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             weight = weight * m.to(log_prob.dtype)
     if name in assignments and isinstance(weight, (int, float)):
         weight = float(weight)
+    # one term per element of the family's (or per row of a vector family's) batch; an
+    # enumerated value brings its enumeration dims, which the distribution's batch lacks
+    batch = tuple(base.batch_shape)
+    event = batch[len(batch) - event_ndim :]
+    base_shape = torch.broadcast_shapes(batch, tuple(layout) + event)
     factor = Factor(name, family_name, family, layout, weight, event_ndim,
-                    _present(layout, assignments), base.batch_shape)  # fmt: skip
+                    _present(layout, assignments), base_shape)  # fmt: skip
     if name in latents:
         factor.value_latent = name
         if factor.assignments:
@@ -449,16 +456,16 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             advice = _ADVICE.get((family_name, slot), "use a family with a conjugate prior")
             raise _refuse(name, family_name, f"uses the latent {used[0]!r} in its parameter "
                           f"{slot!r}: no closed-form update", advice)  # fmt: skip
-        factor.const_elp = log_prob
+        factor.const_elp = _minimal(log_prob)
         return factor
     factor.consts = {}
     for slot, value in slot_a.items():
         users = uses[slot]
         if not users:
             if slot in family.slots:
-                factor.slots[slot] = Slot(
-                    family.slots[slot], const=family.slots[slot].const_stats(value)
-                )
+                rule = family.slots[slot]
+                event = 1 if Q_FAMILIES[rule.parent].vector else 0
+                factor.slots[slot] = Slot(rule, const=rule.const_stats(_minimal(value, event)))
             else:
                 factor.consts[slot] = value
             continue
@@ -492,7 +499,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
                           "observe a Normal, MultivariateNormal, Poisson, Bernoulli, Binomial "
                           "or Categorical site")  # fmt: skip
         if not factor.latents:
-            factor.const_elp = log_prob
+            factor.const_elp = _minimal(log_prob)
         else:
             factor.value_stats = family.data_stats(site["value"].detach(), factor.consts)
     elif family.value_message is None or latents[name].family.name != family_name:
