@@ -137,6 +137,19 @@ def _product(operands, out: tuple, full: tuple) -> torch.Tensor:
     n = len(full)
     out = (1,) * (n - len(out)) + tuple(out)
     scalar, tensors, specs, present = 1.0, [], [], set()
+    # one-element tensors are folded onto the smallest operand: einsum is slow with them
+    ones = [o for o in operands if torch.is_tensor(o) and o.numel() == 1]
+    operands = [o for o in operands if not (torch.is_tensor(o) and o.numel() == 1)]
+    if ones:
+        sized = [i for i, o in enumerate(operands) if torch.is_tensor(o)]
+        folded = ones[0].reshape(())
+        for o in ones[1:]:
+            folded = folded * o.reshape(())
+        if sized:
+            i = min(sized, key=lambda j: operands[j].numel())
+            operands[i] = operands[i] * folded
+        else:
+            operands.append(folded)
     for o in operands:
         if not torch.is_tensor(o):
             scalar = scalar * o

@@ -172,10 +172,10 @@ class SlotRule:
 class FactorFamily:
     """A factor family: its conjugate slots (:class:`SlotRule`), ``elp(value_stats, slots,
     consts) -> E log p`` per element (per row for vector families) as terms, the statistics
-    of a data value ``data_stats(value, consts)``, and ``value_message(slots, consts)`` — the
-    accumulator increments for a latent value of this family (the prior of that latent), or None when a
-    latent value of this family is not supported. ``consts`` are the slots no latent can fill
-    (a Binomial's total_count, a MultivariateNormal's precision_matrix)."""
+    of a data value ``data_stats(value, consts)``, and ``value_message(slots, consts)``: the
+    accumulator increments for a latent value of this family (the prior of that latent), or
+    None when a latent value of this family is not supported. ``consts`` are the slots no
+    latent can fill (a Binomial's total_count, a MultivariateNormal's precision_matrix)."""
 
     slots: dict[str, SlotRule]
     elp: Callable
