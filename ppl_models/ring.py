@@ -7,9 +7,11 @@ r"""The ring mixture (:mod:`analytic.ring`) as Pyro models, the assignment enume
 
 :func:`model` takes the means and weights as given: with ``z`` enumerated in parallel
 (``@config_enumerate``), ``TraceEnum_ELBO`` with an empty guide sums z out exactly, so its loss
-is -sum_n log p(x_n). :func:`ml_model` makes the means and weights latent under flat
-(improper) priors on R^{K x 2} and the simplex, so the MAP that ``AutoDelta`` finds is the
-maximum-likelihood estimate that EM finds (:func:`analytic.ring.em`). ``max_plate_nesting = 1``.
+is -sum_n log p(x_n). :func:`bayes_model` puts a Dirichlet prior on the weights and Normal
+priors on the means (the conjugate model of :mod:`analytic.ring_bayes`). :func:`ml_model` makes
+the means and weights latent under flat (improper) priors on R^{K x 2} and the simplex, so the
+MAP that ``AutoDelta`` finds is the maximum-likelihood estimate that EM finds
+(:func:`analytic.ring.em`). ``max_plate_nesting = 1``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.ops.indexing import Vindex
 
-__all__ = ["MAX_PLATE_NESTING", "ml_model", "model"]
+__all__ = ["MAX_PLATE_NESTING", "bayes_model", "ml_model", "model"]
 
 MAX_PLATE_NESTING = 1
 
@@ -43,3 +45,23 @@ def ml_model(X: torch.Tensor, num_components: int) -> None:
     means = pyro.sample("means", dist.ImproperUniform(constraints.real, (), (K, 2)))
     weights = pyro.sample("weights", dist.ImproperUniform(constraints.simplex, (), (K,)))
     model(X, means, weights)
+
+
+def bayes_model(
+    X: torch.Tensor,
+    num_components: int,
+    concentration: float = 1.0,
+    prior_loc: tuple[float, float] = (0.0, 0.0),
+    prior_precision: float = 0.01,
+) -> None:
+    """pi ~ Dir(concentration 1_K), mu_k ~ N_2(prior_loc, prior_precision^-1 I),
+    z_n ~ Cat(pi), x_n ~ N_2(mu_{z_n}, I): X (N, 2). Sites ``pi`` (K,), ``mu`` (K, 2), ``z``."""
+    K = num_components
+    kw = {"dtype": X.dtype, "device": X.device}
+    pi = pyro.sample("pi", dist.Dirichlet(torch.full((K,), float(concentration), **kw)))
+    with pyro.plate("components", K):
+        loc = torch.tensor(prior_loc, **kw)
+        mu = pyro.sample("mu", dist.Normal(loc, prior_precision**-0.5).expand([K, 2]).to_event(1))
+    with pyro.plate("data", X.shape[0]):
+        z = pyro.sample("z", dist.Categorical(pi))
+        pyro.sample("x", dist.Normal(Vindex(mu.unsqueeze(-3))[..., z, :], 1.0).to_event(1), obs=X)
