@@ -184,10 +184,13 @@ def _slot_values(base) -> dict[str, torch.Tensor]:
     declares (``arg_constraints``) that it holds, to see whether they depend on a latent."""
     names = _PARAM_NAMES.get(_family_name(base))
     if names is None:
-        names = [n for n in getattr(base, "arg_constraints", {}) if n in base.__dict__]
+        names = list(getattr(base, "arg_constraints", {}))
     out = {}
     for n in names:
-        value = getattr(base, n, None)
+        try:
+            value = getattr(base, n, None)
+        except Exception:  # a lazy parameter that this distribution cannot compute
+            value = None
         if torch.is_tensor(value):
             out[n] = value.detach()
     return out
