@@ -116,9 +116,7 @@ def elbo(X, q: RingMeanField, prior: BayesRingPrior) -> torch.Tensor:
     counts = r.sum(0)
     log_p_pi = math.lgamma(K * c0) - K * math.lgamma(c0) + (c0 - 1.0) * e_log_pi.sum()
     log_p_z = (counts * e_log_pi).sum()
-    log_p_mu = (
-        math.log(rho) - _LOG_2PI - 0.5 * rho * ((m - nu).square().sum(-1) + 2.0 / p)
-    ).sum()
+    log_p_mu = (math.log(rho) - _LOG_2PI - 0.5 * rho * ((m - nu).square().sum(-1) + 2.0 / p)).sum()
     log_p_x = (r * (-_LOG_2PI - 0.5 * _expected_sq(X, m, p))).sum()
     total = c.sum()
     entropy_pi = (

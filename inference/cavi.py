@@ -130,7 +130,7 @@ def _reduce_to(t: torch.Tensor, shape: torch.Size, full: torch.Size = ()) -> tor
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _product(operands, out: tuple, full: tuple) -> torch.Tensor:
+def _product(operands, out: tuple, full: tuple, like: torch.Tensor) -> torch.Tensor:
     """The product of ``operands`` (tensors and numbers, broadcasting against ``full``) summed
     over the dims where ``out`` is 1: one ``torch.einsum``, each operand's size-1 dims left
     out of it; a dim no operand has counts ``full[d]`` times (shapes right-aligned)."""
@@ -167,15 +167,16 @@ def _product(operands, out: tuple, full: tuple) -> torch.Tensor:
         spec = ",".join(specs) + "->" + "".join(_LETTERS[d] for d in kept)
         value = torch.einsum(spec, *tensors)
     else:
-        value = torch.ones(())
+        value = torch.ones((), dtype=like.dtype, device=like.device)
     value = value.reshape([out[d] if d in kept else 1 for d in range(n)])
     return value * scalar if not (isinstance(scalar, float) and scalar == 1.0) else value
 
 
-def _contract(terms, out: tuple, full: tuple, extra=()) -> torch.Tensor:
+def _contract(terms, out: tuple, full: tuple, like: torch.Tensor, extra=()) -> torch.Tensor:
     """sum over terms of coefficient * product(extra + operands), summed down to ``out``
-    (see :func:`_product`), the smaller results added first; broadcast to ``out``."""
-    pieces = [_product((*extra, *ops), out, full) * coef for coef, ops in terms]
+    (see :func:`_product`), the smaller results added first; broadcast to ``out``; in the
+    dtype and device of ``like`` (the model's)."""
+    pieces = [_product((*extra, *ops), out, full, like) * coef for coef, ops in terms]
     pieces.sort(key=lambda p: -p.numel())
     total = pieces[0]
     small = None  # the smaller pieces, summed among themselves first, then added in place
@@ -204,8 +205,9 @@ def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
 class _Sweeper:
     """The state of q and the updates, for one analysed model."""
 
-    def __init__(self, s: ModelStructure) -> None:
+    def __init__(self, s: ModelStructure, like: torch.Tensor) -> None:
         self.s = s
+        self.like = like  # the model's dtype and device
         self.params: dict[str, dict] = {}
         self.stats: dict[str, dict] = {}
         self.probs: dict[str, torch.Tensor] = {}
@@ -248,7 +250,7 @@ class _Sweeper:
             return f.const_elp
         terms = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
         out = tuple(f.layout) + (1,) * f.event_ndim
-        return _contract(terms, out, tuple(f.base_shape)).reshape(f.layout)
+        return _contract(terms, out, tuple(f.base_shape), self.like).reshape(f.layout)
 
     def update_latent(self, name: str) -> None:
         """q(latent) <- its family with accumulator = prior message + children's messages."""
@@ -265,7 +267,7 @@ class _Sweeper:
             w = f.weight
             if torch.is_tensor(w):
                 w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
-            value = _contract(terms, target, target, [w])
+            value = _contract(terms, target, target, self.like, [w])
             acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
         for child, slot_name in self.children[name]:
             slot = child.slots[slot_name]
@@ -277,7 +279,7 @@ class _Sweeper:
                 pad = (1,) * (child.event_ndim + len(trailing))
                 w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
                 out = tuple(slot.index.shape) + trailing
-                total = _contract(terms, out, tuple(child.base_shape) + trailing, w)
+                total = _contract(terms, out, tuple(child.base_shape) + trailing, self.like, w)
                 acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
         shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
         self.set_params(name, family.params(shaped))
@@ -455,15 +457,16 @@ def auto_cavi(
             f"init names {sorted(unknown)}, which are not continuous latent sites of the model "
             f"(those are {list(structure.latents)})"
         )
-    sweeper = _Sweeper(structure)
+    latents = list(structure.latents.values())
+    like = latents[0].draw if latents else next(iter(structure.assignments.values())).value
+    sweeper = _Sweeper(structure, like if like.is_floating_point() else like.double())
     for name, latent in structure.latents.items():
         given = (init or {}).get(name)
         params = _default_params(latent) if given is None else _checked_init(latent, given)
         sweeper.set_params(name, params)
     gen = torch.Generator().manual_seed(seed)
-    like = next(iter(structure.latents.values())).draw if structure.latents else None
     for a in structure.assignments.values():
-        r = _random_probs(a, gen, like if like is not None else a.value.float())
+        r = _random_probs(a, gen, sweeper.like)
         sweeper.probs[a.name] = r
         sweeper.neg_entropy[a.name] = a.scale * torch.xlogy(r, r).sum()
     if init is None:

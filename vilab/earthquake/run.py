@@ -34,6 +34,7 @@ from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
 from vilab.earthquake import streamed
+from vilab.earthquake.auto import compare as auto_cavi_beside_hand
 from vilab.flags import (
     add_jit_argument,
     add_output_arguments,
@@ -168,6 +169,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit = parser.add_argument_group("fitting")
     fit.add_argument(
+        "--method",
+        choices=["cavi", "auto-cavi"],
+        default="cavi",
+        help="cavi = the hand-written CAVI (default); auto-cavi = also the CAVI that "
+        "inference.cavi.auto_cavi derives from the Pyro model, run beside the hand-written one "
+        "from the same k-means++ start (--max-iter, --tol), with their agreement printed",
+    )
+    fit.add_argument(
         "--cavi",
         choices=["exact", "stochastic"],
         default="exact",
@@ -276,6 +285,11 @@ def _check_args(args) -> None:
             )
         if args.diagnostics:
             raise ValueError("--diagnostics needs the catalog in memory: drop --chunk-size")
+        if args.method == "auto-cavi":
+            raise ValueError("--method auto-cavi needs the catalog in memory: drop --chunk-size")
+    if args.method == "auto-cavi" and args.cavi != "exact":
+        raise ValueError("--method auto-cavi is compared with the exact CAVI: drop --cavi "
+                         f"{args.cavi}")  # fmt: skip
     if args.steps == 0 and args.diagnostics:
         raise ValueError("--diagnostics checks the SVI fit: it needs --steps >= 1")
     if not (math.isfinite(args.tol) and args.tol >= 0):
@@ -394,7 +408,7 @@ def _fit_svi(X, S, hp, args) -> streamed.SviRun:
     return streamed.SviRun(guide, fit, exact_steps, exact_values, q, value, q.probs.mean(0))
 
 
-def _summary(num_events, hp, source, truth, args, cavi_fit: dict, svi_fit) -> dict:
+def _summary(num_events, hp, source, truth, args, cavi_fit: dict, svi_fit, auto=None) -> dict:
     """The JSON summary: the data, the hyperparameters, and each fit (``svi`` null when
     ``--steps 0``)."""
     summary = {
@@ -412,6 +426,8 @@ def _summary(num_events, hp, source, truth, args, cavi_fit: dict, svi_fit) -> di
         "cavi": cavi_fit,
         "svi": svi_fit,
     }
+    if auto is not None:
+        summary["auto_cavi"] = auto
     if truth is not None:
         summary["truth"] = truth
     return summary
@@ -447,7 +463,20 @@ def _print_report(summary: dict, args) -> None:
         f"Earthquake mixture: N={summary['n']} events, K={summary['k']} clusters "
         f"({origin}{streamed})"
     )
+    a = summary.get("auto_cavi")
+    if a is not None:
+        seconds = a["analysis_seconds"] + a["sweeps"] * a["seconds_per_sweep"]
+        rows.append(["auto-CAVI (from the Pyro model)", f"{a['elbo']:.3f}", str(a["sweeps"]),
+                     f"{seconds:.2f}"])  # fmt: skip
     print(format_table(rows))
+    if a is not None:
+        print(
+            f"auto-CAVI vs hand CAVI from one start: ELBO {a['elbo']:.6f} vs {a['hand_elbo']:.6f} "
+            f"(relative difference {a['elbo_relative_difference']:.1e}), parameters within "
+            f"{a['max_relative_parameter_difference']:.1e} relative; "
+            f"{1e3 * a['seconds_per_sweep']:.2f} vs {1e3 * a['hand_seconds_per_sweep']:.2f} "
+            "ms per sweep"
+        )
     if s is not None:
         gap = c["elbo"] - s["elbo"]
         print(f"ELBO gap CAVI - SVI: {gap:.3f} nats ({100 * gap / abs(c['elbo']):.4f}%)")
@@ -520,7 +549,10 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
                    "seconds": svi.fit.seconds,  # the exact-ELBO tracking is inside; a small share
                    "final_mc_elbo": svi.fit.elbo_history[-1].item(),
                    **_cluster_summary(q_svi, svi.weights[perm])}  # fmt: skip
-    summary = _summary(num_events, hp, source, truth, args, cavi_fit, svi_fit)
+    auto = None
+    if args.method == "auto-cavi":
+        auto = auto_cavi_beside_hand(X.to(device), S.to(device), hp, args)
+    summary = _summary(num_events, hp, source, truth, args, cavi_fit, svi_fit, auto)
 
     def write() -> None:
         _print_report(summary, args)
