@@ -123,3 +123,11 @@ def test_svi_step_benchmark_runs_small(capsys):
             assert r["speedup"] == pytest.approx(r["eager_ms"] / r["jit_ms"])
             assert r["compile_s"] > 0 and r["numpyro_ms"] is None
     assert "jit / NumPyro" in capsys.readouterr().out
+
+
+def test_auto_cavi_benchmark_runs_small(capsys):
+    module = _load(BENCHMARKS_DIR / "auto_cavi.py")
+    args = ["--sizes", "300", "--k", "3", "--sweeps", "2", "--repeats", "1"]
+    row = module.main(module.build_parser().parse_args(args))["rows"][0]
+    assert row["n"] == 300 and row["ratio"] == pytest.approx(row["auto_s"] / row["hand_s"])
+    assert "ratio auto/hand" in capsys.readouterr().out

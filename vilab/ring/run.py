@@ -72,6 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="radii at which EM's largest mean error is measured for em_error.png "
         "(default 0.5 1 2 3 4 5 6 8 10)",
     )
+    parser.add_argument(
+        "--method",
+        choices=["em", "auto-cavi"],
+        default="em",
+        help="em = maximum likelihood by EM at each --radius (default); auto-cavi = also the "
+        "Bayesian ring mixture (Dirichlet(1) weights, N(0, 10^2 I) means) by its hand-derived "
+        "CAVI (analytic/ring_bayes.py; best of --num-init k-means++ starts) and by the CAVI "
+        "inference.cavi.auto_cavi derives from the Pyro model, from the best start, with "
+        "their agreement printed",
+    )
     density.add_arguments(parser)
     add_output_arguments(
         parser, "ring", "ring_data.png, em_error.png, elbos.png, kl.png and summary.json "
@@ -116,6 +126,23 @@ def _fit_at(radius: float, args, seed: int) -> dict:
         "em_iterations": len(fit.history) - 1,
         "converged": fit.converged,
         "_X": X,  # for the plots; dropped from the JSON
+        **({"bayes": _bayes(X, truth, args, seed)} if args.method == "auto-cavi" else {}),
+    }
+
+
+def _bayes(X, truth, args, seed: int) -> dict:
+    """The Bayesian fit by hand CAVI and auto-CAVI (:func:`vilab.ring.auto.compare`), matched
+    to the truth: the JSON record."""
+    from vilab.ring.auto import compare
+
+    fit = compare(X, args.num_components, seed, num_init=args.num_init)
+    perm = match_clusters(truth, fit["means"])
+    means, weights = fit["means"][perm], fit["weights"][perm]
+    return {
+        **{k: v for k, v in fit.items() if k not in ("means", "weights")},
+        "means": means.tolist(),
+        "weights": weights.tolist(),
+        "max_mean_error": (means - truth).norm(dim=-1).max().item(),
     }
 
 
@@ -168,6 +195,17 @@ def _print_report(fits: list[dict], curves: dict, kl: dict, K: int) -> None:
             f"{1 / K:.3f})"
         )
         print(format_table(rows))
+        b = f.get("bayes")
+        if b is not None:
+            print(
+                f"  Bayesian fit (Dirichlet weights, Normal means): largest mean error "
+                f"{b['max_mean_error']:.3f}; auto-CAVI vs hand CAVI from one start: ELBO "
+                f"{b['elbo']:.6f} vs {b['hand_elbo']:.6f} (relative difference "
+                f"{b['elbo_relative_difference']:.1e}), parameters within "
+                f"{b['max_relative_parameter_difference']:.1e}, {b['sweeps']} sweeps, "
+                f"{1e3 * b['seconds_per_sweep']:.2f} vs {1e3 * b['hand_seconds_per_sweep']:.2f} "
+                "ms per sweep"
+            )
     print(
         f"K -> infinity: L1 equals its limit to {curves['max_L1_vs_limit']:.1e}; log p at "
         f"K = 5000 equals the ring density to {curves['max_limit_error_K5000']:.1e}"
