@@ -225,7 +225,7 @@ def _decode_scalar(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | 
     flat = codes.reshape(-1)
     order = torch.argsort(flat)
     ordered = flat[order]
-    v = values.reshape(-1)
+    v = values.reshape(-1).contiguous()
     pos = torch.searchsorted(ordered, v).clamp(1, ordered.numel() - 1)
     left, right = ordered[pos - 1], ordered[pos]
     pos = torch.where((v - left).abs() <= (right - v).abs(), pos - 1, pos)

@@ -19,9 +19,6 @@ from analytic.ring_bayes import cavi_step as ring_step
 from inference.cavi import auto_cavi
 from ppl_models import earthquake, ring
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
 def _rel(a, b):
     return float(((a - b).abs() / b.abs().clamp_min(1e-300)).max())
 
