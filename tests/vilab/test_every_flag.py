@@ -99,6 +99,10 @@ ELSEWHERE = {
         "vae",
         "--resume",
     ): "tests/vilab/vae/test_run.py::test_cli_resume_continues_to_the_same_result",
+    ("earthquake", "--method"): "tests/vilab/earthquake/test_auto_cavi_cli.py::"
+    "test_auto_cavi_agrees_with_the_hand_cavi",
+    ("ring", "--method"): "tests/vilab/ring/test_auto_cavi.py::"
+    "test_ring_auto_cavi_agrees_with_the_hand_cavi",
 }
 
 
