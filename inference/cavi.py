@@ -190,6 +190,143 @@ def _contract(terms, out: tuple, full: tuple, like: torch.Tensor, extra=()) -> t
     return total.expand(out)
 
 
+def _dims(operands, n: int) -> set[int]:
+    """The dims (of n, right-aligned) where some tensor operand has size > 1."""
+    out = set()
+    for o in operands:
+        if torch.is_tensor(o):
+            out.update(n - o.dim() + i for i, size in enumerate(o.shape) if size != 1)
+    return out
+
+
+class _Bilinear:
+    """Sum of terms over a layout (K, plates...) as ONE matrix product A @ B^T.
+
+    A term whose operands split into those over the enumerated dim (and event dims: side A)
+    and those over the plates (and event dims: side B) is the product of an A-side tensor
+    (K, c) and a B-side tensor (N, c), c running over the event dims both sides share (the
+    others are summed within their side). Their columns are concatenated over terms, the terms
+    of one side alone summed into one column, so the (K, N) result is written once: the
+    ``G @ W`` of the hand-written sweep (:func:`analytic.earthquake._assign`), found from the
+    terms. Terms with an operand over both get the einsum route (:func:`_contract`). B-sides
+    whose operands are all static (data, known parameters) are computed once and kept.
+    """
+
+    def __init__(self, like: torch.Tensor, static_ids: set[int]) -> None:
+        self.like, self.static = like, static_ids
+        self.cache: dict = {}
+
+    def __call__(self, groups, layout: tuple, enum_pos: int) -> torch.Tensor:
+        """groups: (key, terms, full) per factor, each full ending in the factor's event dims
+        after ``layout``; returns the sum over groups and terms, shape ``layout``."""
+        K = layout[enum_pos]
+        plates = [d for d in range(len(layout)) if d != enum_pos and layout[d] != 1]
+        Nb = math.prod(layout[d] for d in plates)
+        a_cols, b_cols, rest = [], [], []
+        a_only = torch.zeros((K, 1), dtype=self.like.dtype, device=self.like.device)
+        b_only = torch.zeros((Nb, 1), dtype=self.like.dtype, device=self.like.device)
+        for key, terms, full in groups:
+            n = len(full)  # full = layout + the factor's event dims
+            out = tuple(layout) + (1,) * (n - len(layout))
+            a_dims, b_dims = {enum_pos}, set(plates)
+            c_dims = {d for d in range(n) if out[d] == 1}
+            for i, (coef, ops) in enumerate(terms):
+                side_a, side_b = [], []
+                for o in ops:
+                    dims = _dims([o], n)
+                    if dims & a_dims and dims & b_dims:
+                        side_a = None
+                        break
+                    (side_b if dims & b_dims else side_a).append(o)
+                if side_a is None:
+                    rest.append((coef, ops, out, full))
+                    continue
+                da, db = _dims(side_a, n), _dims(side_b, n)
+                shared = c_dims & da & db
+                full_a = tuple(1 if d in b_dims or (d in c_dims and d in db and d not in shared)
+                               else full[d] for d in range(n))  # fmt: skip
+                out_a = tuple(full[d] if d in a_dims or d in shared else 1 for d in range(n))
+                full_b = tuple(1 if d in a_dims or (d in c_dims and d not in db) else full[d]
+                               for d in range(n))  # fmt: skip
+                out_b = tuple(full[d] if d in b_dims or d in shared else 1 for d in range(n))
+                pa = _product(side_a, out_a, full_a, self.like) * coef
+                cache_key = (key, i)
+                static = all(id(o) in self.static for o in side_b if torch.is_tensor(o))
+                pb = self.cache.get(cache_key) if static else None
+                if pb is None:
+                    pb = _product(side_b, out_b, full_b, self.like).expand(out_b).reshape(Nb, -1)
+                    if static:
+                        self.cache[cache_key] = pb
+                if not shared and not db:
+                    a_only = a_only + pa.reshape(-1, 1).expand(K, 1)
+                elif not shared and not da:
+                    b_only = b_only + pb * pa.reshape(())
+                else:
+                    a_cols.append(pa.expand(out_a).reshape(K, -1))
+                    b_cols.append(pb)
+        a_cols += [a_only, torch.ones_like(a_only)]
+        b_cols += [torch.ones_like(b_only), b_only]
+        total = (torch.cat(a_cols, 1) @ torch.cat(b_cols, 1).T).reshape(layout)
+        for coef, ops, out, full in rest:
+            total = total + _contract([(coef, ops)], out, full, self.like).reshape(layout)
+        return total
+
+    def through(self, r: torch.Tensor, items, layout: tuple, enum_pos: int) -> list:
+        """For each item (key, terms, out, full): sum over terms of coef * prod(ops) * r,
+        summed down to ``out`` (a latent's elements, over the enumerated dim and event dims),
+        the sums over the plates of every term of every item done as ONE product r @ B:
+        the ``r^T G`` of the hand-written sweep."""
+        K = layout[enum_pos]
+        plates = [d for d in range(len(layout)) if d != enum_pos and layout[d] != 1]
+        Nb = math.prod(layout[d] for d in plates)
+        b_cols, pending, results = [], [], [None] * len(items)
+        width = 0
+        for j, (key, terms, out, full) in enumerate(items):
+            n = len(full)
+            outp = (1,) * (n - len(out)) + tuple(out)
+            a_dims, b_dims = {enum_pos}, set(plates)
+            events = set(range(len(layout), n))
+            for i, (coef, ops) in enumerate(terms):
+                side_a, side_b = [], []
+                for o in ops:
+                    dims = _dims([o], n)
+                    if dims & a_dims and dims & b_dims:
+                        side_a = None
+                        break
+                    (side_b if dims & b_dims else side_a).append(o)
+                if side_a is None:
+                    rp = r.reshape(r.shape + (1,) * (n - r.dim()))
+                    value = _contract([(coef, (rp, *ops))], tuple(out), full, self.like)
+                    results[j] = value if results[j] is None else results[j] + value
+                    continue
+                da, db = _dims(side_a, n), _dims(side_b, n)
+                keep = {e for e in events if outp[e] != 1} | (events & da & db)
+                full_a = tuple(1 if d in b_dims or (d in events and d in db and d not in keep)
+                               else full[d] for d in range(n))  # fmt: skip
+                out_a = tuple(full[d] if d in a_dims or d in keep else 1 for d in range(n))
+                full_b = tuple(1 if d in a_dims or (d in events and d not in db) else full[d]
+                               for d in range(n))  # fmt: skip
+                out_b = tuple(full[d] if d in b_dims or d in keep else 1 for d in range(n))
+                pa = (_product(side_a, out_a, full_a, self.like) * coef).expand(out_a)
+                cache_key = (key, i)
+                static = all(id(o) in self.static for o in side_b if torch.is_tensor(o))
+                pb = self.cache.get(cache_key) if static else None
+                if pb is None:
+                    pb = _product(side_b, out_b, full_b, self.like).expand(out_b).reshape(Nb, -1)
+                    if static:
+                        self.cache[cache_key] = pb
+                b_cols.append(pb)
+                pending.append((j, pa, out_a, outp, slice(width, width + pb.shape[1])))
+                width += pb.shape[1]
+        if b_cols:
+            M = r.reshape(K, Nb) @ torch.cat(b_cols, 1)
+            for j, pa, out_a, outp, cols in pending:
+                value = (pa * M[:, cols].reshape(out_a)).sum_to_size(outp)
+                value = value.reshape(items[j][2])
+                results[j] = value if results[j] is None else results[j] + value
+        return results
+
+
 def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
     """The latent's expected statistics at the elements (rows) ``index``, in its shape."""
     if latent.family.vector:
@@ -212,6 +349,14 @@ class _Sweeper:
         self.stats: dict[str, dict] = {}
         self.probs: dict[str, torch.Tensor] = {}
         self.neg_entropy: dict[str, torch.Tensor] = {}
+        static = set()  # the tensors that never change: data statistics, known parameters
+        for f in s.factors:
+            for stats in [f.value_stats or {}] + [sl.const or {} for sl in f.slots.values()]:
+                static.update(id(v) for v in stats.values())
+            static.update(id(v) for v in f.consts.values())
+            static.update(id(v) for v in (f.const_elp, f.weight) if torch.is_tensor(v))
+        self.bilinear = _Bilinear(like, static)
+        self.single = next(iter(s.assignments.values())) if len(s.assignments) == 1 else None
         self.children: dict[str, list[tuple[Factor, str]]] = {n: [] for n in s.latents}
         self.prior: dict[str, Factor] = {}
         for f in s.factors:
@@ -269,11 +414,21 @@ class _Sweeper:
                 w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
             value = _contract(terms, target, target, self.like, [w])
             acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
+        batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
+        a = self.single
         for child, slot_name in self.children[name]:
             slot = child.slots[slot_name]
             parts = slot.rule.message(self._value_stats(child), self._slot_stats(child),
                                       child.consts)  # fmt: skip
             weights = self._weights(child)
+            if (a is not None and not vec and child.assignments == (a.name,)
+                    and tuple(child.layout) == tuple(a.layout)
+                    and not torch.is_tensor(child.weight)):  # fmt: skip
+                for i, terms in enumerate(parts):
+                    terms = [(coef * child.weight, ops) for coef, ops in terms]
+                    batched.append(((child.name, slot_name, i), terms, tuple(slot.index.shape),
+                                    tuple(child.base_shape), i, slot.index))  # fmt: skip
+                continue
             for i, (terms, extra) in enumerate(zip(parts, family.extra)):
                 trailing = (D,) * (vec + extra)
                 pad = (1,) * (child.event_ndim + len(trailing))
@@ -281,10 +436,39 @@ class _Sweeper:
                 out = tuple(slot.index.shape) + trailing
                 total = _contract(terms, out, tuple(child.base_shape) + trailing, self.like, w)
                 acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
+        if batched:
+            items = [(key, terms, out, full) for key, terms, out, full, _, _ in batched]
+            totals = self.bilinear.through(self.probs[a.name], items, tuple(a.layout),
+                                           len(a.layout) + a.enum_dim)  # fmt: skip
+            for (_, _, _, _, i, index), total in zip(batched, totals):
+                acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
         shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
         self.set_params(name, family.params(shaped))
 
     # ---- q of assignments
+    def logits(self, a: Assignment) -> torch.Tensor:
+        """:meth:`weighted_elps` of the model's one assignment, by one matrix product
+        (:class:`_Bilinear`); the generic route if a factor's layout is not a's."""
+        groups = []
+        for f in self.s.factors:
+            if a.name not in f.assignments:
+                continue
+            if tuple(f.layout) != tuple(a.layout):
+                return self.weighted_elps({g.name: self.elp(g) for g in self.s.factors}, a)
+            if f.const_elp is not None:
+                terms, full = [(1.0, (f.const_elp,))], tuple(f.layout)
+            else:
+                terms = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
+                full = tuple(f.base_shape)
+            w = f.weight
+            if torch.is_tensor(w):
+                w = w.reshape(w.shape + (1,) * (len(full) - len(f.layout)))
+                terms = [(coef, (w, *ops)) for coef, ops in terms]
+            elif w != 1.0:
+                terms = [(coef * w, ops) for coef, ops in terms]
+            groups.append((f.name, terms, full))
+        return self.bilinear(groups, tuple(a.layout), len(a.layout) + a.enum_dim)
+
     def weighted_elps(self, elps: dict, a: Assignment) -> torch.Tensor:
         """sum over the factors that depend on a of w E log f, the other assignments averaged
         under their q, per element of a's layout (the unnormalised log q*(Z))."""
@@ -478,8 +662,11 @@ def auto_cavi(
     converged = False
     single = next(iter(structure.assignments.values())) if len(structure.assignments) == 1 else None
     for step in range(num_steps + 1):
-        elps = {f.name: sweeper.elp(f) for f in structure.factors}
-        total = sweeper.weighted_elps(elps, single) if single is not None else None
+        if single is None:
+            elps = {f.name: sweeper.elp(f) for f in structure.factors}
+        else:  # the factors of the one assignment enter through its logits alone
+            elps = {f.name: sweeper.elp(f) for f in structure.factors if not f.assignments}
+        total = sweeper.logits(single) if single is not None else None
         if step > 0:
             history.append(sweeper.elbo(elps, single, total))
             if not bool(torch.isfinite(history[-1])):
