@@ -366,3 +366,19 @@ def test_readme_example_runs_as_written(capsys):
     assert torch.equal(fit.params["rate"]["concentration"], expected[0])
     assert torch.equal(fit.params["rate"]["rate"], expected[1])
     assert fit.num_steps == 2 and "concentration" in capsys.readouterr().out
+
+
+def test_diagnostics_run_on_the_guide():
+    """ArviZ InferenceData and PSIS (inference.diagnostics) on auto_cavi's guide: for a
+    one-block model q is the posterior, so every log weight is the same number (k-hat is
+    not estimable, the ESS is all draws) and the draws are the posterior's."""
+    from inference.diagnostics import psis_check, to_inference_data
+
+    result = auto_cavi(poisson_gamma, COUNTS, REGION)
+    idata = to_inference_data(poisson_gamma, result.guide, COUNTS, REGION, num_samples=50)
+    assert idata.posterior["rate"].shape == (1, 50, 4)
+    psis = psis_check(poisson_gamma, result.guide, COUNTS, REGION, num_samples=200,
+                      max_plate_nesting=1)  # fmt: skip
+    spread = float(psis.log_weights.max() - psis.log_weights.min())
+    assert spread < 1e-9 * abs(float(result.elbo))
+    assert abs(float(psis.log_weights.mean()) - float(result.elbo)) < 1e-9 * abs(float(result.elbo))
