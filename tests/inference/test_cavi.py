@@ -382,3 +382,55 @@ def test_diagnostics_run_on_the_guide():
     spread = float(psis.log_weights.max() - psis.log_weights.min())
     assert spread < 1e-9 * abs(float(result.elbo))
     assert abs(float(psis.log_weights.mean()) - float(result.elbo)) < 1e-9 * abs(float(result.elbo))
+
+
+def two_assignments(x, y):
+    """Two mixtures in one model: a Bernoulli assignment under a Beta prior for x, a
+    Categorical one under fixed weights for y (two enumerated dims, the generic route)."""
+    f64 = {"dtype": torch.float64}
+    theta = pyro.sample("theta", dist.Beta(torch.tensor(2.0, **f64), 3.0))
+    with pyro.plate("pair", 2):
+        mu = pyro.sample("mu", dist.Normal(torch.zeros((), **f64), 4.0))
+    with pyro.plate("triple", 3):
+        nu = pyro.sample("nu", dist.Normal(torch.zeros((), **f64), 4.0))
+    with pyro.plate("xs", x.shape[0]):
+        b = pyro.sample("b", dist.Bernoulli(theta))
+        pyro.sample("x", dist.Normal(Vindex(mu.unsqueeze(-2))[..., b.long()], 1.0), obs=x)
+    with pyro.plate("ys", y.shape[0]):
+        c = pyro.sample("c", dist.Categorical(torch.tensor([0.2, 0.3, 0.5], **f64)))
+        pyro.sample("y", dist.Normal(Vindex(nu.unsqueeze(-2))[..., c], 1.0), obs=y)
+
+
+def test_two_assignments_bernoulli_and_categorical():
+    g = torch.Generator().manual_seed(5)
+    x = torch.cat([torch.randn(20, generator=g, dtype=torch.float64) - 3,
+                   torch.randn(10, generator=g, dtype=torch.float64) + 3])  # fmt: skip
+    y = torch.randn(25, generator=g, dtype=torch.float64) * 4
+    result = auto_cavi(two_assignments, x, y)
+    h = result.elbo_history
+    assert result.converged and bool((h[1:] - h[:-1] >= -1e-9 * h[1:].abs()).all())
+    assert result.params["b"]["probs"].shape == (30,) and result.params["c"]["probs"].shape == (
+        25,
+        3,
+    )
+    pyro.set_rng_seed(0)
+    estimates = torch.tensor([
+        -Trace_ELBO(num_particles=2000, vectorize_particles=True, max_plate_nesting=1).loss(
+            two_assignments, result.guide, x, y) for _ in range(5)
+    ])  # fmt: skip
+    assert abs(estimates.mean() - result.elbo) < 4 * estimates.std() / math.sqrt(5)
+
+
+def test_a_mask_on_the_data_equals_dropping_the_masked_rows():
+    def masked(counts, region, keep):
+        with pyro.plate("region", 4):
+            rate = pyro.sample("rate", dist.Gamma(2.5, 0.7))
+        with pyro.plate("obs", counts.shape[0]), pyro.poutine.mask(mask=keep):
+            pyro.sample("y", dist.Poisson(rate[..., region]), obs=counts)
+
+    keep = torch.arange(50) % 3 != 0
+    result = auto_cavi(masked, COUNTS, REGION, keep)
+    dropped = auto_cavi(poisson_gamma, COUNTS[keep], REGION[keep])
+    for key in ("concentration", "rate"):
+        assert torch.allclose(result.params["rate"][key], dropped.params["rate"][key], rtol=1e-12)
+    assert abs(float(result.elbo) - float(dropped.elbo)) < 1e-10 * abs(float(dropped.elbo))
