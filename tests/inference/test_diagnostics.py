@@ -164,7 +164,7 @@ def test_nuts_with_enumerated_z_agrees_with_cavi_on_the_cluster_means(quake):
         sites=["mu", "lam"], dims=QUAKE_DIMS, coords=coords,
     )  # fmt: skip
     result = D.compare_with_nuts(
-        earthquake_model.model, vi, X, S, hp, num_samples=200, warmup_steps=200, num_chains=1,
+        earthquake_model.model, vi, X, S, hp, num_samples=100, warmup_steps=100, num_chains=1,
         enumerate_discrete=True, init_values={"mu": q.loc, "lam": q.concentration / q.rate},
         dims=QUAKE_DIMS, coords=coords,
     )  # fmt: skip
