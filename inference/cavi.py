@@ -479,16 +479,20 @@ class _Sweeper:
                 for w in self._weights(f, skip=a.name):
                     term = term * w
                 term = _reduce_to(term, a.layout)
-                total = term if total is None else total + term
-        return total
+                total = term.clone() if total is None else total + term
+        return total  # a tensor of its own: update_assignment overwrites it
 
     def update_assignment(self, a: Assignment, logits: torch.Tensor) -> None:
-        """q(Z) <- softmax over Z of ``logits`` (:meth:`weighted_elps` / scale); keeps
-        sum q log q = sum q logits - sum logsumexp(logits) for the ELBO."""
-        lse = torch.logsumexp(logits, dim=a.enum_dim, keepdim=True)
-        r = (logits - lse).exp_()
+        """q(Z) <- softmax over Z of ``logits`` (:meth:`weighted_elps` / scale), which it
+        overwrites; keeps sum q log q = sum q (logits - top) - sum log sum exp(logits - top)
+        for the ELBO (top: the largest logit of each element, so exp never overflows)."""
+        dim = a.enum_dim
+        logits = logits.sub_(logits.amax(dim=dim, keepdim=True))
+        r = torch.exp(logits)
+        total = r.sum(dim=dim, keepdim=True)
+        r = r.div_(total)
         self.probs[a.name] = r
-        neg_entropy = torch.dot(r.reshape(-1), logits.reshape(-1)) - lse.sum()
+        neg_entropy = torch.dot(r.reshape(-1), logits.reshape(-1)) - torch.log(total).sum()
         self.neg_entropy[a.name] = a.scale * neg_entropy
 
     def elbo(self, elps: dict, only: Assignment | None = None, total=None) -> torch.Tensor:
