@@ -487,8 +487,14 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
         if rule.parent != parent.family.name:
             raise _refuse(name, family_name, f"uses the {parent.family.name} latent "
                           f"{latent_name!r} as its {slot!r}: not conjugate", advice)  # fmt: skip
+        # decode each run's values without their broadcast copies (dims along which they are
+        # constant); the two runs must then agree in shape as well as in elements
+        event = 1 if parent.family.vector else 0
+        value, value_b = _minimal(value, event), _minimal(value_b, event)
         idx_a = _decode(value, parent.codes[0], parent, rule.link)
         idx_b = _decode(value_b, parent.codes[1], parent, rule.link)
+        if idx_a is not None and idx_b is not None and idx_a.shape != idx_b.shape:
+            idx_b = None
         if idx_a is None or idx_b is None or not torch.equal(idx_a, idx_b):
             how = "scale = precision ** -0.5" if rule.link == "precision" else "itself"
             raise _refuse(name, family_name, f"uses the latent {latent_name!r} in its parameter "
