@@ -114,12 +114,9 @@ class AutoCaviGuide:
 # --------------------------------------------------------------------------------------------
 
 
-def _reduce_to(t: torch.Tensor, shape: torch.Size, full: torch.Size = ()) -> torch.Tensor:
-    """``t`` broadcast to ``full`` (its true multiplicity: one term per element of ``full``),
-    then summed over the dims where ``shape`` is 1 or absent: the total per element of a
+def _reduce_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``t`` summed over the dims where ``shape`` is 1 or absent: the total per element of a
     tensor of ``shape`` (leading dims beyond len(shape) are summed)."""
-    if len(full) and t.shape != full:
-        t = t.expand(torch.broadcast_shapes(t.shape, full))
     if t.dim() > len(shape):
         t = t.sum(tuple(range(t.dim() - len(shape))))
     t = t.reshape((1,) * (len(shape) - t.dim()) + tuple(t.shape))

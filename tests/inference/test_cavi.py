@@ -434,3 +434,20 @@ def test_a_mask_on_the_data_equals_dropping_the_masked_rows():
     for key in ("concentration", "rate"):
         assert torch.allclose(result.params["rate"][key], dropped.params["rate"][key], rtol=1e-12)
     assert abs(float(result.elbo) - float(dropped.elbo)) < 1e-10 * abs(float(dropped.elbo))
+
+
+def test_a_scaled_likelihood_equals_the_data_twice():
+    """poutine.scale(2) on the events (the earthquake model's likelihood_scale, which also
+    scales log p(z) and so q(z)'s entropy) is the same objective as every event twice."""
+    hp = Hyperparameters(3, mixing=(0.5, 0.3, 0.2), tau=0.05, rho=0.01, alpha=1.7, beta=0.3)
+    X, S, *_ = earthquake.simulate(hp, 80, seed=3)
+    q = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
+    init = {"mu": {"loc": q.loc, "scale": q.precision.rsqrt()[:, None]},
+            "lam": {"concentration": q.concentration, "rate": q.rate}}  # fmt: skip
+    scaled = auto_cavi(earthquake.model, X, S, hp, likelihood_scale=2.0, num_steps=5, tol=0.0,
+                       init=init)  # fmt: skip
+    twice = auto_cavi(earthquake.model, torch.cat([X, X]), torch.cat([S, S]), hp, num_steps=5,
+                      tol=0.0, init=init)  # fmt: skip
+    assert _rel(scaled.elbo_history, twice.elbo_history) < 1e-12
+    assert _rel(scaled.params["mu"]["loc"], twice.params["mu"]["loc"]) < 1e-12
+    assert _rel(scaled.params["lam"]["rate"], twice.params["lam"]["rate"]) < 1e-12
