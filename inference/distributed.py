@@ -28,6 +28,7 @@ is created, so the same code runs in one process.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -140,5 +141,13 @@ def process_group(device: torch.device) -> Iterator[Collective]:
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
         yield Collective(dist.get_rank(), dist.get_world_size(), device)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach one
+        raise
+    # A DDP wrapper caught in a reference cycle (Pyro's modules make them) would otherwise be
+    # freed at interpreter exit, after the group, and gloo's worker threads then abort the
+    # process ("terminate called without an active exception", seen 1 run in 4): free it
+    # while the group lives, and let no rank tear the group down while another still uses it.
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
