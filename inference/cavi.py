@@ -231,6 +231,8 @@ def auto_cavi(
             f"(those are {list(structure.latents)})"
         )
     latents = list(structure.latents.values())
+    if not latents and not structure.assignments:
+        raise ValueError("auto_cavi: the model has no latent sites: there is nothing to infer")
     like = latents[0].draw if latents else next(iter(structure.assignments.values())).value
     sweeper = Sweeper(structure, like if like.is_floating_point() else like.double())
     for name, latent in structure.latents.items():

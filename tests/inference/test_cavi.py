@@ -451,3 +451,12 @@ def test_a_scaled_likelihood_equals_the_data_twice():
     assert _rel(scaled.elbo_history, twice.elbo_history) < 1e-12
     assert _rel(scaled.params["mu"]["loc"], twice.params["mu"]["loc"]) < 1e-12
     assert _rel(scaled.params["lam"]["rate"], twice.params["lam"]["rate"]) < 1e-12
+
+
+def test_a_model_without_latents_is_refused():
+    def observed_only(y):
+        with pyro.plate("d", 3):
+            pyro.sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    with pytest.raises(ValueError, match="no latent sites"):
+        auto_cavi(observed_only, torch.tensor([1.0, 2.0, 3.0]))
