@@ -101,6 +101,11 @@ def _check_args(args) -> None:
             f"--num-samples {args.num_samples} is fewer than --num-components {args.num_components}"
         )
     if args.density:
+        if args.method != "em":
+            raise ValueError(
+                f"--method {args.method} fits at each --radius; --density runs the density "
+                "study instead: give one or the other"
+            )
         density.check_args(args)
     check_output_paths(args)
 

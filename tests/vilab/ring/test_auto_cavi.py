@@ -15,3 +15,11 @@ def test_ring_auto_cavi_agrees_with_the_hand_cavi(tmp_path, capsys):
     assert bayes["elbo_relative_difference"] < 1e-12
     assert bayes["max_relative_parameter_difference"] < 1e-10
     assert bayes["max_mean_error"] < 0.5  # 50 points per component, unit noise: se ~ 0.14
+
+
+def test_ring_auto_cavi_is_refused_with_the_density_study(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["ring", "--method", "auto-cavi", "--density", "--out", str(tmp_path)])
+    assert "--density runs the density study instead" in capsys.readouterr().err
