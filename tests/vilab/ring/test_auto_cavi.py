@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from vilab.cli import main
 
 
@@ -18,8 +20,6 @@ def test_ring_auto_cavi_agrees_with_the_hand_cavi(tmp_path, capsys):
 
 
 def test_ring_auto_cavi_is_refused_with_the_density_study(tmp_path, capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         main(["ring", "--method", "auto-cavi", "--density", "--out", str(tmp_path)])
     assert "--density runs the density study instead" in capsys.readouterr().err
