@@ -73,10 +73,10 @@ def _check(X, prior: BayesRingPrior) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"prior must be a BayesRingPrior, got {type(prior).__name__}")
     positive("prior.concentration", prior.concentration)
     positive("prior.precision", prior.precision)
-    if len(prior.loc) != 2:
-        raise ValueError(f"prior.loc must be 2 numbers, got {prior.loc!r}")
-    nu = torch.tensor([number("prior.loc", v, "a finite number") for v in prior.loc])
-    return X, nu.to(X)
+    loc = [number("prior.loc", v, "2 finite numbers") for v in prior.loc]
+    if len(loc) != 2 or not all(math.isfinite(v) for v in loc):
+        raise ValueError(f"prior.loc must be 2 finite numbers, got {prior.loc!r}")
+    return X, torch.tensor(loc, dtype=X.dtype, device=X.device)
 
 
 def _e_log_pi(c: torch.Tensor) -> torch.Tensor:

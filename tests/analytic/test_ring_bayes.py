@@ -83,3 +83,54 @@ def test_bad_prior_is_refused(data):
     X, q = data
     with pytest.raises(ValueError, match="prior.concentration"):
         elbo(X, q, BayesRingPrior(0.0, (0.0, 0.0), 1.0))
+
+
+def test_elbo_equals_its_terms_by_torch_distributions(data):
+    """ELBO = E log p(z | pi) + E log p(x | z, mu) + H[q(z)] - KL(q(pi) || p(pi))
+    - KL(q(mu) || p(mu)), the KLs by torch.distributions.kl_divergence, E log pi_k as the
+    gradient of log B(c) (autograd), E log N(x | mu, I) = log N(x | m, I) - 1/p: 1e-10."""
+    X, q = data
+    c = q.concentration.clone().requires_grad_()
+    log_b = torch.lgamma(c).sum() - torch.lgamma(c.sum())
+    (e_log_pi,) = torch.autograd.grad(log_b, c)
+    nu = torch.tensor(PRIOR.loc, dtype=torch.float64)
+    kl_pi = td.kl_divergence(
+        td.Dirichlet(q.concentration),
+        td.Dirichlet(torch.full((K,), PRIOR.concentration, dtype=torch.float64)),
+    )
+    q_mu = td.Normal(q.loc, q.precision.rsqrt()[:, None])
+    kl_mu = td.kl_divergence(q_mu, td.Normal(nu.expand(K, 2), PRIOR.precision**-0.5)).sum()
+    log_n = td.Normal(q.loc[None], 1.0).log_prob(X[:, None]).sum(-1)  # (N, K)
+    expected = (
+        (q.probs.sum(0) * e_log_pi).sum()
+        + (q.probs * (log_n - 1.0 / q.precision)).sum()
+        + td.Categorical(q.probs).entropy().sum()
+        - kl_pi
+        - kl_mu
+    )
+    assert abs(elbo(X, q, PRIOR) - expected) < 1e-10 * abs(expected)
+
+
+@pytest.mark.parametrize(
+    "prior,pattern",
+    [
+        ((1.0, (0.0, 0.0), 1.0), "prior must be a BayesRingPrior, got tuple"),
+        (BayesRingPrior(1.0, (0.0, 0.0), -2.0), "prior.precision"),
+        (BayesRingPrior(1.0, (0.0,), 1.0), r"prior.loc must be 2 finite numbers, got \(0.0,\)"),
+        (
+            BayesRingPrior(1.0, (0.0, math.inf), 1.0),
+            r"prior.loc must be 2 finite numbers, got \(0.0, inf\)",
+        ),
+        (BayesRingPrior(1.0, (0.0, "a"), 1.0), "prior.loc must be 2 finite numbers, got 'a'"),
+    ],
+)
+def test_bad_priors_are_named(data, prior, pattern):
+    X, q = data
+    with pytest.raises(ValueError, match=pattern):
+        cavi_step(X, q, prior)
+
+
+def test_bad_points_are_named(data):
+    _, q = data
+    with pytest.raises(ValueError, match=r"X must have shape \(N, 2\)"):
+        elbo(torch.zeros(5, 3, dtype=torch.float64), q, PRIOR)
