@@ -403,3 +403,38 @@ def test_flat_labels_name_every_coordinate_and_keep_scalars_bare():
     scalar = xr.DataArray(np.ones((2, 3)), dims=("chain", "draw"), name="tau")
     flat, labels = D._flat(scalar)
     assert labels == ["tau"] and flat.shape == (6, 1)
+
+
+def test_nuts_comparison_keeps_its_books(capsys):
+    """compare_with_nuts with its defaults (2 chains x 300 draws, no progress bar): every row's
+    numbers recomputed from the two posteriors it returns (sds with ddof = 1, the ratio, ArviZ's
+    r-hat and bulk ESS), the dims and coords passed through, the summary and the time."""
+    import pandas as pd
+
+    x, theta = torch.tensor([1.0]), torch.tensor(2.0)
+    guide = ExpGaussGuide(torch.tensor([2.0]))
+    dims, coords = {"z": ["obs"]}, {"obs": ["x1"]}
+    vi = D.to_inference_data(expgauss_model.model, guide, x, theta, num_samples=500, dims=dims,
+                             coords=coords)  # fmt: skip
+    result = D.compare_with_nuts(expgauss_model.model, vi, x, theta, dims=dims, coords=coords)
+    assert capsys.readouterr().err == ""  # no progress bar by default
+    posterior = result.nuts.posterior["z"]
+    assert posterior.shape == (2, 300, 1) and posterior.dims == ("chain", "draw", "obs")
+    assert list(posterior.coords["obs"].values) == ["x1"]
+    assert result.vi is vi and isinstance(result.summary, pd.DataFrame)
+    assert list(result.summary.index) == ["z[x1]"]
+    assert 0 < result.seconds < 600
+    (row,) = result.rows
+    v = vi.posterior["z"].values.reshape(-1)
+    n = posterior.values.reshape(-1)
+    assert set(row) == {"parameter", "vi_mean", "vi_sd", "nuts_mean", "nuts_sd", "sd_ratio",
+                        "overlap90", "r_hat", "ess_bulk"}  # fmt: skip
+    assert row["vi_sd"] == pytest.approx(np.std(v, ddof=1), rel=1e-12)
+    assert row["nuts_sd"] == pytest.approx(np.std(n, ddof=1), rel=1e-12)
+    assert row["nuts_mean"] == pytest.approx(n.mean(), rel=1e-12)
+    assert row["sd_ratio"] == pytest.approx(row["vi_sd"] / row["nuts_sd"], rel=1e-12)
+    assert row["overlap90"] == pytest.approx(D._interval_overlap(v, n), rel=1e-12)
+    assert row["r_hat"] == pytest.approx(float(D.az.rhat(result.nuts)["z"].values[0]), rel=1e-12)
+    bulk = float(D.az.ess(result.nuts, method="bulk")["z"].values[0])
+    assert row["ess_bulk"] == pytest.approx(bulk, rel=1e-12)
+    assert bulk != pytest.approx(float(D.az.ess(result.nuts, method="tail")["z"].values[0]))
