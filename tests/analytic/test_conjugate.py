@@ -91,3 +91,25 @@ def test_shape_and_diagonal_edges():
     with pytest.raises(ValueError) as err:
         conjugate.posterior(x, singular, sigma)
     assert str(err.value) == "prior_scale_tril must have a positive diagonal"
+
+
+@pytest.mark.parametrize(
+    "x,tril,pattern",
+    [
+        (torch.zeros(0, 2), torch.eye(2), r"x must have shape \(N, D\) with N >= 1, got \(0, 2\)"),
+        (torch.zeros(3, 2), torch.diag(torch.tensor([1.0, 0.0])),
+         "^prior_scale_tril must have a positive diagonal$"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_argument(x, tril, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        conjugate.posterior(x.double(), tril.double(), 0.7)
+
+
+def test_one_observation_is_enough():
+    """N = 1 is a valid data set: the posterior precision is Sigma_0^-1 + I / sigma^2."""
+    x = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    loc, tril = conjugate.posterior(x, torch.eye(2, dtype=torch.float64), 0.7)
+    precision = 1.0 + 1.0 / 0.7**2
+    assert torch.allclose(tril @ tril.T, torch.eye(2, dtype=torch.float64) / precision)
+    assert torch.allclose(loc, x[0] / 0.7**2 / precision)

@@ -560,3 +560,14 @@ def test_best_label_order_breaks_ties_by_position():
     assert perm.tolist() == [0, 1, 2] and gain.item() == 0.0
     perm, gain = best_label_order(q_with([10, 10, 20]), Hyperparameters(3, mixing=(0.1, 0.3, 0.6)))
     assert perm.tolist() == [1, 0, 2] and gain.item() == 0.0
+
+
+def test_initial_mean_field_takes_integer_strengths():
+    """Strengths as int64 (as a catalog reader may give them): the start's Gamma shapes use
+    their mean in X's dtype, a = alpha + mean(S) N / K, equal to the float64 start's."""
+    hp = Hyperparameters(3, alpha=2.7)
+    X, S, *_ = simulate(hp, 30, seed=1)
+    as_int = initial_mean_field(X, S.long(), hp, torch.Generator().manual_seed(0))
+    as_float = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
+    assert as_int.concentration.dtype == torch.float64
+    assert torch.equal(as_int.concentration, as_float.concentration)

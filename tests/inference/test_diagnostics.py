@@ -438,3 +438,29 @@ def test_nuts_comparison_keeps_its_books(capsys):
     bulk = float(D.az.ess(result.nuts, method="bulk")["z"].values[0])
     assert row["ess_bulk"] == pytest.approx(bulk, rel=1e-12)
     assert bulk != pytest.approx(float(D.az.ess(result.nuts, method="tail")["z"].values[0]))
+
+
+def _two_latents(y, *, scale):
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    nu = pyro.sample("nu", dist.Normal(0.0, 1.0))
+    with pyro.plate("d", y.shape[0]):
+        pyro.sample("y", dist.Normal(mu + nu, scale), obs=y)
+
+
+def _two_latents_guide(y, *, scale):
+    pyro.sample("mu", dist.Normal(0.5, 0.1))
+    pyro.sample("nu", dist.Normal(-0.5, 0.2))
+
+
+def test_inference_data_defaults_keyword_arguments_and_sites():
+    """to_inference_data: 1,000 draws and seed 0 by default, keyword arguments passed to the
+    model and guide, only the sites asked for, the ELBO history indexed by step."""
+    y = torch.tensor([0.1, -0.2, 0.3])
+    idata = D.to_inference_data(_two_latents, _two_latents_guide, y, scale=0.5, sites=["mu"],
+                                elbo_history=[-3.0, -2.0, -1.5])  # fmt: skip
+    assert list(idata.posterior.data_vars) == ["mu"]
+    assert idata.posterior["mu"].shape == (1, 1000)
+    assert list(idata.vi_elbo.coords["step"].values) == [0, 1, 2]
+    again = D.to_inference_data(_two_latents, _two_latents_guide, y, scale=0.5, sites=["mu"],
+                                seed=0)  # fmt: skip
+    np.testing.assert_array_equal(idata.posterior["mu"].values, again.posterior["mu"].values)
