@@ -121,50 +121,57 @@ class Bilinear:
         self.like, self.static = like, static_ids
         self.cache: dict = {}
 
+    def _split(self, key, coef, ops, full: tuple, a_dims: set, b_dims: set, kept: set,
+               Nb: int):  # fmt: skip
+        """One term as (A side over ``out_a``, B side (Nb, c), out_a, keep, da, db), or None
+        if an operand spans both sides. ``kept``: the event dims the output keeps; the event
+        dims both sides have are kept too (the c columns), the others summed within their side
+        (a dim in neither counts its size once, on side A). A static B side is cached."""
+        n = len(full)
+        side_a, side_b = [], []
+        for o in ops:
+            dims = _dims([o], n)
+            if dims & a_dims and dims & b_dims:
+                return None
+            (side_b if dims & b_dims else side_a).append(o)
+        events = set(range(n)) - a_dims - b_dims
+        da, db = _dims(side_a, n), _dims(side_b, n)
+        keep = kept | (events & da & db)
+        full_a = tuple(1 if d in b_dims or (d in events and d in db and d not in keep)
+                       else full[d] for d in range(n))  # fmt: skip
+        out_a = tuple(full[d] if d in a_dims or d in keep else 1 for d in range(n))
+        full_b = tuple(1 if d in a_dims or (d in events and d not in db) else full[d]
+                       for d in range(n))  # fmt: skip
+        out_b = tuple(full[d] if d in b_dims or d in keep else 1 for d in range(n))
+        pa = product(side_a, out_a, full_a, self.like) * coef
+        static = all(id(o) in self.static for o in side_b if torch.is_tensor(o))
+        pb = self.cache.get(key) if static else None
+        if pb is None:
+            pb = product(side_b, out_b, full_b, self.like).expand(out_b).reshape(Nb, -1)
+            if static:
+                self.cache[key] = pb
+        return pa, pb, out_a, keep, da, db
+
     def __call__(self, groups, layout: tuple, enum_pos: int) -> torch.Tensor:
         """groups: (key, terms, full) per factor, each full ending in the factor's event dims
         after ``layout``; returns the sum over groups and terms, shape ``layout``."""
         K = layout[enum_pos]
-        plates = [d for d in range(len(layout)) if d != enum_pos and layout[d] != 1]
+        plates = {d for d in range(len(layout)) if d != enum_pos and layout[d] != 1}
         Nb = math.prod(layout[d] for d in plates)
         a_cols, b_cols, rest = [], [], []
         a_only = torch.zeros((K, 1), dtype=self.like.dtype, device=self.like.device)
         b_only = torch.zeros((Nb, 1), dtype=self.like.dtype, device=self.like.device)
         for key, terms, full in groups:
-            n = len(full)  # full = layout + the factor's event dims
-            out = tuple(layout) + (1,) * (n - len(layout))
-            a_dims, b_dims = {enum_pos}, set(plates)
-            c_dims = {d for d in range(n) if out[d] == 1}
+            out = tuple(layout) + (1,) * (len(full) - len(layout))
             for i, (coef, ops) in enumerate(terms):
-                side_a, side_b = [], []
-                for o in ops:
-                    dims = _dims([o], n)
-                    if dims & a_dims and dims & b_dims:
-                        side_a = None
-                        break
-                    (side_b if dims & b_dims else side_a).append(o)
-                if side_a is None:
+                split = self._split((key, i), coef, ops, full, {enum_pos}, plates, set(), Nb)
+                if split is None:
                     rest.append((coef, ops, out, full))
                     continue
-                da, db = _dims(side_a, n), _dims(side_b, n)
-                shared = c_dims & da & db
-                full_a = tuple(1 if d in b_dims or (d in c_dims and d in db and d not in shared)
-                               else full[d] for d in range(n))  # fmt: skip
-                out_a = tuple(full[d] if d in a_dims or d in shared else 1 for d in range(n))
-                full_b = tuple(1 if d in a_dims or (d in c_dims and d not in db) else full[d]
-                               for d in range(n))  # fmt: skip
-                out_b = tuple(full[d] if d in b_dims or d in shared else 1 for d in range(n))
-                pa = product(side_a, out_a, full_a, self.like) * coef
-                cache_key = (key, i)
-                static = all(id(o) in self.static for o in side_b if torch.is_tensor(o))
-                pb = self.cache.get(cache_key) if static else None
-                if pb is None:
-                    pb = product(side_b, out_b, full_b, self.like).expand(out_b).reshape(Nb, -1)
-                    if static:
-                        self.cache[cache_key] = pb
-                if not shared and not db:
+                pa, pb, out_a, keep, da, db = split
+                if not keep and not db:
                     a_only = a_only + pa.reshape(-1, 1).expand(K, 1)
-                elif not shared and not da:
+                elif not keep and not da:
                     b_only = b_only + pb * pa.reshape(())
                 else:
                     a_cols.append(pa.expand(out_a).reshape(K, -1))
@@ -182,46 +189,26 @@ class Bilinear:
         the sums over the plates of every term of every item done as ONE product r @ B:
         the ``r^T G`` of the hand-written sweep."""
         K = layout[enum_pos]
-        plates = [d for d in range(len(layout)) if d != enum_pos and layout[d] != 1]
+        plates = {d for d in range(len(layout)) if d != enum_pos and layout[d] != 1}
         Nb = math.prod(layout[d] for d in plates)
         b_cols, pending, results = [], [], [None] * len(items)
         width = 0
         for j, (key, terms, out, full) in enumerate(items):
             n = len(full)
             outp = (1,) * (n - len(out)) + tuple(out)
-            a_dims, b_dims = {enum_pos}, set(plates)
-            events = set(range(len(layout), n))
+            kept = {e for e in range(len(layout), n) if outp[e] != 1}
             for i, (coef, ops) in enumerate(terms):
-                side_a, side_b = [], []
-                for o in ops:
-                    dims = _dims([o], n)
-                    if dims & a_dims and dims & b_dims:
-                        side_a = None
-                        break
-                    (side_b if dims & b_dims else side_a).append(o)
-                if side_a is None:
+                split = self._split((key, i), coef, ops, full, {enum_pos}, plates, kept, Nb)
+                if split is None:
                     rp = r.reshape(r.shape + (1,) * (n - r.dim()))
                     value = contract([(coef, (rp, *ops))], tuple(out), full, self.like)
                     results[j] = value if results[j] is None else results[j] + value
                     continue
-                da, db = _dims(side_a, n), _dims(side_b, n)
-                keep = {e for e in events if outp[e] != 1} | (events & da & db)
-                full_a = tuple(1 if d in b_dims or (d in events and d in db and d not in keep)
-                               else full[d] for d in range(n))  # fmt: skip
-                out_a = tuple(full[d] if d in a_dims or d in keep else 1 for d in range(n))
-                full_b = tuple(1 if d in a_dims or (d in events and d not in db) else full[d]
-                               for d in range(n))  # fmt: skip
-                out_b = tuple(full[d] if d in b_dims or d in keep else 1 for d in range(n))
-                pa = (product(side_a, out_a, full_a, self.like) * coef).expand(out_a)
-                cache_key = (key, i)
-                static = all(id(o) in self.static for o in side_b if torch.is_tensor(o))
-                pb = self.cache.get(cache_key) if static else None
-                if pb is None:
-                    pb = product(side_b, out_b, full_b, self.like).expand(out_b).reshape(Nb, -1)
-                    if static:
-                        self.cache[cache_key] = pb
+                pa, pb, out_a, _, _, _ = split
                 b_cols.append(pb)
-                pending.append((j, pa, out_a, outp, slice(width, width + pb.shape[1])))
+                pending.append(
+                    (j, pa.expand(out_a), out_a, outp, slice(width, width + pb.shape[1]))
+                )
                 width += pb.shape[1]
         if b_cols:
             M = r.reshape(K, Nb) @ torch.cat(b_cols, 1)
