@@ -7,21 +7,24 @@ Cases (issue #17), float32 like NumPyro's default:
     vae              batch 100, 784-400-400-200 networks, binary images
 
 Ours: one :class:`inference.fit.SVIStep` (loss, backward, fused Adam, the loss read back), with
-``get_elbo(name)`` and ``get_elbo(name, jit=True)``. NumPyro: one jitted ``svi.update`` and
-``block_until_ready``, with the same objective written for it: for the earthquake, the exact
-expectation over q(Z) = Cat(r_n) that TraceEnum_ELBO computes for a guide-enumerated Z,
+``get_elbo(name)`` (eager), ``get_elbo(name, jit=True)`` (TorchScript trace) and
+``get_elbo(name, jit="inductor")`` (the trace compiled by TorchInductor). NumPyro: one jitted
+``svi.update`` and ``block_until_ready``, with the same objective written for it: for the
+earthquake, the exact expectation over q(Z) = Cat(r_n) that TraceEnum_ELBO computes for a
+guide-enumerated Z,
 ``sum_nk r_nk [log pi_k + log N(x_n | mu_k, 1/tau) + log Pois(s_n | lambda_k) - log r_nk]``,
 added with ``numpyro.factor`` (r from a param); expgauss with Trace_ELBO(num_particles=256);
 the VAE's MLPs in jnp with TraceMeanField_ELBO.
 
 Timing: variants interleaved, each ``--steps`` steps per round, the best of ``--repeats``
 rounds, after one warm-up round. Compile time apart: ours is ``CompiledELBO.compile_seconds``
-(the first step's eager run, probe, trace and check); NumPyro's is its first ``update`` less
-one step. Printed: ms per step, our speed-up from compiling, and ours (compiled) / NumPyro.
+(the first step's eager run, probe, trace, compile and check; Inductor's depends on whether its
+on-disk cache already holds the kernels: run twice to see both); NumPyro's is its first
+``update`` less one step. Printed: ms per step of each, and Inductor's / NumPyro's.
 
 Run:  pip install -e ".[bench]"
       python benchmarks/svi_step.py [--cases earthquake-1k expgauss] [--steps 30]
-             [--repeats 3] [--threads 2] [--json FILE]
+             [--repeats 3] [--threads 2] [--backends torchscript inductor] [--json FILE]
 Without NumPyro installed, our two columns are measured and NumPyro's are left empty.
 """
 
@@ -71,7 +74,7 @@ def _earthquake_data(case: str):
     return X, S, hp
 
 
-def our_step(case: str, estimator: str, jit: bool):
+def our_step(case: str, estimator: str, jit: bool | str):
     """A callable taking one SVI step (returns the loss), and its ELBO object."""
     if case.startswith("earthquake"):
         X, S, hp = _earthquake_data(case)
@@ -206,20 +209,21 @@ def _time(fn, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def bench_case(case: str, estimators, steps: int, repeats: int, numpyro: bool) -> dict:
+def bench_case(case: str, estimators, backends, steps: int, repeats: int, numpyro: bool) -> dict:
     """Per-step seconds of each variant (best of ``repeats`` interleaved rounds) and compile
     times, for one case."""
     pyro.set_rng_seed(0)
     variants, compile_s = {}, {}
     for name in estimators:
-        for jit in (False, True):
+        for jit in (False, *backends):
             fn, elbo = our_step(case, name, jit)
             fn()  # the first step: compiles where jit
             variants[(name, jit)] = fn
             if jit:
-                compile_s[name] = elbo.compile_seconds
-                if elbo.uncompiled:
-                    raise RuntimeError(f"{case}/{name} was not compiled: {elbo.uncompiled}")
+                compile_s[(name, jit)] = elbo.compile_seconds
+                if elbo.uncompiled or getattr(elbo, "not_inductor", None):
+                    raise RuntimeError(f"{case}/{name}/{jit} was not compiled: "
+                                       f"{elbo.uncompiled or elbo.not_inductor}")  # fmt: skip
     if numpyro and (np_fn := numpyro_step(case)) is not None:
         start = time.perf_counter()
         np_fn()
@@ -234,16 +238,15 @@ def bench_case(case: str, estimators, steps: int, repeats: int, numpyro: bool) -
     np_s = best.get(("numpyro", None))
     out = {}
     for name in estimators:
-        eager, jit = best[(name, False)], best[(name, True)]
-        out[name] = {
-            "eager_ms": 1e3 * eager,
-            "jit_ms": 1e3 * jit,
-            "speedup": eager / jit,
-            "compile_s": compile_s[name],
-            "numpyro_ms": None if np_s is None else 1e3 * np_s,
-            "jit_over_numpyro": None if np_s is None else jit / np_s,
-            "numpyro_compile_s": None if np_s is None else first - np_s,
-        }
+        row = {"eager_ms": 1e3 * best[(name, False)]}
+        for jit in backends:
+            row[f"{jit}_ms"] = 1e3 * best[(name, jit)]
+            row[f"{jit}_compile_s"] = compile_s[(name, jit)]
+        fastest = min(best[(name, jit)] for jit in (False, *backends))
+        row["numpyro_ms"] = None if np_s is None else 1e3 * np_s
+        row["fastest_over_numpyro"] = None if np_s is None else fastest / np_s
+        row["numpyro_compile_s"] = None if np_s is None else first - np_s
+        out[name] = row
     return out
 
 
@@ -254,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed round (30)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; best kept (3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    parser.add_argument("--backends", nargs="+", choices=["torchscript", "inductor"],
+                        default=["torchscript", "inductor"],
+                        help="compiled variants timed beside the eager step (both)")  # fmt: skip
     parser.add_argument("--no-numpyro", action="store_true", help="time ours only")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return parser
@@ -269,16 +275,19 @@ def main(args) -> dict:
     warnings.filterwarnings("ignore", category=FutureWarning)
     results = {}
     for case in args.cases:
-        results[case] = bench_case(case, CASES[case], args.steps, args.repeats,
+        results[case] = bench_case(case, CASES[case], args.backends, args.steps, args.repeats,
                                    not args.no_numpyro)  # fmt: skip
-    rows = [["case", "estimator", "eager ms", "jit ms", "speed-up", "compile s", "NumPyro ms",
-             "jit / NumPyro", "NumPyro compile s"]]  # fmt: skip
+    head = ["case", "estimator", "eager ms"]
+    for jit in args.backends:
+        head += [f"{jit} ms", f"{jit} compile s"]
+    rows = [head + ["NumPyro ms", "fastest / NumPyro", "NumPyro compile s"]]
     for case, by_name in results.items():
         for name, r in by_name.items():
-            rows.append([case, name, f"{r['eager_ms']:.2f}", f"{r['jit_ms']:.2f}",
-                         f"{r['speedup']:.2f}x", f"{r['compile_s']:.2f}",
-                         _fmt(r["numpyro_ms"], ".2f"), _fmt(r["jit_over_numpyro"], ".2f"),
-                         _fmt(r["numpyro_compile_s"], ".2f")])  # fmt: skip
+            row = [case, name, f"{r['eager_ms']:.2f}"]
+            for jit in args.backends:
+                row += [f"{r[f'{jit}_ms']:.2f}", f"{r[f'{jit}_compile_s']:.2f}"]
+            rows.append(row + [_fmt(r["numpyro_ms"], ".2f"), _fmt(r["fastest_over_numpyro"], ".2f"),
+                               _fmt(r["numpyro_compile_s"], ".2f")])  # fmt: skip
     print(f"SVI step, best of {args.repeats} interleaved rounds of {args.steps} steps, "
           f"{args.threads} torch thread(s)")  # fmt: skip
     print(format_table(rows))

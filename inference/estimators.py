@@ -104,19 +104,22 @@ ESTIMATORS = {
 }
 
 
-def get_elbo(name: str, *, jit: bool = False, **kwargs) -> pyro.infer.ELBO:
+def get_elbo(name: str, *, jit: bool | str = False, **kwargs) -> pyro.infer.ELBO:
     """Build the estimator called ``name`` with Pyro ELBO keyword arguments
     (``num_particles``, ``vectorize_particles``, ``max_plate_nesting``, ...; for ``stl`` also
     ``base="trace"|"enum"``).
 
-    With ``jit=True`` the estimator is wrapped in :class:`inference.compiled.CompiledELBO`: its
-    loss is traced once per argument signature with ``torch.jit.trace`` and replayed, with the
-    same values and gradients at the same seed (``ignore_jit_warnings=True`` is passed to it, not
-    to the estimator). A model that cannot be traced keeps the uncompiled loss, with a warning.
+    With ``jit=True`` (or ``"torchscript"``) the estimator is wrapped in
+    :class:`inference.compiled.CompiledELBO`: its loss is traced once per argument signature
+    with ``torch.jit.trace`` and replayed, with the same values and gradients at the same seed
+    (``ignore_jit_warnings=True`` is passed to it, not to the estimator). ``jit="inductor"``
+    compiles that trace further with TorchInductor (fused loops; slower to compile). A model
+    that cannot be traced keeps the uncompiled loss, with a warning.
 
     Raises:
         ValueError: for an unknown name, listing the known ones; for impossible combinations
-            (``stl`` on ``meanfield``), saying what to use instead; for a non-bool ``jit``.
+            (``stl`` on ``meanfield``), saying what to use instead; for a ``jit`` that is not
+            a bool, ``"torchscript"`` or ``"inductor"``.
     """
     try:
         cls = ESTIMATORS[name]
@@ -124,15 +127,16 @@ def get_elbo(name: str, *, jit: bool = False, **kwargs) -> pyro.infer.ELBO:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
     if "base" in kwargs and name != "stl":
         raise ValueError(f"'base' is an option of estimator 'stl' only, not of {name!r}")
-    if not isinstance(jit, bool):
-        raise ValueError(f"jit must be True or False, got {jit!r}")
+    if not (isinstance(jit, bool) or jit in ("torchscript", "inductor")):
+        raise ValueError(f"jit must be True, False, 'torchscript' or 'inductor', got {jit!r}")
     _check_elbo_options(kwargs)
     if not jit:
         return cls(**kwargs)
     from inference.compiled import CompiledELBO  # it builds on this module's estimators
 
     ignore = kwargs.pop("ignore_jit_warnings", False)
-    return CompiledELBO(cls(**kwargs), ignore_jit_warnings=ignore)
+    backend = "torchscript" if jit is True else jit
+    return CompiledELBO(cls(**kwargs), backend=backend, ignore_jit_warnings=ignore)
 
 
 def _check_elbo_options(kwargs: dict) -> None:

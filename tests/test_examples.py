@@ -110,19 +110,20 @@ def test_ring_density_benchmark_runs_small(capsys):
 
 
 def test_svi_step_benchmark_runs_small(capsys):
-    """Ours only (NumPyro is an optional benchmark dependency): every estimator of the two
-    cases compiles (the benchmark raises if one is left uncompiled) and is timed."""
+    """Ours only (NumPyro is an optional benchmark dependency; Inductor's compile is timed in
+    the benchmark itself): every estimator of the two cases compiles with TorchScript (the
+    benchmark raises if one is left uncompiled) and is timed."""
     module = _load(BENCHMARKS_DIR / "svi_step.py")
     args = ["--cases", "earthquake-1k", "expgauss", "--steps", "2", "--repeats", "1",
-            "--no-numpyro"]  # fmt: skip
+            "--no-numpyro", "--backends", "torchscript"]  # fmt: skip
     result = module.main(module.build_parser().parse_args(args))
     assert set(result["earthquake-1k"]) == {"enum", "stl", "trace"}
     assert set(result["expgauss"]) == {"trace", "meanfield", "stl"}
     for by_name in result.values():
         for r in by_name.values():
-            assert r["speedup"] == pytest.approx(r["eager_ms"] / r["jit_ms"])
-            assert r["compile_s"] > 0 and r["numpyro_ms"] is None
-    assert "jit / NumPyro" in capsys.readouterr().out
+            assert r["eager_ms"] > 0 and r["torchscript_ms"] > 0
+            assert r["torchscript_compile_s"] > 0 and r["numpyro_ms"] is None
+    assert "fastest / NumPyro" in capsys.readouterr().out
 
 
 def test_auto_cavi_benchmark_runs_small(capsys):

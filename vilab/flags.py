@@ -140,17 +140,40 @@ def add_output_arguments(
     return out
 
 
-def add_jit_argument(group, default: bool | None, when: str) -> None:
-    """``--jit/--no-jit``: compile the SVI loss (``get_elbo(..., jit=True)``); ``when`` says what
-    the default is and why (measured)."""
+def add_jit_argument(group, when: str) -> None:
+    """``--jit/--no-jit`` and ``--jit-backend``: compile the SVI loss (``get_elbo(..., jit=...)``);
+    ``when`` says what the default is and why (measured). Read them with :func:`jit_mode`,
+    which applies the command's default."""
     group.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
-        default=default,
         help="compile the SVI loss: trace it once per argument shape with torch.jit and replay "
         "it (same values and gradients at the same seed, checked at the first step); --no-jit "
         f"runs Pyro's estimator uncompiled. {when}",
     )
+    group.add_argument(
+        "--jit-backend",
+        choices=["torchscript", "inductor"],
+        help="what runs the traced loss (implies --jit): torchscript (the default: compiles in "
+        "about 0.1 s) or inductor (TorchInductor fuses the graph into C++ loops: 2.4x faster "
+        "earthquake steps than torchscript at N=1,000, but 8-12 s to compile, 2-3 s once its "
+        "cache in /tmp holds the kernels; slower on the VAE; needs a C++ compiler, else the "
+        "torchscript trace runs, with a warning)",
+    )
+
+
+def jit_mode(args: argparse.Namespace, default: bool = False) -> bool | str:
+    """``get_elbo``'s ``jit`` from ``--jit/--no-jit`` and ``--jit-backend``: False, or the
+    backend's name. ``default`` decides where neither ``--jit`` nor ``--no-jit`` was given.
+
+    Raises:
+        ValueError: for ``--jit-backend`` with ``--no-jit``.
+    """
+    if args.jit is False and args.jit_backend is not None:
+        raise ValueError(f"--jit-backend {args.jit_backend} compiles the loss, but --no-jit "
+                         "was given: drop one of them")  # fmt: skip
+    on = args.jit if args.jit is not None else default or args.jit_backend is not None
+    return (args.jit_backend or "torchscript") if on else False
 
 
 def _flag(name: str) -> str:

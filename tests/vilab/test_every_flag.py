@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import inference.inductor
 import vilab.earthquake.run as earthquake_run
 import vilab.earthquake.streamed as earthquake_streamed
 import vilab.expgauss.run as expgauss_run
@@ -399,16 +400,21 @@ def _(cli):
     calls = cli.spy(earthquake_streamed, "get_elbo")
     compiled = cli.run("earthquake").summary["svi"]  # the default at 60 x 2 cells: compiled
     eager = cli.run("earthquake", "--no-jit").summary["svi"]
-    assert [c[1]["jit"] for c in calls] == [True, False]
+    assert [c[1]["jit"] for c in calls] == ["torchscript", False]
     # the default: compiled up to JIT_MAX_CELLS events x clusters per step (measured faster
-    # there); --jit and --no-jit override it
-    rule = earthquake_run._use_jit
-    assert rule(argparse.Namespace(jit=None, subsample_size=None, k=3), 1_000)
-    assert not rule(argparse.Namespace(jit=None, subsample_size=None, k=10), 100_000)
-    assert rule(argparse.Namespace(jit=None, subsample_size=1_000, k=10), 100_000)
-    assert rule(argparse.Namespace(jit=True, subsample_size=None, k=10), 100_000)
-    assert not rule(argparse.Namespace(jit=False, subsample_size=None, k=3), 10)
+    # there); --jit and --no-jit override it, and --jit-backend implies --jit
+
+    def rule(num_events, jit=None, subsample_size=None, k=10, jit_backend=None):
+        args = argparse.Namespace(jit=jit, subsample_size=subsample_size, k=k,
+                                  jit_backend=jit_backend)  # fmt: skip
+        return earthquake_run._use_jit(args, num_events)
+
+    assert rule(1_000, k=3) == "torchscript" and rule(100_000) is False
+    assert rule(100_000, subsample_size=1_000) == "torchscript"
+    assert rule(100_000, jit=True) == "torchscript" and rule(10, jit=False, k=3) is False
+    assert rule(100_000, jit_backend="inductor") == "inductor"
     assert (compiled["jit"], eager["jit"]) == (True, False)
+    assert (compiled["jit_backend"], eager["jit_backend"]) == ("torchscript", None)
     assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
     assert compiled["elbo"] == pytest.approx(eager["elbo"], rel=1e-9)
 
@@ -477,6 +483,44 @@ def _(cli):
         "stl",
         "trace",
     }
+
+
+@case("earthquake", "--jit-backend")
+def _(cli):
+    """Inductor compiles the loss (a real compile: a few seconds) and gives the eager fit to
+    rounding; with --no-jit it is refused before any work, naming both flags."""
+    calls = cli.spy(earthquake_streamed, "get_elbo")
+    inductor = cli.run("earthquake", "--jit-backend", "inductor").summary["svi"]
+    eager = cli.run("earthquake", "--no-jit").summary["svi"]
+    assert [c[1]["jit"] for c in calls] == ["inductor", False]
+    assert (inductor["jit"], inductor["jit_backend"]) == (True, "inductor")
+    assert inductor["compile_seconds"] > 0
+    assert inductor["elbo"] == pytest.approx(eager["elbo"], rel=1e-6)
+    error = cli.fails("earthquake", "--no-jit", "--jit-backend", "inductor")
+    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
+
+
+def _inductor_stand_in(cli) -> list:
+    """``inference.inductor.compile_loss`` replaced by the traced function itself (no C++
+    compile: the engine's tests time and check the real one), recording its calls: the
+    backend was reached, and its result passed the comparison with the eager loss."""
+    calls = []
+
+    def stand_in(fn, inputs):
+        calls.append(len(inputs))
+        return fn
+
+    cli.monkeypatch.setattr(inference.inductor, "compile_loss", stand_in)
+    return calls
+
+
+@case("expgauss", "--jit-backend")
+def _(cli):
+    compiled = _inductor_stand_in(cli)
+    r = cli.run("expgauss", "--estimator", "stl", "--jit-backend", "inductor").summary["svi"]
+    assert (r["stl"]["jit"], r["stl"]["jit_backend"]) == (True, "inductor") and compiled
+    error = cli.fails("expgauss", "--no-jit", "--jit-backend", "inductor")
+    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
 
 
 @case("expgauss", "--no-jit")
@@ -568,7 +612,7 @@ def _(cli):
 def _(cli):
     calls = cli.spy(vae_train, "get_elbo")
     compiled, eager = cli.run("vae").summary, cli.run("vae", "--no-jit").summary
-    assert [c[1]["jit"] for c in calls] == [True, False]
+    assert [c[1]["jit"] for c in calls] == ["torchscript", False]
     assert (compiled["jit"], eager["jit"]) == (True, False)
     for a, b in zip(compiled["history"], eager["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
@@ -638,6 +682,24 @@ def _(cli):
     assert {c[1]["num_draws"] for c in calls} == {6}
     assert {c[0][2].num_particles for c in calls} == {3}
     assert (r["draws"], r["particles"]) == (6, 3)
+
+
+@case("vae", "--jit-backend")
+def _(cli):
+    compiled = _inductor_stand_in(cli)
+    calls = cli.spy(vae_train, "get_elbo")
+    r = cli.run("vae", "--jit-backend", "inductor").summary
+    assert [c[1]["jit"] for c in calls] == ["inductor"] and compiled
+    assert (r["jit"], r["jit_backend"]) == (True, "inductor")
+
+
+@case("gradvar", "--jit-backend")
+def _(cli):
+    """--jit-backend implies --jit where the default is --no-jit."""
+    compiled = _inductor_stand_in(cli)
+    flags = ("--model", "expgauss", "--draws", "4", "--steps", "4", "--every", "2")
+    r = cli.run("gradvar", *flags, "--jit-backend", "inductor").summary
+    assert (r["jit"], r["jit_backend"]) == (True, "inductor") and compiled
 
 
 @case("gradvar", "--no-jit")

@@ -42,6 +42,7 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    jit_mode,
     weights,
 )
 from vilab.io import atomic_write_json
@@ -253,7 +254,6 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_jit_argument(
         fit,
-        None,
         "Default: compile when (events per step) x K <= 200,000, where it was measured "
         "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10); above, Pyro's traced "
         "enumeration masks every cost term and is slower (0.65x at N = 10^5, K = 10)",
@@ -267,7 +267,7 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
-
+    jit_mode(args)  # --jit-backend with --no-jit
     check_ints(args, ("num_events", "max_iter", "num_init", "particles", "subsample_size",
                       "chunk_size", "batch_size"))  # fmt: skip
     check_ints(args, ("steps",), low=0)
@@ -377,11 +377,10 @@ def _fit_cavi(X, S, hp, args):
 JIT_MAX_CELLS = 200_000
 
 
-def _use_jit(args, num_events: int) -> bool:
-    """``--jit``/``--no-jit`` if given, else whether the step's N x K is small enough."""
-    if args.jit is not None:
-        return args.jit
-    return (args.subsample_size or num_events) * args.k <= JIT_MAX_CELLS
+def _use_jit(args, num_events: int) -> bool | str:
+    """``get_elbo``'s ``jit``: ``--jit``/``--no-jit``/``--jit-backend`` if given, else whether
+    the step's N x K is small enough."""
+    return jit_mode(args, (args.subsample_size or num_events) * args.k <= JIT_MAX_CELLS)
 
 
 def _fit_svi(X, S, hp, args) -> streamed.SviRun:
@@ -495,7 +494,7 @@ def run(args: argparse.Namespace) -> dict:
             "under torchrun, vilab earthquake streams a Parquet catalog over the processes: "
             "give --data FILE.parquet --chunk-size N"
         )
-    if launched() and args.jit:
+    if launched() and (args.jit or args.jit_backend):
         raise ValueError("--jit compiles one process's loss: drop it under torchrun")
     with process_group(device) as group:
         if group.rank != 0:
@@ -542,7 +541,7 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
         perm = match_clusters(q_cavi.loc, svi.q.loc)
         fits["SVI"] = q_svi = permute_clusters(svi.q, perm)
         svi_fit = {"elbo": svi.elbo, "iterations": svi.fit.num_steps,
-                   "estimator": args.estimator, "jit": jit,
+                   "estimator": args.estimator, "jit": bool(jit), "jit_backend": jit or None,
                    "guide": "mean field" if args.chunk_size is None else "globals (Z summed out "
                             "in the model)",
                    "compile_seconds": svi.fit.compile_seconds,

@@ -37,6 +37,7 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    jit_mode,
 )
 from vilab.io import atomic_write_json
 from vilab.report import format_table
@@ -75,7 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_jit_argument(
         fit,
-        True,
         "Default: --jit (about 3x faster steps with 256 particles)",
     )
     fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
@@ -91,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args) -> None:
     """Validate every flag before any work; raise ValueError naming the flag."""
+    jit_mode(args)  # --jit-backend with --no-jit
     if not math.isfinite(args.x):
         raise ValueError(f"--x must be finite, got {args.x}")
     check_floats(args, ("init_theta", "init_phi", "lr", "lr_final"))
@@ -125,18 +126,20 @@ def _fit_each(x, theta_star, phi_star, args, device):
     """SVI with each ``--estimator`` from the same start: (scores by estimator,
     (theta, phi) paths by estimator, ELBO histories by estimator)."""
     scores, paths, histories = {}, {}, {}
+    jit = jit_mode(args, default=True)
     for name in args.estimator:
         fit = fit_expgauss(
             x.to(device), name, init_theta=args.init_theta, init_phi=args.init_phi,
             num_steps=args.steps, num_particles=args.particles, lr=args.lr,
-            lr_final=args.lr_final, seed=args.seed, progress=not args.quiet, jit=args.jit,
+            lr_final=args.lr_final, seed=args.seed, progress=not args.quiet, jit=jit,
         )  # fmt: skip
         scores[name] = _scores(x, fit.theta, fit.phi)
         scores[name].update(
             steps=args.steps,
             particles=args.particles,
             seconds=fit.seconds,
-            jit=args.jit,
+            jit=bool(jit),
+            jit_backend=jit or None,
             compile_seconds=fit.compile_seconds,
             rel_error_theta=(fit.theta / theta_star - 1).item(),
             rel_error_phi=(fit.phi / phi_star - 1).item(),

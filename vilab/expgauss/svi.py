@@ -53,7 +53,7 @@ def fit_expgauss(
     lr_final: float | None = 3e-4,
     seed: int | None = 0,
     progress: bool = False,
-    jit: bool = True,
+    jit: bool | str = True,
 ) -> ExpGaussFit:
     """Maximise sum_n ELBO(x_n; theta, phi_n) over theta and phi by SVI.
 
@@ -70,8 +70,9 @@ def fit_expgauss(
         init_theta, init_phi: the start (phi is the same for every observation), > 0.
         num_steps, num_particles, lr, lr_final, seed, progress: as in
             :func:`inference.fit.fit_svi`; particles are vectorised.
-        jit: compile the loss (:func:`inference.estimators.get_elbo` with ``jit=True``; the
-            same path at the same seed, about 3x faster steps with 256 particles).
+        jit: compile the loss (:func:`inference.estimators.get_elbo`'s ``jit``: True or a
+            backend name; the same path at the same seed, about 3x faster steps with 256
+            particles).
 
     Returns:
         :class:`ExpGaussFit`, tensors on the CPU.

@@ -91,7 +91,7 @@ class Case(NamedTuple):
         with torch.no_grad():
             self.modules().load_state_dict(self.points[point])
 
-    def elbo(self, name: str, num_particles: int = 1, jit: bool = False) -> pyro.infer.ELBO:
+    def elbo(self, name: str, num_particles: int = 1, jit: bool | str = False) -> pyro.infer.ELBO:
         """The estimator ``name`` with ``num_particles`` (vectorised); ``jit`` compiles it."""
         return self.estimators[name](num_particles, jit)
 
@@ -102,7 +102,7 @@ def _snapshot(modules: torch.nn.ModuleDict) -> dict:
 
 def _factories(names: dict[str, dict]) -> dict[str, Callable[..., pyro.infer.ELBO]]:
     def factory(name, extra):
-        def make(num_particles: int, jit: bool = False) -> pyro.infer.ELBO:
+        def make(num_particles: int, jit: bool | str = False) -> pyro.infer.ELBO:
             return get_elbo(
                 name,
                 jit=jit,

@@ -31,6 +31,7 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    jit_mode,
 )
 from vilab.gradvar.cases import CASES, ESTIMATORS_FOR, TRAIN_ESTIMATOR, build_case
 from vilab.io import atomic_write_json
@@ -58,7 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_jit_argument(
         parser,
-        False,
         "Default: --no-jit (every measurement builds its estimators "
         "afresh, so each would be traced again for about 100 draws)",
     )
@@ -100,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args) -> None:
+    jit_mode(args)  # --jit-backend with --no-jit
     check_ints(args, ("draws",), low=2)
     check_ints(args, ("particles", "steps", "every", "batch_size", "latent_dim", "hidden_dim",
                       "train_steps"))  # fmt: skip
@@ -157,7 +158,7 @@ def _at_fixed_points(case, names, args) -> dict:
                 gradient_moments(
                     case.model,
                     case.guides[name],
-                    case.elbo(name, args.particles, args.jit),
+                    case.elbo(name, args.particles, jit_mode(args)),
                     *case.args,
                     num_draws=args.draws,
                     seed=args.seed,
@@ -176,8 +177,8 @@ def _along_run(case, names, train: str, args):
     return variance_along_run(
         case.model,
         case.guide,
-        case.elbo(train, args.particles, args.jit),
-        {name: case.elbo(name, args.particles, args.jit) for name in names},
+        case.elbo(train, args.particles, jit_mode(args)),
+        {name: case.elbo(name, args.particles, jit_mode(args)) for name in names},
         *case.args,
         num_steps=args.steps or case.steps,
         every=args.every,
@@ -243,7 +244,8 @@ def run(args: argparse.Namespace) -> dict:
         "model": args.model,
         "draws": args.draws,
         "particles": args.particles,
-        "jit": args.jit,
+        "jit": bool(jit_mode(args)),  # default: --no-jit
+        "jit_backend": jit_mode(args) or None,
         "fixed_points": fixed_points,
         "along_run": {
             "train_estimator": train,

@@ -29,6 +29,7 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    jit_mode,
 )
 from vilab.io import atomic_write_json
 from vilab.report import format_table
@@ -74,7 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--particles", type=int, default=1, help="samples of z per image (1)")
     add_jit_argument(
         fit,
-        True,
         "Default: --jit (1.3x faster steps, measured in benchmarks/svi_step.py)",
     )
     fit.add_argument(
@@ -101,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args) -> None:
+    jit_mode(args)  # --jit-backend with --no-jit
     check_ints(args, ("epochs", "batch_size", "latent_dim", "hidden_dim", "num_hidden",
                       "particles", "iwae_samples", "train_size", "test_size"))  # fmt: skip
     check_floats(args, ("lr",))
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
         resume=args.resume,
         progress=not args.quiet,
         on_epoch=report,
-        jit=args.jit,
+        jit=jit_mode(args, default=True),
     )
     model, guide = result.model.eval(), result.guide.eval()
     test_x = result.test_images
@@ -203,7 +204,8 @@ def run(args: argparse.Namespace) -> dict:
             "num_test": test_x.shape[0],
         },
         "device": str(device),
-        "jit": args.jit,
+        "jit": bool(jit_mode(args, default=True)),
+        "jit_backend": jit_mode(args, default=True) or None,
         "history": [r._asdict() for r in result.history],
         "final": _evaluate(model, guide, test_x, result.history, args, device),
     }

@@ -202,7 +202,7 @@ def train_vae(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord, VAEModel, VAEGuide], None] | None = None,
-    jit: bool = True,
+    jit: bool | str = True,
 ) -> VAEResult:
     """Train (or resume training) a VAE on ``train_images`` for ``epochs`` epochs in total.
 
@@ -216,9 +216,9 @@ def train_vae(
         progress: tqdm bar over minibatches.
         on_epoch: called as ``on_epoch(record, model, guide)`` after each new epoch (and its
             checkpoint).
-        jit: compile the loss (``get_elbo(..., jit=True)``: the same steps at the same seed;
-            a trace per minibatch shape, i.e. one more for a smaller last batch). Not part of
-            ``config``: a checkpoint resumes either way.
+        jit: compile the loss (``get_elbo(..., jit=jit)``: True or a backend name; the same
+            steps at the same seed; a trace per minibatch shape, i.e. one more for a smaller
+            last batch). Not part of ``config``: a checkpoint resumes either way.
 
     Raises:
         ValueError: bad arguments, or a checkpoint that is missing or from another config.
