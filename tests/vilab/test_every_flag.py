@@ -485,21 +485,6 @@ def _(cli):
     }
 
 
-@case("earthquake", "--jit-backend")
-def _(cli):
-    """Inductor compiles the loss (a real compile: a few seconds) and gives the eager fit to
-    rounding; with --no-jit it is refused before any work, naming both flags."""
-    calls = cli.spy(earthquake_streamed, "get_elbo")
-    inductor = cli.run("earthquake", "--jit-backend", "inductor").summary["svi"]
-    eager = cli.run("earthquake", "--no-jit").summary["svi"]
-    assert [c[1]["jit"] for c in calls] == ["inductor", False]
-    assert (inductor["jit"], inductor["jit_backend"]) == (True, "inductor")
-    assert inductor["compile_seconds"] > 0
-    assert inductor["elbo"] == pytest.approx(eager["elbo"], rel=1e-6)
-    error = cli.fails("earthquake", "--no-jit", "--jit-backend", "inductor")
-    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
-
-
 def _inductor_stand_in(cli) -> list:
     """``inference.inductor.compile_loss`` replaced by the traced function itself (no C++
     compile: the engine's tests time and check the real one), recording its calls: the
@@ -512,6 +497,23 @@ def _inductor_stand_in(cli) -> list:
 
     cli.monkeypatch.setattr(inference.inductor, "compile_loss", stand_in)
     return calls
+
+
+@case("earthquake", "--jit-backend")
+def _(cli):
+    """The loss goes to the Inductor backend (its compile stood in for: the engine's tests
+    compile it for real) and gives the eager fit to rounding; with --no-jit it is refused
+    before any work, naming both flags."""
+    compiled = _inductor_stand_in(cli)
+    calls = cli.spy(earthquake_streamed, "get_elbo")
+    inductor = cli.run("earthquake", "--jit-backend", "inductor").summary["svi"]
+    eager = cli.run("earthquake", "--no-jit").summary["svi"]
+    assert [c[1]["jit"] for c in calls] == ["inductor", False]
+    assert (inductor["jit"], inductor["jit_backend"]) == (True, "inductor")
+    assert inductor["compile_seconds"] > 0 and compiled
+    assert inductor["elbo"] == pytest.approx(eager["elbo"], rel=1e-6)
+    error = cli.fails("earthquake", "--no-jit", "--jit-backend", "inductor")
+    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
 
 
 @case("expgauss", "--jit-backend")
