@@ -272,3 +272,70 @@ def test_every_stl_entry_point_passes_keyword_arguments_on():
             assert got[0] == got[1]
             values[name, noise] = got[0]
         assert values[name, 0.5] != values[name, 2.0]
+
+
+def test_stl_passes_keyword_arguments_to_the_replayed_structured_guide():
+    """A structured guide (b's distribution depends on the draw of a) runs a second time
+    with its draws held, and so does Pyro's AutoHierarchicalNormalMessenger (a GuideMessenger,
+    which runs the model itself); that run must get the keyword arguments too: a required
+    keyword would otherwise fail, and STL's value must equal the base's at the same seed."""
+
+    def model(x, *, noise):
+        a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        b = pyro.sample("b", dist.Normal(a, 1.0))
+        pyro.sample("x", dist.Normal(a + b, noise), obs=x)
+
+    def structured(x, *, noise):
+        a = pyro.sample("a", dist.Normal(pyro.param("m", torch.tensor(0.3)), 0.8))
+        pyro.sample("b", dist.Normal(0.5 * a, noise))
+
+    x = torch.tensor(1.3)
+    messenger = pyro.infer.autoguide.AutoHierarchicalNormalMessenger(model)  # b's prior hangs on a
+    for guide in (structured, messenger):
+        values = []
+        for noise in (0.5, 2.0):
+            guide(x, noise=noise)  # creates an autoguide's parameters (drawing to start)
+            got = []
+            for estimator in (StickingTheLanding(), pyro.infer.Trace_ELBO()):
+                pyro.set_rng_seed(3)
+                got.append(estimator.loss_and_grads(model, guide, x, noise=noise))
+            assert got[0] == pytest.approx(got[1], rel=1e-12)
+            values.append(got[0])
+        assert values[0] != values[1]
+
+
+def test_the_tensors_a_distribution_holds_are_found_three_attribute_levels_deep():
+    """``_tensors_of`` (which parameters a guide site's distribution depends on) looks
+    through attributes, lists and tuples to depth 3, not into classes, and no deeper."""
+    from types import SimpleNamespace as NS
+
+    from inference.stl import _tensors_of
+
+    t = [torch.tensor(float(i)) for i in range(6)]
+    obj = NS(
+        a=t[0],  # depth 0
+        pair=(t[1], NS(b=t[2])),  # depth 0 in a tuple; depth 1
+        deep=NS(c=NS(d=NS(e=t[3], f=NS(g=t[4])))),  # depth 3; depth 4: not reached
+        kind=type("K", (), {"h": t[5]}),  # a class: its attributes are not the object's
+        label="x",
+    )
+    found = list(_tensors_of(obj))
+    assert [id(v) for v in found] == [id(t[0]), id(t[1]), id(t[2]), id(t[3])]
+
+
+def test_get_elbo_compiles_with_its_options_and_keeps_pyros_apart():
+    """jit=True wraps the named estimator, built with the other options, in CompiledELBO;
+    ``ignore_jit_warnings`` goes to the wrapper (not to Pyro's ELBO, which has an option of
+    that name for its own JIT ELBOs); jit='inductor' picks that backend."""
+    from inference.compiled import CompiledELBO
+
+    elbo = get_elbo("trace", jit=True, num_particles=3, ignore_jit_warnings=True)
+    assert isinstance(elbo, CompiledELBO) and type(elbo.estimator) is pyro.infer.Trace_ELBO
+    assert elbo.estimator.num_particles == 3 and elbo.num_particles == 3
+    assert elbo.ignore_jit_warnings is True and elbo.estimator.ignore_jit_warnings is False
+    assert elbo.backend == "torchscript"
+    plain = get_elbo("stl", jit="inductor", base="enum")
+    assert plain.ignore_jit_warnings is False and plain.backend == "inductor"
+    assert isinstance(plain.estimator, StickingTheLanding) and plain.estimator.base_name == "enum"
+    with pytest.raises(ValueError, match=r"jit must be True, False, 'torchscript' or 'inductor'"):
+        get_elbo("trace", jit=1)
