@@ -35,6 +35,11 @@ tensor arguments, the values of the others, which must be hashable):
    resumed run repeats an uninterrupted one bit for bit. The generator is left where the eager
    call left it: the random stream is the eager estimator's.
 
+With ``backend="inductor"``, the checked trace is then recorded again as an ATen graph and
+compiled by TorchInductor (:mod:`inference.inductor`), from the same random state; its loss and
+gradient are compared with the probe's in the same way. Where Inductor fails or disagrees, one
+warning says why (also kept in ``not_inductor``) and the TorchScript trace is used.
+
 Later calls with that signature run the graph only, with TorchScript's optimising executor
 off (``torch.jit.optimized_execution(False)``): after a few calls it swaps in specialised graphs
 that differentiate some ops by TorchScript's own formulas, whose rounding differs from
@@ -229,8 +234,9 @@ class CompiledELBO(pyro.infer.ELBO):
             Python value (only if you know the value cannot change between calls).
 
     Attributes:
-        compile_seconds: wall-clock seconds spent compiling so far (the eager run, the trace
-            and the check of each signature), kept apart from the steps.
+        compile_seconds: wall-clock seconds spent compiling so far (the eager run, the trace,
+            Inductor's compile where asked, and the checks of each signature), kept apart from
+            the steps.
         uncompiled: for each signature left uncompiled, the reason (also warned once).
         not_inductor: with ``backend="inductor"``, each signature that runs the TorchScript
             trace instead, and why (also warned once).
