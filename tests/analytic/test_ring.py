@@ -408,3 +408,33 @@ def test_sample_is_the_mean_plus_noise_from_its_own_generator():
     z_ref = torch.multinomial(w, 30, replacement=True, generator=gen)
     assert torch.equal(z, z_ref)
     assert torch.equal(X, means[z_ref] + torch.randn(30, 2, generator=gen))
+
+
+def test_kmeans_plus_plus_first_centre_is_any_point_and_no_centre_is_chosen_twice():
+    """The first centre is uniform over all N = 50 points: 200 seeds hit at least 40 distinct
+    points (expected 49.1; the draw is over every point, not the first few). Points within
+    0.05 of each other (squared distances summing to far less than 1) still get weights
+    proportional to d^2, so a chosen point (d = 0) is never drawn again."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    first = {int(torch.cdist(ring.kmeans_plus_plus(X, 1, torch.Generator().manual_seed(s)),
+                             X).argmin()) for s in range(200)}  # fmt: skip
+    assert len(first) >= 40
+    tight = 0.01 * torch.randn(6, 2, generator=g, dtype=torch.float64)
+    for s in range(20):
+        centres = ring.kmeans_plus_plus(tight, 4, torch.Generator().manual_seed(s))
+        assert torch.unique(centres, dim=0).shape[0] == 4
+
+
+def test_em_history_starts_at_the_seeding_with_uniform_weights_and_stops_at_a_fixed_point():
+    """history[0] is the log-likelihood of the k-means++ means with weights 1/K, by
+    torch.distributions (1e-12); restarted from its own converged result, EM stops after two
+    iterations (the first whose gain is <= tol * |log-likelihood|), so history has 3 entries."""
+    X = ring.sample(300, ring.ring_means(5, 4.0), seed=1)[0]
+    result = ring.em(X, 5, num_init=1, seed=3)
+    means = ring.kmeans_plus_plus(X, 5, torch.Generator().manual_seed(3))
+    mixture = MixtureSameFamily(Categorical(torch.full((5,), 0.2, dtype=torch.float64)),
+                                Independent(Normal(means, 1.0), 1))  # fmt: skip
+    assert result.history[0].item() == pytest.approx(mixture.log_prob(X).sum().item(), rel=1e-12)
+    again = ring.em(X, 5, init=(result.means, result.weights))
+    assert again.converged and again.history.shape == (3,)
