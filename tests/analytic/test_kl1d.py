@@ -177,10 +177,13 @@ def test_kl_quadrature_stays_float64_under_a_float32_default(float32_default):
 
 
 def test_mixtures_are_float64_and_accept_zero_weights_and_small_scales(float32_default):
-    """gaussian_mixture is float64 under any default dtype; a zero weight (>= 0 is allowed)
-    removes its component; scales below 1 are valid; the weights need not sum to 1."""
+    """gaussian_mixture (and the seed's example) is float64 under any default dtype; a zero
+    weight (>= 0 is allowed) removes its component; scales below 1 are valid; the weights need
+    not sum to 1."""
     p = kl1d.gaussian_mixture([0.0, 2.0], [-3.0, 0.1], [0.5, 0.3])
     assert p.mean.dtype == torch.float64
+    for reading in kl1d.READINGS:  # and so is the seed's example, both of its distributions
+        assert all(d.mean.dtype == torch.float64 for d in kl1d.seed_example(reading))
     assert p.mean.item() == pytest.approx(0.1, rel=1e-15)
     assert p.variance.item() == pytest.approx(0.09, rel=1e-14)
 
@@ -238,3 +241,13 @@ def test_every_refusal_is_exact(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert str(info.value) == message
+
+
+def test_mode_seeking_fit_is_the_lowest_kl_of_two_distinct_optima():
+    """Well-separated modes (weights 0.2, 0.8 at means -4, 4) give two distinct local optima
+    of KL(q || p), one per start (the overlapping mixture above has one, which both starts
+    reach): the answer is the one of least KL, on the right, not the leftmost or the first."""
+    p = kl1d.gaussian_mixture([0.2, 0.8], [-4.0, 4.0], [1.0, 1.5])
+    fit = kl1d.mode_seeking_gaussian(p)
+    left = kl1d._fit_exclusive(p, -4.0, 1.0)
+    assert fit.mean > 3.0 and left.mean < -3.0 and fit.kl < left.kl
