@@ -348,3 +348,15 @@ def test_the_first_non_positive_parameter_is_the_one_named():
     with pytest.raises(ValueError) as err:
         eg.elbo(torch.tensor([1.0, 2.0]), [0.5, -1.0], 1.0)
     assert str(err.value) == "theta must be > 0, got -1.0"
+
+
+def test_ml_theta_spans_the_float64_range():
+    """At x = 1e300 theta_ML = 1/x = 1e-300 (the bracket is grown down from 2/x only as far
+    as needed: 200 halvings would underflow there); at x = 1.5e-308 the start 2/x = 1.3e308
+    is still a float64 and theta_ML is about 2/x (for x -> 0+ the posterior mean of z tends
+    to 1/theta's bound x/2); x = 0.7 in the same call is solved as alone."""
+    got = eg.ml_theta(torch.tensor([1e300, 1.5e-308, 0.7], dtype=torch.float64))
+    assert got[0].item() == pytest.approx(1e-300, rel=1e-10)
+    assert got[1].item() == pytest.approx(2 / 1.5e-308, rel=1e-10)
+    alone = eg.ml_theta(torch.tensor([0.7], dtype=torch.float64))
+    assert got[2].item() == pytest.approx(alone.item(), rel=1e-12)

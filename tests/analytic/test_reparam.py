@@ -300,3 +300,14 @@ def test_default_temperature_is_one_and_batches_keep_the_simplex_last():
     hard = gumbel_softmax_rsample(logits, sample_shape=(5,), seed=8, hard=True)
     assert torch.equal(hard.sum(-1), torch.ones(5, 3, dtype=torch.float64))
     assert torch.equal(hard.argmax(-1), y.argmax(-1))
+
+
+def test_a_float64_temperature_keeps_float32_samples_float32():
+    """The temperature is cast to the logits' dtype: float32 logits with a float64 temperature
+    tensor of shape (1,) (not 0-d, which type promotion would ignore) give float32 samples,
+    the values of the float32 temperature."""
+    logits = torch.tensor([0.3, -1.2, 0.8], dtype=torch.float32)
+    t64 = torch.tensor([0.4], dtype=torch.float64)
+    y64 = gumbel_softmax_rsample(logits=logits, temperature=t64, sample_shape=(5,), seed=3)
+    y32 = gumbel_softmax_rsample(logits=logits, temperature=t64.float(), sample_shape=(5,), seed=3)
+    assert y64.dtype == torch.float32 and torch.equal(y64, y32)

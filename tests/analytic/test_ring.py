@@ -438,3 +438,16 @@ def test_em_history_starts_at_the_seeding_with_uniform_weights_and_stops_at_a_fi
     assert result.history[0].item() == pytest.approx(mixture.log_prob(X).sum().item(), rel=1e-12)
     again = ring.em(X, 5, init=(result.means, result.weights))
     assert again.converged and again.history.shape == (3,)
+
+
+def test_float32_means_are_read_in_the_datas_float64():
+    """Means given in float32 (a user's tensors) with float64 data: the density and an EM
+    start read them as float64, giving exactly what their float64 values give."""
+    X = ring.sample(50, ring.ring_means(4, 3.0), seed=2)[0]
+    means32 = ring.ring_means(4, 3.0).float()
+    torch.testing.assert_close(ring.log_density(X, means32),
+                               ring.log_density(X, means32.double()), rtol=0, atol=0)  # fmt: skip
+    weights = torch.full((4,), 0.25, dtype=torch.float64)
+    started = ring.em(X, 4, init=(means32, weights), max_iter=3)
+    same = ring.em(X, 4, init=(means32.double(), weights), max_iter=3)
+    assert started.means.dtype == torch.float64 and torch.equal(started.means, same.means)
