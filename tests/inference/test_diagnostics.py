@@ -153,6 +153,27 @@ def test_interval_overlap_equals_the_closed_form_for_two_known_distributions():
     assert _interval_overlap(q, q + 10.0) == 0.0
 
 
+def test_interval_overlap_of_narrow_and_of_point_intervals():
+    """Narrow intervals (union 0.3, below 1) that do not meet overlap 0, half-overlapping
+    ones 1/3; two draws that are all one value (a point mass in both) overlap fully: 1, not
+    0/0."""
+    from inference.diagnostics import _interval_overlap
+
+    a = np.linspace(0.0, 0.1, 101)
+    assert _interval_overlap(a, a + 0.2) == 0.0
+    assert _interval_overlap(a, a + 0.045) == pytest.approx(1 / 3, rel=1e-9)
+    assert _interval_overlap(np.full(50, 2.5), np.full(80, 2.5)) == 1.0
+
+
+def test_psis_takes_log_weights_that_still_require_grad():
+    """Log weights straight from a differentiable computation (requires_grad) are read as
+    numbers: the same k-hat and ESS as from their detached copy."""
+    lw = torch.randn(400, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    got, expected = D.psis_from_log_weights(lw), D.psis_from_log_weights(lw.detach().numpy())
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_nuts_with_enumerated_z_agrees_with_cavi_on_the_cluster_means(quake):
     """60 events, K = 2: NUTS (Z summed out, chains started at the CAVI means so the labels
     match) and CAVI agree on every coordinate of the cluster means within one NUTS posterior
