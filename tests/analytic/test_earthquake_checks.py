@@ -128,3 +128,16 @@ def test_totals_count_events_not_coordinates_and_refuse_an_empty_catalog():
     with pytest.raises(ValueError) as info:
         data_totals(lambda: [])
     assert str(info.value) == "the catalog has no events: every chunk is empty"
+
+
+@pytest.mark.parametrize("driver", ["in memory", "streamed"])
+def test_an_elbo_beyond_float64_is_refused_naming_the_hyperparameters(driver):
+    """Coordinates of 1e150 (the largest accepted) with tau = 1e10: tau |x|^2 overflows, the
+    ELBO is not a number, and the run says so, naming tau, rho, alpha and beta."""
+    hp = Hyperparameters(3, mixing=(0.2, 0.5, 0.3), tau=1e10, rho=0.02, alpha=2.5, beta=0.4)
+    Xf = X / X.abs().max() * 1e150
+    with pytest.raises(ValueError, match=r"the ELBO is nan: .* \(tau=10000000000\.0, rho=0\.02"):
+        if driver == "in memory":
+            cavi(Xf, S, hp, max_iter=2, num_init=1)
+        else:
+            streamed_cavi(lambda: [(Xf, S)], hp, sample=(Xf, S), max_iter=2, num_init=1)

@@ -134,3 +134,39 @@ def test_bad_points_are_named(data):
     _, q = data
     with pytest.raises(ValueError, match=r"X must have shape \(N, 2\)"):
         elbo(torch.zeros(5, 3, dtype=torch.float64), q, PRIOR)
+
+
+@pytest.mark.parametrize(
+    "X, prior, message",
+    [
+        (
+            None,
+            BayesRingPrior(0.0, (0.0, 0.0), 1.0),
+            "prior.concentration must be a finite number > 0, got 0.0",
+        ),
+        (
+            None,
+            BayesRingPrior(1.0, (0.0, 0.0), -2.0),
+            "prior.precision must be a finite number > 0, got -2.0",
+        ),
+        ([[0.0, math.nan]], PRIOR, "X must be finite"),
+    ],
+    ids=["concentration", "precision", "X"],
+)
+def test_refusals_name_the_field_first(data, X, prior, message):
+    """Each refusal starts with the name of the offending field (a regex search for the name
+    alone would also pass a message that merely contains it)."""
+    points, q = data
+    with pytest.raises(ValueError) as info:
+        elbo(points if X is None else torch.tensor(X), q, prior)
+    assert str(info.value).startswith(message)
+
+
+def test_the_prior_mean_takes_the_datas_float64_under_a_float32_default(data, float32_default):
+    """The prior mean nu = (0.3, -0.2) is made in the data's dtype, not torch's default: the
+    ELBO of float64 data equals the one computed under a float64 default (0.3 is not a float32
+    number: a float32 nu moves the ELBO by ~1e-9 relative)."""
+    X, q = data
+    value = elbo(X, q, PRIOR)
+    torch.set_default_dtype(torch.float64)
+    assert value.item() == elbo(X, q, PRIOR).item()
