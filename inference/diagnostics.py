@@ -329,7 +329,6 @@ def compare_with_nuts(
     warmup_steps: int = 300,
     num_chains: int = 2,
     max_plate_nesting: int = 1,
-    enumerate_discrete: bool = False,
     init_values: dict | None = None,
     dims: dict | None = None,
     coords: dict | None = None,
@@ -340,8 +339,9 @@ def compare_with_nuts(
     """Run NUTS on ``model(*args, **kwargs)`` and compare its posterior with ``vi``'s.
 
     Args:
-        model: the Pyro model (its discrete sites, if any, are summed out by enumeration when
-            ``enumerate_discrete``; mark them or let ``config_enumerate`` do it).
+        model: the Pyro model. Its discrete sites, if any, are summed out by enumeration: Pyro's
+            NUTS marks them itself (``config_enumerate`` in ``pyro.infer.mcmc.util``), within
+            ``max_plate_nesting`` plates.
         vi: InferenceData of the VI posterior (:func:`to_inference_data`); its variables are the
             ones compared.
         num_samples, warmup_steps: per chain. num_chains: run one after another, each from
@@ -352,17 +352,16 @@ def compare_with_nuts(
     Returns:
         :class:`NutsComparison`.
     """
-    from pyro.infer import MCMC, NUTS, config_enumerate
+    from pyro.infer import MCMC, NUTS
     from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
 
     names = list(vi.posterior.data_vars)
-    target = config_enumerate(model, "parallel") if enumerate_discrete else model
     chains = {name: [] for name in names}
     start = time.perf_counter()
     for c in range(num_chains):
         pyro.set_rng_seed(seed + c)
         init = init_to_value(values=init_values) if init_values else init_to_sample
-        kernel = NUTS(target, max_plate_nesting=max_plate_nesting, init_strategy=init)
+        kernel = NUTS(model, max_plate_nesting=max_plate_nesting, init_strategy=init)
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                     disable_progbar=not progress)  # fmt: skip
         mcmc.run(*args, **kwargs)

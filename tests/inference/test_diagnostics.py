@@ -165,6 +165,15 @@ def test_interval_overlap_of_narrow_and_of_point_intervals():
     assert _interval_overlap(np.full(50, 2.5), np.full(80, 2.5)) == 1.0
 
 
+def test_psis_of_heavy_tailed_weights_says_so_in_words_not_in_a_warning():
+    """Log weights with a Pareto tail of shape 1 (k-hat about 1, where ArviZ warns): the k-hat
+    and the verdict say it; ArviZ's UserWarning is not passed on (warnings are errors here)."""
+    rng = np.random.default_rng(0)
+    lw = np.log(rng.pareto(1.0, 2000) + 1.0)
+    _, khat, _ = D.psis_from_log_weights(lw)
+    assert khat > 0.7 and D.verdict(float(khat)).startswith("not")
+
+
 def test_psis_takes_log_weights_that_still_require_grad():
     """Log weights straight from a differentiable computation (requires_grad) are read as
     numbers: the same k-hat and ESS as from their detached copy."""
@@ -186,7 +195,7 @@ def test_nuts_with_enumerated_z_agrees_with_cavi_on_the_cluster_means(quake):
     )  # fmt: skip
     result = D.compare_with_nuts(
         earthquake_model.model, vi, X, S, hp, num_samples=100, warmup_steps=100, num_chains=1,
-        enumerate_discrete=True, init_values={"mu": q.loc, "lam": q.concentration / q.rate},
+        init_values={"mu": q.loc, "lam": q.concentration / q.rate},
         dims=QUAKE_DIMS, coords=coords,
     )  # fmt: skip
     for row in result.rows:

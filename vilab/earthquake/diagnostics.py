@@ -36,7 +36,7 @@ def checks(
     q = guide.mean_field()
     comparison = D.compare_with_nuts(
         model, vi, X, S, hp, num_samples=nuts_samples, warmup_steps=nuts_warmup,
-        num_chains=nuts_chains, enumerate_discrete=True,
+        num_chains=nuts_chains,
         init_values={"mu": q.loc, "lam": q.concentration / q.rate}, dims=dims, coords=coords,
         seed=seed, progress=progress,
     )  # fmt: skip
