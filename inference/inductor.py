@@ -9,9 +9,11 @@ generated C++ loops, as XLA does for NumPyro. :func:`compile_loss` builds it in 
 1. ``make_fx`` records the loss as a graph of ATen ops, from real tensors, as ``torch.jit.trace``
    does: every Python value read from a tensor (Pyro's ``mask.all()``, shape checks, NaN
    warnings) is frozen into the graph, so the caller must have checked the trace first (the
-   TorchScript trace and its comparison with the eager loss do that). The reads themselves
-   (``aten._local_scalar_dense``) are removed, with whatever fed only them; random ops are
-   never removed, so the graph draws exactly the numbers the eager loss draws.
+   TorchScript trace and its comparison with the eager loss do that). It records above
+   autograd (``pre_dispatch=True``), so ``detach`` stays a stop-gradient: recorded below
+   autograd it becomes an alias, and the surrogate losses' gradients came out wrong. The reads
+   themselves (``aten.item``) are dead code, removed with whatever fed only them; random ops
+   are never removed, so the graph draws exactly the numbers the eager loss draws.
 2. Two rewrites that XLA makes and Inductor does not, each exact (the same value in every
    element, so also the same rounding):
 
@@ -22,7 +24,7 @@ generated C++ loops, as XLA does for NumPyro. :func:`compile_loss` builds it in 
      broadcasts ``s`` (N,) against the enumerated rates (K, 1) *before* ``lgamma(s + 1)``,
      which then costs N x K scalar ``lgamma`` calls instead of N.
 
-   Measured on the earthquake step at N = 10^5, K = 10: 72 -> 65 ms.
+   Measured on the earthquake step at N = 10^5, K = 10: 67.5 -> 64.4 ms.
 3. ``torch.compile(graph, fullgraph=True, dynamic=False)`` with Inductor's option
    ``fallback_random=True``: random ops call ATen's own kernels on torch's generator, so the
    compiled loss draws the same numbers as the eager one (Inductor's default would draw its
