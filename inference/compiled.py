@@ -83,7 +83,7 @@ from inference.stl import path_derivative_guide
 __all__ = ["BACKENDS", "CompiledELBO"]
 
 # What compiles the traced loss: TorchScript's interpreter (one kernel per op, compiles in
-# about 0.1 s), or TorchInductor (fused C++ loops, compiles in 2-20 s; inference/inductor.py).
+# about 0.1 s), or TorchInductor (fused C++ loops, compiles in 1-14 s; inference/inductor.py).
 BACKENDS = ("torchscript", "inductor")
 
 # TracerWarnings that do not mean a frozen data dependence: tensors built from Python numbers
@@ -227,9 +227,10 @@ class CompiledELBO(pyro.infer.ELBO):
             :class:`~inference.estimators.StickingTheLanding` (on either base).
         backend: what runs the trace: ``"torchscript"`` (TorchScript's interpreter, compiled in
             about 0.1 s) or ``"inductor"`` (TorchInductor's fused C++ loops,
-            :mod:`inference.inductor`: 2-7x faster steps, 2-20 s to compile; needs a C++
-            compiler). The Inductor graph is built from the checked TorchScript trace and checked
-            against the eager loss in the same way; where it fails, the TorchScript trace runs.
+            :mod:`inference.inductor`: 2.7x faster earthquake steps at N = 1,000, 7-14 s to
+            compile, 1-5 s from its warm cache; needs a C++ compiler). The Inductor graph is
+            built from the checked TorchScript trace and checked against the eager loss in the
+            same way; where it fails, the TorchScript trace runs.
         ignore_jit_warnings: use the trace even where the tracer warned that a tensor became a
             Python value (only if you know the value cannot change between calls).
 

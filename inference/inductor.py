@@ -28,7 +28,7 @@ generated C++ loops, as XLA does for NumPyro. :func:`compile_loss` builds it in 
 3. ``torch.compile(graph, fullgraph=True, dynamic=False)`` with Inductor's option
    ``fallback_random=True``: random ops call ATen's own kernels on torch's generator, so the
    compiled loss draws the same numbers as the eager one (Inductor's default would draw its
-   own). The first call compiles: 10-20 s on 2 cores the first time, 2-3 s when Inductor's
+   own). The first call compiles: 7-14 s on 2 cores the first time, 1-5 s when Inductor's
    on-disk cache already holds the kernels.
 
 Values equal the eager loss's up to the order of floating-point sums (Inductor fuses and

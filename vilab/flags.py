@@ -155,8 +155,8 @@ def add_jit_argument(group, when: str) -> None:
         "--jit-backend",
         choices=["torchscript", "inductor"],
         help="what runs the traced loss (implies --jit): torchscript (the default: compiles in "
-        "about 0.1 s) or inductor (TorchInductor fuses the graph into C++ loops: 2.4x faster "
-        "earthquake steps than torchscript at N=1,000, but 8-12 s to compile, 2-3 s once its "
+        "about 0.1 s) or inductor (TorchInductor fuses the graph into C++ loops: 2.7x faster "
+        "earthquake steps than torchscript at N=1,000, but 7-14 s to compile, 1-5 s once its "
         "cache in /tmp holds the kernels; slower on the VAE; needs a C++ compiler, else the "
         "torchscript trace runs, with a warning)",
     )
