@@ -98,21 +98,28 @@ def test_inductor_earthquake_loss_and_gradient_equal_the_eager_ones(name, option
     assert not isinstance(graph.fn, torch.jit.ScriptFunction)
 
 
+def _autonormal_runs(name, jit):
+    """Six steps of ``pyro.infer.SVI`` with Adam and ``AutoNormal`` on the constrained model,
+    eager and with ``jit``, from the same seed: ([(losses, param store)] * 2, the jit ELBO)."""
+    y = torch.tensor([0.3, 2.9, 1.1, 4.0, 2.2], dtype=torch.float64)
+    runs = []
+    for option in (False, jit):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(11)
+        guide = AutoNormal(_constrained_model)
+        elbo = get_elbo(name, jit=option)
+        svi = pyro.infer.SVI(_constrained_model, guide, pyro.optim.Adam({"lr": 0.05}), elbo)
+        losses = [svi.step(y) for _ in range(6)]
+        runs.append((losses, {k: v.detach().clone() for k, v in pyro.get_param_store().items()}))
+    return runs, elbo
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["trace", "stl"])
 def test_inductor_loss_drives_pyro_svi_with_an_autoguide(name):
     """As the TorchScript test below, on Inductor: Pyro's own loop and AutoNormal on a
     constrained latent give the eager losses and parameters after six steps."""
-    y = torch.tensor([0.3, 2.9, 1.1, 4.0, 2.2], dtype=torch.float64)
-    runs = []
-    for jit in (False, "inductor"):
-        pyro.clear_param_store()
-        pyro.set_rng_seed(11)
-        guide = AutoNormal(_constrained_model)
-        elbo = get_elbo(name, jit=jit)
-        svi = pyro.infer.SVI(_constrained_model, guide, pyro.optim.Adam({"lr": 0.05}), elbo)
-        losses = [svi.step(y) for _ in range(6)]
-        runs.append((losses, {k: v.detach().clone() for k, v in pyro.get_param_store().items()}))
+    runs, elbo = _autonormal_runs(name, "inductor")
     assert runs[1][0] == pytest.approx(runs[0][0], rel=RTOL)
     for key, value in runs[0][1].items():
         torch.testing.assert_close(runs[1][1][key], value, rtol=RTOL, atol=1e-12)
@@ -224,17 +231,7 @@ def test_compiled_loss_drives_pyro_svi_with_an_autoguide(name):
     """A Pyro user's loop: ``pyro.infer.SVI`` with ``pyro.optim.Adam`` and ``AutoNormal``
     (parameters in Pyro's param store, found by SVI through the compiled loss's pyro.param
     look-ups). Six steps give the same losses and the same parameters as the eager loss."""
-    y = torch.tensor([0.3, 2.9, 1.1, 4.0, 2.2], dtype=torch.float64)
-    runs = []
-    for jit in (False, True):
-        pyro.clear_param_store()
-        pyro.set_rng_seed(11)
-        guide = AutoNormal(_constrained_model)
-        elbo = get_elbo(name, jit=jit)
-        svi = pyro.infer.SVI(_constrained_model, guide, pyro.optim.Adam({"lr": 0.05}), elbo)
-        losses = [svi.step(y) for _ in range(6)]
-        store = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
-        runs.append((losses, store))
+    runs, elbo = _autonormal_runs(name, True)
     assert runs[1][0] == pytest.approx(runs[0][0], rel=RTOL)
     assert runs[1][1].keys() == runs[0][1].keys() and len(runs[0][1]) == 4
     for key, value in runs[0][1].items():
