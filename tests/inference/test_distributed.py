@@ -157,7 +157,6 @@ def test_svi_on_two_processes_takes_one_process_steps(catalog):
         assert b == pytest.approx(a, rel=1e-10)
 
 
-@pytest.mark.slow  # 15 s: a convergence check; the exact two-vs-one equalities stay default
 def test_minibatch_svi_on_two_processes_reaches_cavi(catalog):
     """--subsample-size 100 per process, 100 steps: each step sees 200 of the 2,000 events.
     It lands within 0.05% of CAVI's ELBO (about 10 nats of 19,200; measured 0.0049% at 300
