@@ -469,7 +469,8 @@ def test_cavi_accepts_the_edges_of_its_settings():
 
 @pytest.mark.parametrize("max_iter", [1, 2, 3, 5, 8, 13, 500])
 def test_cavi_keeps_its_iteration_budget_and_its_books(max_iter):
-    """Unequal pi, so that relabelling steps happen: whatever the budget, num_iter = len(history)
+    """Unequal pi (this start takes no relabelling step; the _relabelling_run tests below do
+    one on the last step of the budget): whatever the budget, num_iter = len(history)
     - 1 <= max_iter; a run that did not converge used the whole budget; the reported ELBO is the
     last of the history and equals the closed-form ELBO of the returned q (1e-9 relative); the
     history never decreases; a converged run ends with a sweep that gained at most tol * |ELBO|
@@ -571,3 +572,32 @@ def test_initial_mean_field_takes_integer_strengths():
     as_float = initial_mean_field(X, S, hp, torch.Generator().manual_seed(0))
     assert as_int.concentration.dtype == torch.float64
     assert torch.equal(as_int.concentration, as_float.concentration)
+
+
+def _relabelling_run(**kwargs):
+    """Catalog _unequal(1)[:600] from seed 4: the sweeps converge at labels in the wrong order
+    for pi, and a relabelling gains 45 nats (at tol = 1e-4: 8 sweeps, the last gaining 0.25
+    nats, then the relabelling as step 8)."""
+    X, S, hp = _unequal(1)
+    X, S = X[:600], S[:600]
+    return X, S, hp, cavi(X, S, hp, num_init=1, seed=4, **kwargs)
+
+
+def test_a_relabelling_on_the_last_step_of_the_budget_is_taken_and_booked():
+    # max_iter = 8: the relabelling is the last step allowed. It is taken (num_iter 8, not
+    # 7), and the history's last entry, the reported ELBO, is the closed-form ELBO of the
+    # relabelled q (1e-9 relative, 5e-6 nats; booking the gain on the entry before the last
+    # would be the last sweep's 0.25 nats low)
+    X, S, hp, result = _relabelling_run(max_iter=8, tol=1e-4)
+    assert (result.num_iter, result.converged) == (8, False)
+    assert result.elbo.item() == pytest.approx(elbo(X, S, hp, result.q).item(), rel=1e-9)
+    assert result.elbo_history[-1].item() == result.elbo.item()
+    assert best_label_order(result.q, hp)[1].item() == 0.0  # the labels are now in pi's order
+
+
+def test_a_relabelling_worth_less_than_tol_times_the_elbo_is_left_undone():
+    # tol = 1e-2: the sweeps stop at |ELBO| = 5,435 with a relabelling worth 40.4 nats, below
+    # tol * |ELBO| = 54 nats (a threshold of tol / |ELBO| = 2e-6 nats would take it)
+    X, S, hp, result = _relabelling_run(tol=1e-2)
+    gain = best_label_order(result.q, hp)[1].item()
+    assert result.converged and 30 < gain < 1e-2 * abs(result.elbo.item())

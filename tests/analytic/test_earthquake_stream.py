@@ -214,3 +214,20 @@ def test_bad_globals_are_named(q, message):
     with pytest.raises(ValueError) as err:
         streamed_elbo(_chunked(97), data_totals(_chunked(97)), Hyperparameters(1), q)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("options", [{"max_iter": 8, "tol": 1e-4}, {"tol": 1e-2}],
+                         ids=["relabel-on-the-last-step", "relabel-below-tol"])  # fmt: skip
+def test_the_relabelling_step_keeps_the_budget_and_tolerance_of_the_in_memory_run(options):
+    # the catalog and start of tests/analytic/test_earthquake.py's _relabelling_run: a
+    # relabelling on the last step of a budget of 8 is taken, one worth 40 nats < tol * |ELBO|
+    # is not, exactly as in memory (the same steps; 1e-10 relative is rounding)
+    hp = Hyperparameters(4, mixing=(0.1, 0.2, 0.3, 0.4), tau=0.05)
+    X1, S1, *_ = simulate(hp, 2000, seed=1)
+    X1, S1 = X1.double()[:600], S1[:600]
+    a = cavi(X1, S1, hp, num_init=1, seed=4, **options)
+    b = streamed_cavi(_chunked(128, X1, S1), hp, sample=(X1, S1), num_init=1, seed=4, **options)
+    assert (b.num_iter, b.converged) == (a.num_iter, a.converged)
+    assert a.num_iter == (8 if "max_iter" in options else 5)
+    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
+    assert _rel(b.q.loc, a.q.loc) < 1e-10
