@@ -494,3 +494,56 @@ def test_inference_data_defaults_keyword_arguments_and_sites():
     again = D.to_inference_data(_two_latents, _two_latents_guide, y, scale=0.5, sites=["mu"],
                                 seed=0)  # fmt: skip
     np.testing.assert_array_equal(idata.posterior["mu"].values, again.posterior["mu"].values)
+
+
+def test_the_elbo_history_is_indexed_by_step():
+    """vi_elbo holds one dimension, step, with an index 0..T-1: a user selects an SVI step by
+    its number (``.sel(step=2)``), which a dimension without coordinates refuses."""
+    y = torch.tensor([0.1, -0.2, 0.3])
+    idata = D.to_inference_data(_two_latents, _two_latents_guide, y, scale=0.5, sites=["mu"],
+                                num_samples=10, elbo_history=[-3.0, -2.0, -1.5])  # fmt: skip
+    assert dict(idata.vi_elbo.sizes) == {"step": 3} and list(idata.vi_elbo.coords) == ["step"]
+    assert idata.vi_elbo["elbo"].sel(step=2).item() == -1.5
+
+
+class _StopBeforeSampling(Exception):
+    pass
+
+
+def test_compare_with_nuts_hands_its_settings_to_pyros_nuts_and_mcmc(monkeypatch):
+    """Spies in place of Pyro's NUTS and MCMC record what compare_with_nuts asks for, and stop
+    it before any sampling: by default 300 warm-up steps (Pyro's own default is num_samples),
+    1 plate, Pyro's init_to_sample, seed 0 and no progress bar; and each setting given is the
+    one used (the test's values differ from every default)."""
+    from pyro.infer.autoguide.initialization import init_to_sample
+
+    seen = {}
+
+    class NUTS:
+        def __init__(self, model, **options):
+            seen["nuts"] = options
+
+    class MCMC:
+        def __init__(self, kernel, **options):
+            seen["mcmc"], seen["seed"] = options, torch.initial_seed()
+
+        def run(self, *args, **kwargs):
+            raise _StopBeforeSampling
+
+    monkeypatch.setattr(pyro.infer, "NUTS", NUTS)
+    monkeypatch.setattr(pyro.infer, "MCMC", MCMC)
+    vi = D.az.from_dict(posterior={"mu": np.zeros((1, 4))})
+    with pytest.raises(_StopBeforeSampling):
+        D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5)
+    assert seen["nuts"] == {"max_plate_nesting": 1, "init_strategy": init_to_sample}
+    assert seen["mcmc"] == {"num_samples": 300, "warmup_steps": 300, "disable_progbar": True}
+    assert seen["seed"] == 0
+    with pytest.raises(_StopBeforeSampling):
+        D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5, num_samples=7,
+                            warmup_steps=11, max_plate_nesting=3, seed=5, progress=True,
+                            init_values={"mu": torch.tensor(0.25)})  # fmt: skip
+    assert seen["mcmc"] == {"num_samples": 7, "warmup_steps": 11, "disable_progbar": False}
+    assert seen["nuts"]["max_plate_nesting"] == 3 and seen["seed"] == 5
+    site = {"name": "mu", "fn": dist.Normal(0.0, 1.0), "is_observed": False, "value": None,
+            "infer": {}}  # fmt: skip
+    assert seen["nuts"]["init_strategy"](site).item() == 0.25
