@@ -247,3 +247,10 @@ def test_needs_a_start_and_events():
     bad[130] = -1.0
     with pytest.raises(ValueError, match="chunk 1"):
         stochastic_cavi(_chunked(100, X, bad), HP, batch_size=10, sample=(X, S))
+
+
+def test_an_empty_share_gives_float64_designs_under_a_float32_default(float32_default):
+    # the (0, 4) minibatches of a process without events are float64 like every other design
+    # (the stream is swept in float64), whatever torch's default dtype
+    batches = _minibatches(lambda: iter([]), 40, torch.Generator().manual_seed(0))
+    assert [next(batches).dtype for _ in range(2)] == [torch.float64] * 2
