@@ -528,6 +528,7 @@ def test_compare_with_nuts_hands_its_settings_to_pyros_nuts_and_mcmc(monkeypatch
             seen["mcmc"], seen["seed"] = options, torch.initial_seed()
 
         def run(self, *args, **kwargs):
+            seen["run"] = (args, kwargs)
             raise _StopBeforeSampling
 
     monkeypatch.setattr(pyro.infer, "NUTS", NUTS)
@@ -537,7 +538,7 @@ def test_compare_with_nuts_hands_its_settings_to_pyros_nuts_and_mcmc(monkeypatch
         D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5)
     assert seen["nuts"] == {"max_plate_nesting": 1, "init_strategy": init_to_sample}
     assert seen["mcmc"] == {"num_samples": 300, "warmup_steps": 300, "disable_progbar": True}
-    assert seen["seed"] == 0
+    assert seen["seed"] == 0 and seen["run"][1] == {"scale": 0.5}  # the model's arguments
     with pytest.raises(_StopBeforeSampling):
         D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5, num_samples=7,
                             warmup_steps=11, max_plate_nesting=3, seed=5, progress=True,
