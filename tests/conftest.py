@@ -54,6 +54,15 @@ def shared_data(relative: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _one_thread_in_a_worker():
+    """Each test starts a worker at one thread, whatever the test before left: `vilab` picks
+    its thread count from torch's current one and the machine's load, so a count left raised
+    would make the same run differ in the last bit from one test to the next."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_pyro_state():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()

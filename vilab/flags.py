@@ -124,7 +124,7 @@ def add_output_arguments(
         "--seed",
         type=argparse_type(seed),
         default=0,
-        help=f"seed for {seed_help}; same seed, same result (0)",
+        help=f"seed for {seed_help}; same seed and --threads, same result (0)",
     )
     if device_help is not None:
         out.add_argument("--device", default="cpu", help=device_help)

@@ -917,7 +917,10 @@ def _without_times(value):
 
 
 def _seed(cli, command):
-    a, b, c = (cli.run(command, "--seed", s).summary for s in ("3", "3", "4"))
+    # at a fixed thread count: the default count follows the machine's load, and a sum split
+    # over another number of threads can differ in the last bit (seen under pytest-xdist:
+    # ring's kl_pq_sd_reading 176.6074224575138 against 176.60742245751382)
+    a, b, c = (cli.run(command, "--seed", s, "--threads", "1").summary for s in ("3", "3", "4"))
     assert _without_times(a) == _without_times(b) != _without_times(c)
 
 
