@@ -19,7 +19,8 @@ torch.set_default_dtype(torch.float64)
 # and the commands it starts get one thread, as the workers already fill the cores. On this
 # 2-core machine the suite took 12:33 in one process of two threads and 4:33 on two workers
 # of one thread each (measured the same day).
-if os.environ.get("PYTEST_XDIST_WORKER"):
+IN_XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if IN_XDIST_WORKER:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -58,7 +59,7 @@ def _one_thread_in_a_worker():
     """Each test starts a worker at one thread, whatever the test before left: `vilab` picks
     its thread count from torch's current one and the machine's load, so a count left raised
     would make the same run differ in the last bit from one test to the next."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if IN_XDIST_WORKER:
         torch.set_num_threads(1)
 
 

@@ -23,6 +23,7 @@ from analytic.earthquake_stream import (
     streamed_elbo,
 )
 from ppl_models.earthquake import simulate
+from tests.analytic.test_earthquake import _unequal
 
 # alpha not 1 or 2, tau and rho not 1, pi not uniform (so the relabelling step matters)
 HP = Hyperparameters(4, mixing=(0.1, 0.4, 0.2, 0.3), tau=0.05, rho=0.01, nu=(1.0, -2.0),
@@ -222,9 +223,8 @@ def test_the_relabelling_step_keeps_the_budget_and_tolerance_of_the_in_memory_ru
     # the catalog and start of tests/analytic/test_earthquake.py's _relabelling_run: a
     # relabelling on the last step of a budget of 8 is taken, one worth 40 nats < tol * |ELBO|
     # is not, exactly as in memory (the same steps; 1e-10 relative is rounding)
-    hp = Hyperparameters(4, mixing=(0.1, 0.2, 0.3, 0.4), tau=0.05)
-    X1, S1, *_ = simulate(hp, 2000, seed=1)
-    X1, S1 = X1.double()[:600], S1[:600]
+    X1, S1, hp = _unequal(1)
+    X1, S1 = X1[:600], S1[:600]
     a = cavi(X1, S1, hp, num_init=1, seed=4, **options)
     b = streamed_cavi(_chunked(128, X1, S1), hp, sample=(X1, S1), num_init=1, seed=4, **options)
     assert (b.num_iter, b.converged) == (a.num_iter, a.converged)
