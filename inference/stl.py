@@ -50,7 +50,6 @@ import torch
 from pyro.distributions import Delta, TorchDistribution
 from pyro.poutine.guide import GuideMessenger
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
 
 __all__ = ["path_derivative_guide"]
 
@@ -108,7 +107,7 @@ class _PathDerivative(TorchDistribution):
 class _Recorder(Messenger):
     """Pass 1: wraps each unobserved, reparameterised, non-enumerated guide site in
     :class:`_PathDerivative`, and records every sample value (detached) for the replay and
-    which of them are continuous random draws (not a Delta, not a subsample, not enumerated)."""
+    which of them are continuous random draws (:func:`_continuous_draw`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,9 +119,11 @@ class _Recorder(Messenger):
         self.entangled = False  # some site's distribution depends on such an earlier draw
 
     def _pyro_sample(self, msg) -> None:
-        if msg["is_observed"] or site_is_subsample(msg):
+        # a subsample site's distribution has no rsample; an enumerated one may
+        # (OneHotCategoricalStraightThrough) but its values are summed over, not drawn
+        if msg["is_observed"] or not msg["fn"].has_rsample:
             return
-        if msg["infer"].get("enumerate") is not None or not getattr(msg["fn"], "has_rsample", 0):
+        if msg["infer"].get("enumerate") is not None:
             return
         self.partials[msg["name"]] = _Partial()
         msg["fn"] = _PathDerivative(msg["fn"], self.partials[msg["name"]])
@@ -138,10 +139,22 @@ class _Recorder(Messenger):
             self.entangled = self.entangled or _reaches(_tensors_of(fn), self.upstream)
         if value.grad_fn is not None:
             self.upstream.add(value.grad_fn)
-        enumerated = msg["infer"].get("enumerate") is not None
-        point = isinstance(fn, Delta) or site_is_subsample(msg) or enumerated
-        if not point and value.is_floating_point():
+        if _continuous_draw(fn, value):
             self.draws.append(msg["name"])
+
+
+def _continuous_draw(fn, value: torch.Tensor) -> bool:
+    """Whether a guide site is a random draw from a continuous distribution, the kind of draw
+    (eps) a pushforward z = g_phi(eps) can hang on. Not a Delta (a point mass given its
+    inputs), not a discrete draw (Bernoulli, Poisson, an enumerated or subsample site: given it,
+    a Delta is still a point mass). A support Pyro cannot classify counts as continuous, so the
+    pushforward check runs (a loud refusal rather than a silently biased gradient)."""
+    if isinstance(fn, Delta) or not value.is_floating_point():
+        return False
+    try:
+        return not fn.support.is_discrete
+    except NotImplementedError:
+        return True
 
 
 def _tensors_of(obj, depth: int = 3):
@@ -163,11 +176,12 @@ def _reaches(tensors, nodes: set) -> bool:
     seen, stack = set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
     while stack:
         node = stack.pop()
+        if node in seen:
+            continue
         if node in nodes:
             return True
-        if node not in seen:
-            seen.add(node)
-            stack.extend(n for n, _ in node.next_functions if n is not None)
+        seen.add(node)
+        stack.extend(n for n, _ in node.next_functions if n is not None)
     return False
 
 
