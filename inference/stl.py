@@ -37,7 +37,8 @@ Not supported, refused with a ValueError naming the site: guides that emit a lat
 AutoStructured: z = loc + scale * eps with eps drawn first). Their program never evaluates
 q at a fixed z (that would need the inverse of the map), so "holding the samples fixed" holds
 eps, not z, and the gradient would be biased. A ``Delta`` that moves with phi but is fed by no
-random draw is a point mass (AutoDelta, AutoLaplaceApproximation's MAP stage): it has no score
+continuous random draw (none, or only discrete ones: Bernoulli, Poisson, enumerated) is a point
+mass given its inputs (AutoDelta, AutoLaplaceApproximation's MAP stage): it has no score
 term, and STL's gradient there equals Trace_ELBO's exactly.
 """
 
