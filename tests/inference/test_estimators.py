@@ -232,8 +232,15 @@ def test_svi_with_stl_sticks_the_landing_on_the_conjugate_posterior():
 
 
 def test_stl_refuses_the_analytic_kl_base_with_advice():
-    with pytest.raises(ValueError, match="Use 'meanfield' on its own, or 'stl' with base 'trace'"):
+    """The meanfield refusal word for word: why (no sampled log q) and what to use instead."""
+    with pytest.raises(ValueError) as refused:
         get_elbo("stl", base="meanfield")
+    assert str(refused.value) == (
+        "estimator 'stl' cannot use base 'meanfield': TraceMeanField_ELBO computes KL(q || p) "
+        "analytically, so there is no sampled log q(z) whose score term STL could drop (the "
+        "analytic KL's gradient is already exact). Use 'meanfield' on its own, or 'stl' with "
+        "base 'trace' (or 'enum' for enumerated guides)"
+    )
     with pytest.raises(ValueError, match="stl base must be one of"):
         StickingTheLanding(base="graph")
     with pytest.raises(ValueError, match="'base' is an option of estimator 'stl' only"):
