@@ -142,6 +142,16 @@ CASES = [
         "max_plate_nesting must be.*-1",
     ),
     (
+        "get-elbo-plate-float",
+        lambda: get_elbo("enum", max_plate_nesting=1.5),
+        "max_plate_nesting must be an integer >= 0, got 1.5",
+    ),
+    (
+        "get-elbo-plate-bool",
+        lambda: get_elbo("trace", max_plate_nesting=True),
+        "max_plate_nesting must be.*True",
+    ),
+    (
         "stl-particles-negative",
         lambda: StickingTheLanding(num_particles=-1),
         "num_particles must be.*-1",
