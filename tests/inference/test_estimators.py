@@ -385,7 +385,10 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 def _counted_guide(structured: bool):
-    """Two Normal sites; with ``structured`` the second's mean is 0.8 * the first draw."""
+    """Two Normal sites; with ``structured`` the second's mean has 0.8 * the first draw added.
+    That mean is ``0.8 * a + (half + half)``: the autograd walk takes the second operand first
+    and meets ``half`` twice there, before the path to ``a`` (a walk that stopped at a node it
+    had seen would miss ``a``)."""
     calls = []
 
     def guide():
@@ -395,8 +398,8 @@ def _counted_guide(structured: bool):
             "scale", torch.tensor([0.9, 1.2], dtype=torch.float64), constraint=constraints.positive
         )
         a = pyro.sample("a", dist.Normal(loc[0], scale[0]))
-        shift = 0.8 * a if structured else 0.0
-        pyro.sample("b", dist.Normal(loc[1] + shift, scale[1]))
+        half = 0.5 * loc[1]
+        pyro.sample("b", dist.Normal((0.8 * a if structured else 0.0) + (half + half), scale[1]))
 
     return guide, calls
 
@@ -474,6 +477,25 @@ def _point_mass_after(draw: str):
         pyro.sample("w", dist.Delta(loc * (1.0 + k)))
 
     return model, guide
+
+
+def test_a_chain_of_point_masses_gets_the_trace_elbo_gradient():
+    """w1 = Delta(loc1), w2 = Delta(loc2 * w1): w2 moves with an earlier *Delta*, which is no
+    random draw, so the chain is a point mass (no score term), not refused as a pushforward,
+    and STL's gradient is Trace_ELBO's exactly."""
+
+    def model():
+        w1 = pyro.sample("w1", dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
+        w2 = pyro.sample("w2", dist.Normal(0.5 * w1, 1.0))
+        pyro.sample("x", dist.Normal(w2, 1.0).expand([3]).to_event(1), obs=SITE_X)
+
+    def guide():
+        loc = pyro.param("loc", torch.tensor([0.6, 1.4], dtype=torch.float64))
+        w1 = pyro.sample("w1", dist.Delta(loc[0]))
+        pyro.sample("w2", dist.Delta(loc[1] * w1))
+
+    stl, trace = get_elbo("stl"), get_elbo("trace")
+    _assert_same(_gradients(stl, model, guide), _gradients(trace, model, guide))
 
 
 @pytest.mark.parametrize("draw", ["bernoulli", "poisson", "enumerated"])
