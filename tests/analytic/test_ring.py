@@ -334,6 +334,29 @@ def test_em_stops_at_the_first_gain_below_tolerance_and_says_so():
     assert ring.em(X.float(), 3, max_iter=2, num_init=1).weights.dtype == torch.float32
 
 
+def test_em_measures_each_gain_against_the_current_log_likelihood():
+    """The tolerance is relative to the log-likelihood *now*, |L_k|, not to an earlier one.
+    From a run to the float fixed point (tol = 0), pick the first tol on a log grid where the
+    two rules stop at different iterations (|L_1| = 1517 against |L_k| -> 1493 here: the
+    rule on |L_1| stops one iteration early), and check that EM stops where the rule on |L_k|
+    first holds."""
+    X, _ = ring.sample(400, ring.ring_means(3, 2.0), seed=1)
+    L = ring.em(X, 3, tol=0.0, max_iter=300, num_init=1).history[:-1]
+    gains = torch.diff(L)
+
+    def first_stop(tol, scale):
+        return next(k for k in range(1, len(L)) if gains[k - 1] <= tol * scale(k))
+
+    for tol in torch.logspace(-8, -2, 200).tolist():
+        now = first_stop(tol, lambda k: L[k].abs())
+        first = first_stop(tol, lambda k: L[1].abs())
+        if now != first:
+            break
+    assert first < now
+    result = ring.em(X, 3, tol=tol, max_iter=300, num_init=1)
+    assert result.converged is True and len(result.history) == now + 2  # L_0..L_now, final
+
+
 def test_kmeans_plus_plus_uses_its_generator_and_handles_identical_points():
     """The same generator seed, the same centres (the global RNG is not used); on identical
     points the draws fall back to uniform and still return K rows."""
