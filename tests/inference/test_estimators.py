@@ -479,6 +479,18 @@ def _point_mass_after(draw: str):
     return model, guide
 
 
+@pytest.mark.parametrize("draw", ["bernoulli", "poisson", "enumerated"])
+def test_a_delta_fed_by_a_discrete_draw_is_a_point_mass_and_gets_the_base_gradient(draw):
+    """Given k, w is a point mass: no score term to drop, so STL's gradient is exactly the
+    base estimator's (Trace_ELBO; TraceEnum_ELBO when k is enumerated). Counting k as a
+    continuous draw would refuse this guide as a pushforward z = g_phi(eps)."""
+    model, guide = _point_mass_after(draw)
+    kw = {"max_plate_nesting": 0}
+    base = "enum" if draw == "enumerated" else "trace"
+    stl = get_elbo("stl", base=base, **kw)
+    _assert_same(_gradients(stl, model, guide), _gradients(get_elbo(base, **kw), model, guide))
+
+
 def test_a_chain_of_point_masses_gets_the_trace_elbo_gradient():
     """w1 = Delta(loc1), w2 = Delta(loc2 * w1): w2 moves with an earlier *Delta*, which is no
     random draw, so the chain is a point mass (no score term), not refused as a pushforward,
@@ -498,18 +510,6 @@ def test_a_chain_of_point_masses_gets_the_trace_elbo_gradient():
     _assert_same(_gradients(stl, model, guide), _gradients(trace, model, guide))
 
 
-@pytest.mark.parametrize("draw", ["bernoulli", "poisson", "enumerated"])
-def test_a_delta_fed_by_a_discrete_draw_is_a_point_mass_and_gets_the_base_gradient(draw):
-    """Given k, w is a point mass: no score term to drop, so STL's gradient is exactly the
-    base estimator's (Trace_ELBO; TraceEnum_ELBO when k is enumerated). Counting k as a
-    continuous draw would refuse this guide as a pushforward z = g_phi(eps)."""
-    model, guide = _point_mass_after(draw)
-    kw = {"max_plate_nesting": 0}
-    base = "enum" if draw == "enumerated" else "trace"
-    stl = get_elbo("stl", base=base, **kw)
-    _assert_same(_gradients(stl, model, guide), _gradients(get_elbo(base, **kw), model, guide))
-
-
 class _Unclassified(dist.TorchDistribution):
     """A continuous noise distribution whose support Pyro cannot classify (none is declared)."""
 
@@ -526,19 +526,25 @@ class _Unclassified(dist.TorchDistribution):
         return dist.Normal(0.0, 1.0).log_prob(value)
 
 
-def test_a_delta_fed_by_a_draw_of_unknown_support_is_refused():
-    """The safe side: an unknown support counts as continuous, so loc + 2 eps is refused as a
-    pushforward (a loud error) instead of passing with a biased gradient."""
+def _pushforward(noise: dist.TorchDistribution):
+    """Model z ~ N(0, 1); guide eps ~ ``noise``, z = Delta(loc + 2 eps): a pushforward."""
 
     def model():
         pyro.sample("z", dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
 
     def guide():
         loc = pyro.param("loc", torch.tensor(0.3, dtype=torch.float64))
-        eps = pyro.sample("eps", _Unclassified(), infer={"is_auxiliary": True})
+        eps = pyro.sample("eps", noise, infer={"is_auxiliary": True})
         pyro.sample("z", dist.Delta(loc + 2.0 * eps))
 
     pyro.clear_param_store()
+    return model, guide
+
+
+def test_a_delta_fed_by_a_draw_of_unknown_support_is_refused():
+    """The safe side: an unknown support counts as continuous, so loc + 2 eps is refused as a
+    pushforward (a loud error) instead of passing with a biased gradient."""
+    model, guide = _pushforward(_Unclassified())
     with pytest.raises(ValueError, match="cannot support guide function at site 'z'"):
         get_elbo("stl").differentiable_loss(model, guide)
 
@@ -546,16 +552,7 @@ def test_a_delta_fed_by_a_draw_of_unknown_support_is_refused():
 def test_the_pushforward_refusal_says_why_and_what_to_use_instead():
     """The whole first line, word for word: the guide and site, the reason, and the guides to
     use instead (a user reads it to choose one)."""
-
-    def model():
-        pyro.sample("z", dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
-
-    def guide():
-        loc = pyro.param("loc", torch.tensor(0.3, dtype=torch.float64))
-        eps = pyro.sample("eps", dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
-        pyro.sample("z", dist.Delta(loc + 2.0 * eps))
-
-    pyro.clear_param_store()
+    model, guide = _pushforward(dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
     with pytest.raises(ValueError) as refused:
         get_elbo("stl").differentiable_loss(model, guide)
     message = str(refused.value).split("\n")[0]  # Pyro appends the trace's shapes below
