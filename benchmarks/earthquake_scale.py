@@ -37,13 +37,13 @@ import torch
 from pyro.infer import config_enumerate
 
 from analytic.earthquake import Hyperparameters, cavi
-from analytic.earthquake_stochastic import stochastic_cavi
-from analytic.earthquake_stream import data_totals, seeded_globals, streamed_cavi
+from analytic.earthquake.stochastic import stochastic_cavi
+from analytic.earthquake.streamed import data_totals, seeded_globals, streamed_cavi
 from guides.earthquake import GlobalsGuide
+from inference.data import ParquetCatalog, join_pieces, simulate_parquet
 from inference.distributed import process_group
 from inference.estimators import get_elbo
-from inference.fit import SVIStep
-from inference.parquet_catalog import ParquetCatalog, join_pieces, simulate_parquet
+from inference.svi import SVIStep
 from ppl_models.earthquake import MAX_PLATE_NESTING, model
 
 HP = Hyperparameters(10, tau=0.05, rho=1e-3, alpha=2.5, beta=0.2)

@@ -35,8 +35,7 @@ import torch
 from pyro.infer import SVI, autoguide
 
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
-from inference.gradvar import gradient_moments
+from inference.svi import fit_svi, gradient_moments
 from vilab.gradvar.cases import build_case
 from vilab.report import format_table
 
@@ -47,7 +46,7 @@ def _vae_images(data_dir, batch_size: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     if data_dir is None:
         return torch.bernoulli(torch.full((batch_size, 784), 0.13), generator=gen)
-    from inference.mnist import binarize, load_mnist
+    from inference.data import binarize, load_mnist
 
     images = load_mnist(data_dir).train_images
     idx = torch.randperm(images.shape[0], generator=gen)[:batch_size]

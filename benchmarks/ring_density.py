@@ -23,7 +23,7 @@ import torch
 from sklearn.neighbors import KernelDensity
 
 from analytic import kde, ring
-from inference import ebm
+from inference.density import ebm
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:

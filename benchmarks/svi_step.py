@@ -6,7 +6,7 @@ Cases (issue #17), float32 like NumPyro's default:
     expgauss         x = (1,), 256 vectorised particles, theta learned with phi
     vae              batch 100, 784-400-400-200 networks, binary images
 
-Ours: one :class:`inference.fit.SVIStep` (loss, backward, fused Adam, the loss read back), with
+Ours: one :class:`inference.svi.SVIStep` (loss, backward, fused Adam, the loss read back), with
 ``get_elbo(name)`` (eager), ``get_elbo(name, jit=True)`` (TorchScript trace) and
 ``get_elbo(name, jit="inductor")`` (the trace compiled by TorchInductor). NumPyro: one jitted
 ``svi.update`` and ``block_until_ready``, with the same objective written for it: for the
@@ -45,7 +45,7 @@ from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from guides.vae import VAEGuide
 from inference.estimators import get_elbo
-from inference.fit import SVIStep
+from inference.svi import SVIStep
 from ppl_models import earthquake
 from ppl_models.expgauss import ExpGaussModel
 from ppl_models.vae import VAEModel

@@ -3,7 +3,7 @@ architecture (784-400-400-200, LeakyReLU 0.2), same data (round-binarised MNIST)
 batch 100.
 
 Default: seconds per epoch of the plain loop (the source's, with torch's default Adam; and
-the same loop with the fused Adam our trainer uses, :func:`inference.fit.adam`) and of the Pyro
+the same loop with the fused Adam our trainer uses, :func:`inference.svi.adam`) and of the Pyro
 trainer with each estimator (trace, meanfield, stl), measured in the same run, best of
 ``--repeats`` epochs after one warm-up epoch, and the ratio to the source's plain loop (target
 <= 1.15).
@@ -22,8 +22,8 @@ import dataclasses
 
 import torch
 
-from inference.fit import adam
-from inference.mnist import binarize, load_mnist
+from inference.data import binarize, load_mnist
+from inference.svi import adam
 from vilab.report import format_table
 from vilab.vae.evaluate import importance_weighted_bound, negative_elbo
 from vilab.vae.plain import plain_epoch

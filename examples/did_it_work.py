@@ -30,7 +30,7 @@ import torch
 from analytic.earthquake import Hyperparameters, cavi
 from guides.earthquake import EarthquakeGuide
 from inference import diagnostics as D
-from inference.mnist import load_mnist
+from inference.data import load_mnist
 from ppl_models import earthquake
 from vilab.earthquake.diagnostics import checks as earthquake_checks
 from vilab.expgauss.diagnostics import checks as expgauss_checks

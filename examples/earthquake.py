@@ -23,7 +23,7 @@ import torch
 from analytic.earthquake import Hyperparameters, cavi, elbo, initial_mean_field
 from guides.earthquake import EarthquakeGuide
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 
 

@@ -2,7 +2,7 @@
 validated bandwidth and an energy-based model trained by self-normalised importance sampling.
 
 Ten unit Gaussians on a circle of radius R. A Gaussian KDE (``analytic.kde``) takes the
-bandwidth that scores best on validation data; an energy-based model (``inference.ebm``)
+bandwidth that scores best on validation data; an energy-based model (``inference.density.ebm``)
 p(x) = exp(E(x) - A) is trained by maximum likelihood, with the intractable E_p[grad E] by
 SNIS from a proposal built on EM's fit (``analytic.ring.em``). Both are scored on test data
 against the true density; A is estimated by importance sampling and by quadrature.
@@ -22,7 +22,7 @@ import argparse
 import torch
 
 from analytic import kde, ring
-from inference import ebm
+from inference.density import ebm
 
 
 def main(args) -> dict:

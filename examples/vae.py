@@ -21,7 +21,7 @@ import argparse
 
 import torch
 
-from inference.mnist import load_mnist
+from inference.data import load_mnist
 from vilab.vae.evaluate import importance_weighted_bound
 from vilab.vae.train import VAEConfig, train_vae
 

@@ -53,7 +53,7 @@ class GlobalsGuide(torch.nn.Module):
     parameters do not grow with N, so it is the guide of minibatch and data-parallel SVI
     (every rank holds the same few numbers while its events stay its own). Score it by the
     mean-field ELBO with ``q(Z)`` set optimal for its globals
-    (:func:`analytic.earthquake_stream.streamed_elbo`).
+    (:func:`analytic.earthquake.streamed.streamed_elbo`).
 
     Parameters (unconstrained, as in :class:`EarthquakeGuide`): ``scaled_loc = m / loc_scale``,
     ``log_precision``, ``log_concentration = log a``, ``log_mean_lam = log(a / b)``.

@@ -1,31 +1,36 @@
-"""The engine a Pyro user imports in their own scripts: the estimators (:func:`get_elbo`, the
-path-derivative :class:`StickingTheLanding`), the one SVI loop (:func:`fit_svi`,
-:class:`SVIStep`), gradient variance (:func:`gradient_moments`) and the data readers
-(:func:`load_catalog`, :func:`load_mnist`). ArviZ diagnostics are in
-:mod:`inference.diagnostics` (imported on demand: it loads ArviZ).
+"""The engine a Pyro user imports in their own scripts, one subpackage per subsystem:
 
-Nothing here parses arguments, prints tables or imports the ``vilab`` application.
+- :mod:`inference.stl`: the path-derivative ("sticking the landing") estimator for any guide;
+- :mod:`inference.jit`: compiled losses (TorchScript trace, TorchInductor);
+- :mod:`inference.estimators`: every estimator by name (:func:`get_elbo`);
+- :mod:`inference.svi`: the SVI loop and gradient variance;
+- :mod:`inference.cavi`: automatic CAVI for conditionally conjugate models;
+- :mod:`inference.data`: catalogs (CSV, Parquet) and MNIST;
+- :mod:`inference.distributed`: the collective of a ``torchrun`` job;
+- :mod:`inference.diagnostics`: ArviZ diagnostics (imported on demand: it loads ArviZ);
+- :mod:`inference.density`: self-normalised importance sampling and energy-based models.
+
+Nothing here parses arguments, prints or imports the ``vilab`` application.
 """
 
-from inference._moved import forward
-from inference.catalog import load_catalog as load_catalog
-from inference.estimators import StickingTheLanding as StickingTheLanding
+from inference.cavi import auto_cavi as auto_cavi
+from inference.data import load_catalog as load_catalog
+from inference.data import load_mnist as load_mnist
 from inference.estimators import get_elbo as get_elbo
-from inference.fit import FitResult as FitResult
-from inference.fit import SVIStep as SVIStep
-from inference.fit import fit_svi as fit_svi
-from inference.gradvar import gradient_moments as gradient_moments
-from inference.mnist import load_mnist as load_mnist
+from inference.stl import StickingTheLanding as StickingTheLanding
+from inference.svi import FitResult as FitResult
+from inference.svi import SVIStep as SVIStep
+from inference.svi import fit_svi as fit_svi
+from inference.svi import gradient_moments as gradient_moments
 
 __all__ = [
     "FitResult",
     "SVIStep",
     "StickingTheLanding",
+    "auto_cavi",
     "fit_svi",
     "get_elbo",
     "gradient_moments",
     "load_catalog",
     "load_mnist",
 ]
-
-__getattr__ = forward(__name__)  # inference.VAEConfig, inference.train_vae: moved to vilab.vae

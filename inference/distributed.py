@@ -8,8 +8,8 @@ group from that environment -- gloo for CPU tensors, NCCL for CUDA -- and gives 
 :class:`Collective`: the collective operations data-parallel CAVI and SVI need.
 
 * :meth:`Collective.all_reduce_sum` is the ``reduce`` of
-  :func:`analytic.earthquake_stream.streamed_cavi` and
-  :func:`analytic.earthquake_stochastic.stochastic_cavi`: every rank reads its own share of a
+  :func:`analytic.earthquake.streamed.streamed_cavi` and
+  :func:`analytic.earthquake.stochastic.stochastic_cavi`: every rank reads its own share of a
   catalog, and the sufficient statistics (``4 K + 1`` numbers a sweep) are summed.
 * :meth:`Collective.gather` joins small per-rank pieces (the seeding sample) on every rank.
 * :meth:`Collective.agree` runs a step that can fail on one rank alone (opening its file,

@@ -16,7 +16,8 @@ import torch
 from analytic import earthquake as eq
 from analytic import expgauss as eg
 from analytic import ring
-from inference.estimators import StickingTheLanding, get_elbo
+from inference.estimators import get_elbo
+from inference.stl import StickingTheLanding
 from ppl_models.earthquake import simulate
 
 HP = eq.Hyperparameters(3, mixing=(0.2, 0.3, 0.5), tau=0.5, rho=0.01, alpha=2.0, beta=0.3)

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from vilab.catalog import run as catalog_run
+from vilab.earthquake import flags as earthquake_flags
 from vilab.earthquake import run as earthquake_run
 from vilab.expgauss import run as expgauss_run
 from vilab.flags import join_negative_values
@@ -20,32 +21,40 @@ from vilab.vae import run as vae_run
 
 __all__ = ["build_parser", "main"]
 
+# name -> (the module with add_arguments(parser), the module with run(args), the one-line help)
 _COMMANDS = {
     "earthquake": (
+        earthquake_flags,
         earthquake_run,
         "earthquake mixture: closed-form CAVI beside Pyro SVI on a catalog",
     ),
     "catalog": (
         catalog_run,
+        catalog_run,
         "earthquake catalogs as Parquet: convert a CSV, or simulate one of any size",
     ),
     "expgauss": (
+        expgauss_run,
         expgauss_run,
         "exponential-Gaussian model: SVI paths on the closed-form ELBO, exact log p(x)",
     ),
     "vae": (
         vae_run,
+        vae_run,
         "Bernoulli VAE on MNIST by Pyro SVI: test -ELBO, importance-weighted log-likelihood",
     ),
     "reparam": (
+        reparam_run,
         reparam_run,
         "reparameterised samplers (inverse-CDF exponential, Gumbel-max/softmax) vs torch's",
     ),
     "ring": (
         ring_run,
+        ring_run,
         "ring mixture: EM against the truth, the two ELBO choices and their K -> inf limits, KL",
     ),
     "gradvar": (
+        gradvar_run,
         gradvar_run,
         "gradient variance and SNR of each estimator (Trace_ELBO, analytic KL, STL)",
     ),
@@ -58,14 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Variational-inference case studies in Pyro, checked against closed forms.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_text) in _COMMANDS.items():
+    for name, (flags, module, help_text) in _COMMANDS.items():
         p = sub.add_parser(
             name,
             help=help_text,
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.add_arguments(p)
+        flags.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser
 

@@ -10,6 +10,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from inference.data import CatalogSchema, parse_bbox
+
 __all__ = [
     "add_output_arguments",
     "argparse_type",
@@ -239,3 +241,37 @@ def check_output_paths(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None:
             _check_output_path(_flag(name), value, folder=False)
+
+
+def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:
+    """The flags of a :class:`inference.data.CatalogSchema`: ``--lat-col``, ``--lon-col``,
+    ``--mag-col``, ``--strength-scale``, ``--bbox``, ``--drop-invalid``."""
+    group.add_argument("--lat-col", help="latitude column (default: Latitude/lat, any case)")
+    group.add_argument("--lon-col", help="longitude column (default: Longitude/lon, any case)")
+    group.add_argument("--mag-col", help="magnitude column (default: Magnitude/mag, any case)")
+    group.add_argument("--strength-scale", type=float, default=1.0, help=scale_help)
+    group.add_argument(
+        "--bbox",
+        type=argparse_type(parse_bbox),
+        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+        help=bbox_help,
+    )
+    group.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="skip rows with missing or out-of-range values instead of stopping",
+    )
+
+
+def catalog_schema(args: argparse.Namespace) -> CatalogSchema:
+    """The schema the flags of :func:`add_catalog_arguments` describe (``--strength-scale``
+    checked first, so that its error names the flag)."""
+    check_floats(args, ("strength_scale",))
+    return CatalogSchema(
+        lat_col=args.lat_col,
+        lon_col=args.lon_col,
+        mag_col=args.mag_col,
+        strength_scale=args.strength_scale,
+        bbox=args.bbox,
+        drop_invalid=args.drop_invalid,
+    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analytic import earthquake, earthquake_stream, ring
-from analytic.earthquake import Hyperparameters
+from analytic import earthquake, ring
+from analytic.earthquake import Hyperparameters, seeding, streamed
 from ppl_models.earthquake import simulate
 
 HP = Hyperparameters(3, mixing=(0.2, 0.5, 0.3), tau=0.5, rho=0.02, alpha=2.5, beta=0.4)
@@ -19,7 +19,7 @@ def _in_memory(**kw):
 
 
 def _streamed(**kw):
-    return earthquake_stream.streamed_cavi(lambda: [(X, S)], HP, sample=(X, S), **kw)
+    return streamed.streamed_cavi(lambda: [(X, S)], HP, sample=(X, S), **kw)
 
 
 @pytest.mark.parametrize("run", [_in_memory, _streamed], ids=["cavi", "streamed_cavi"])
@@ -31,8 +31,8 @@ def test_cavi_defaults_are_tol_1e_8_five_starts_seed_0(run, monkeypatch):
     assert torch.equal(default.elbo_history, explicit.elbo_history)
     assert not torch.equal(run(max_iter=1, seed=1).q.loc, run(max_iter=1, seed=0).q.loc)
     starts = []
-    seeding = earthquake.kmeans_plus_plus
-    monkeypatch.setattr(earthquake, "kmeans_plus_plus", lambda *a: starts.append(1) or seeding(*a))
+    real = seeding.kmeans_plus_plus
+    monkeypatch.setattr(seeding, "kmeans_plus_plus", lambda *a: starts.append(1) or real(*a))
     run(max_iter=1)
     assert len(starts) == 5
 

@@ -16,7 +16,7 @@ from analytic.earthquake import (
     elbo,
     initial_mean_field,
 )
-from analytic.earthquake_stream import data_totals, streamed_cavi
+from analytic.earthquake.streamed import data_totals, streamed_cavi
 from ppl_models.earthquake import simulate
 
 HP = Hyperparameters(3, mixing=(0.2, 0.5, 0.3), tau=0.5, rho=0.02, alpha=2.5, beta=0.4)

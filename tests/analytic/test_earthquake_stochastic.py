@@ -15,8 +15,8 @@ from analytic.earthquake import (
     initial_mean_field,
     update_assignments,
 )
-from analytic.earthquake_stochastic import _minibatches, step_size, stochastic_cavi
-from analytic.earthquake_stream import streamed_cavi
+from analytic.earthquake.stochastic import _minibatches, step_size, stochastic_cavi
+from analytic.earthquake.streamed import streamed_cavi
 from ppl_models.earthquake import simulate
 from tests.analytic.test_earthquake_stream import HP, S, X, _chunked, _rel
 

@@ -15,7 +15,7 @@ from analytic.earthquake import (
     initial_mean_field,
     update_assignments,
 )
-from analytic.earthquake_stream import (
+from analytic.earthquake.streamed import (
     chunk_responsibilities,
     data_totals,
     seeded_globals,

@@ -22,7 +22,7 @@ from pyro.infer.autoguide import AutoNormal
 
 from inference.distributed import process_group
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 
 NUM_ROWS = 170
 

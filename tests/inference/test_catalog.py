@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.catalog import load_catalog, parse_bbox
+from inference.data import CatalogSchema, load_catalog, parse_bbox
 from tests.conftest import shared_data
 
 # Header styles of the two real catalogs (database.csv and the USGS export quakes.csv).
@@ -30,14 +30,16 @@ def test_reads_both_header_styles(tmp_path):
 
 def test_strength_scale_and_named_columns(tmp_path):
     path = _write(tmp_path, "y,x,m\n10,20,6.04\n11,21,5.55\n")
-    cat = load_catalog(path, lat_col="y", lon_col="x", mag_col="m", strength_scale=10)
+    cat = load_catalog(
+        path, CatalogSchema(lat_col="y", lon_col="x", mag_col="m", strength_scale=10)
+    )
     assert cat.S.tolist() == [60.0, 56.0]  # round(60.4), round(55.5) (banker's: 56)
     torch.testing.assert_close(cat.magnitude, torch.tensor([6.04, 5.55]))
 
 
 def test_bbox_selects_a_region(tmp_path):
     path = _write(tmp_path, USGS + "t,10,100,1,6,a\nt,40,140,1,6,b\nt,-5,140,1,6,c\n")
-    cat = load_catalog(path, bbox=parse_bbox("0,50,120,150"))
+    cat = load_catalog(path, CatalogSchema(bbox=parse_bbox("0,50,120,150")))
     assert cat.X.tolist() == [[140.0, 40.0]] and cat.num_outside == 2
 
 
@@ -61,14 +63,14 @@ def test_bad_catalogs_get_one_clear_error(tmp_path, text, pattern):
 
 def test_named_column_must_exist(tmp_path):
     with pytest.raises(ValueError, match="latitude column 'LAT' not found"):
-        load_catalog(_write(tmp_path, USGS + "t,1,1,1,6,a\n"), lat_col="LAT")
+        load_catalog(_write(tmp_path, USGS + "t,1,1,1,6,a\n"), CatalogSchema(lat_col="LAT"))
 
 
 def test_invalid_rows_are_dropped_only_when_asked(tmp_path):
     path = _write(tmp_path, USGS + "t,1,1,1,6,a\nt,,1,1,6,b\nt,2,2,1,7,c\n")
     with pytest.raises(ValueError, match="1 invalid row.*line 3.*--drop-invalid"):
         load_catalog(path)
-    cat = load_catalog(path, drop_invalid=True)
+    cat = load_catalog(path, CatalogSchema(drop_invalid=True))
     assert cat.X.shape == (2, 2) and cat.num_invalid == 1 and cat.num_rows == 3
 
 

@@ -19,14 +19,14 @@ import pytest
 import torch
 from pyro.infer.autoguide import AutoNormal
 
-import inference.inductor
+import inference.jit.inductor
 from analytic.earthquake import Hyperparameters, initial_mean_field
 from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from guides.vae import VAEGuide
-from inference.compiled import CompiledELBO
 from inference.estimators import get_elbo
-from inference.fit import SVIStep, fit_svi
+from inference.jit import CompiledELBO
+from inference.svi import SVIStep, fit_svi
 from ppl_models import earthquake as earthquake_model
 from ppl_models.expgauss import ExpGaussModel
 from ppl_models.vae import VAEModel
@@ -139,7 +139,7 @@ def test_inductor_failure_keeps_the_checked_torchscript_trace(monkeypatch, stand
     """Where Inductor fails (no C++ compiler, an op it cannot lower) or its graph disagrees
     with the eager loss (here by 1e-6 relative, 10^8 times the float64 check's sqrt(eps)), one
     warning names the reason and the TorchScript trace runs: still compiled, still exact."""
-    monkeypatch.setattr(inference.inductor, "compile_loss", stand_in)
+    monkeypatch.setattr(inference.jit.inductor, "compile_loss", stand_in)
     make_guide, args = _earthquake(True)
     with pytest.warns(UserWarning, match=f"Inductor could not compile the loss \\({reason}"):
         module = get_elbo("enum", jit="inductor", max_plate_nesting=1)(

@@ -20,7 +20,7 @@ from pyro.infer.autoguide import AutoNormal
 from analytic.earthquake import Hyperparameters, initial_mean_field
 from guides.earthquake import EarthquakeGuide, GlobalsGuide
 from inference.estimators import get_elbo
-from inference.fit import SVIStep
+from inference.svi import SVIStep
 from ppl_models.earthquake import MAX_PLATE_NESTING, model, simulate
 
 # alpha, beta away from 1 so that no prior term vanishes; unequal shards (120 and 80 events)

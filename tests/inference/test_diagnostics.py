@@ -17,6 +17,8 @@ from guides.conjugate import GaussianGuide
 from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from inference import diagnostics as D
+from inference.diagnostics import nuts
+from inference.diagnostics.common import az
 from ppl_models import conjugate as conjugate_model
 from ppl_models import earthquake as earthquake_model
 from ppl_models import expgauss as expgauss_model
@@ -56,7 +58,7 @@ def test_inference_data_has_groups_dims_shapes_and_round_trips_netcdf(quake, tmp
     assert np.all(np.abs(idata.posterior["mu"].values[0].mean(0) - q.loc.numpy()) < 4 * se)
     path = tmp_path / "posterior.nc"
     idata.to_netcdf(str(path))
-    back = D.az.from_netcdf(str(path))
+    back = az.from_netcdf(str(path))
     assert set(back.groups()) == set(idata.groups())
     np.testing.assert_array_equal(back.posterior["mu"].values, idata.posterior["mu"].values)
     np.testing.assert_array_equal(back.observed_data["X"].values, X.numpy())
@@ -139,30 +141,30 @@ def test_nuts_matches_the_exact_expgauss_posterior_and_reports_the_vi_sd_ratio()
     assert abs(row["vi_mean"] - 0.5) < 4 * 0.5 / math.sqrt(2000)  # q's mean, 1/rate
 
 
-def test_interval_overlap_equals_the_closed_form_for_two_known_distributions():
+def testinterval_overlap_equals_the_closed_form_for_two_known_distributions():
     """Central 90% intervals of Expo(2) = [0.0256, 1.498] and of N(-1, 1) truncated to z > 0
     = [0.0333, 1.412] (scipy quantiles): intersection / union = 0.9364. From 10^6 draws each,
     the endpoints' s.e. is at most 0.0021 (sqrt(p(1-p)/n) / density), so 0.01 is ~5 s.e.;
     "intersection / intersection" (1.0) or "/ the first interval" (0.936 -> 0.9574) is not."""
-    from inference.diagnostics import _interval_overlap
+    from inference.diagnostics import interval_overlap
 
     rng = np.random.default_rng(0)
     q = scipy.stats.expon(scale=0.5).rvs(10**6, random_state=rng)
     p = scipy.stats.truncnorm(a=1.0, b=np.inf, loc=-1.0, scale=1.0).rvs(10**6, random_state=rng)
-    assert _interval_overlap(q, p) == pytest.approx(0.93645, abs=0.01)
-    assert _interval_overlap(q, q + 10.0) == 0.0
+    assert interval_overlap(q, p) == pytest.approx(0.93645, abs=0.01)
+    assert interval_overlap(q, q + 10.0) == 0.0
 
 
-def test_interval_overlap_of_narrow_and_of_point_intervals():
+def testinterval_overlap_of_narrow_and_of_point_intervals():
     """Narrow intervals (union 0.3, below 1) that do not meet overlap 0, half-overlapping
     ones 1/3; two draws that are all one value (a point mass in both) overlap fully: 1, not
     0/0."""
-    from inference.diagnostics import _interval_overlap
+    from inference.diagnostics import interval_overlap
 
     a = np.linspace(0.0, 0.1, 101)
-    assert _interval_overlap(a, a + 0.2) == 0.0
-    assert _interval_overlap(a, a + 0.045) == pytest.approx(1 / 3, rel=1e-9)
-    assert _interval_overlap(np.full(50, 2.5), np.full(80, 2.5)) == 1.0
+    assert interval_overlap(a, a + 0.2) == 0.0
+    assert interval_overlap(a, a + 0.045) == pytest.approx(1 / 3, rel=1e-9)
+    assert interval_overlap(np.full(50, 2.5), np.full(80, 2.5)) == 1.0
 
 
 def test_psis_of_heavy_tailed_weights_says_so_in_words_not_in_a_warning():
@@ -207,7 +209,7 @@ def test_standardise_makes_the_reference_0_1_and_keeps_shifts_and_sd_ratios():
     rng = np.random.default_rng(0)
     ref = rng.normal([2.0, -7.0], [0.5, 3.0], size=(2, 400, 2))  # (chain, draw, coord)
     other = 2.0 + 1.5 * (ref - ref.mean((0, 1)))  # shifted and 1.5 times as wide
-    post = {name: D.az.from_dict(posterior={"mu": v}) for name, v in (("ref", ref), ("q", other))}
+    post = {name: az.from_dict(posterior={"mu": v}) for name, v in (("ref", ref), ("q", other))}
     out = D.standardise(post, "ref")
     z_ref, z_q = (out[n].posterior["mu"].values for n in ("ref", "q"))
     np.testing.assert_allclose(z_ref.mean((0, 1)), 0, atol=1e-12)
@@ -427,11 +429,11 @@ def test_flat_labels_name_every_coordinate_and_keep_scalars_bare():
     values = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2)
     da = xr.DataArray(values, dims=("chain", "draw", "cluster", "coord"), name="mu",
                       coords={"cluster": [0, 1], "coord": ["lon", "lat"]})  # fmt: skip
-    flat, labels = D._flat(da)
+    flat, labels = nuts._flat(da)
     assert labels == ["mu[0, lon]", "mu[0, lat]", "mu[1, lon]", "mu[1, lat]"]
     np.testing.assert_array_equal(flat, values.reshape(6, 4))
     scalar = xr.DataArray(np.ones((2, 3)), dims=("chain", "draw"), name="tau")
-    flat, labels = D._flat(scalar)
+    flat, labels = nuts._flat(scalar)
     assert labels == ["tau"] and flat.shape == (6, 1)
 
 
@@ -463,11 +465,11 @@ def test_nuts_comparison_keeps_its_books(capsys):
     assert row["nuts_sd"] == pytest.approx(np.std(n, ddof=1), rel=1e-12)
     assert row["nuts_mean"] == pytest.approx(n.mean(), rel=1e-12)
     assert row["sd_ratio"] == pytest.approx(row["vi_sd"] / row["nuts_sd"], rel=1e-12)
-    assert row["overlap90"] == pytest.approx(D._interval_overlap(v, n), rel=1e-12)
-    assert row["r_hat"] == pytest.approx(float(D.az.rhat(result.nuts)["z"].values[0]), rel=1e-12)
-    bulk = float(D.az.ess(result.nuts, method="bulk")["z"].values[0])
+    assert row["overlap90"] == pytest.approx(D.interval_overlap(v, n), rel=1e-12)
+    assert row["r_hat"] == pytest.approx(float(az.rhat(result.nuts)["z"].values[0]), rel=1e-12)
+    bulk = float(az.ess(result.nuts, method="bulk")["z"].values[0])
     assert row["ess_bulk"] == pytest.approx(bulk, rel=1e-12)
-    assert bulk != pytest.approx(float(D.az.ess(result.nuts, method="tail")["z"].values[0]))
+    assert bulk != pytest.approx(float(az.ess(result.nuts, method="tail")["z"].values[0]))
 
 
 def _two_latents(y, *, scale):
@@ -533,7 +535,7 @@ def test_compare_with_nuts_hands_its_settings_to_pyros_nuts_and_mcmc(monkeypatch
 
     monkeypatch.setattr(pyro.infer, "NUTS", NUTS)
     monkeypatch.setattr(pyro.infer, "MCMC", MCMC)
-    vi = D.az.from_dict(posterior={"mu": np.zeros((1, 4))})
+    vi = az.from_dict(posterior={"mu": np.zeros((1, 4))})
     with pytest.raises(_StopBeforeSampling):
         D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5)
     assert seen["nuts"] == {"max_plate_nesting": 1, "init_strategy": init_to_sample}

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytic.earthquake import Hyperparameters
+from inference.data import simulate_parquet
 from inference.distributed import Collective, launched
-from inference.parquet_catalog import simulate_parquet
 from vilab.cli import main
 
 HP = Hyperparameters(3, tau=0.02, rho=1e-3)

@@ -8,7 +8,7 @@ import torch
 from analytic.earthquake import cavi, elbo, initial_mean_field
 from guides.earthquake import EarthquakeGuide
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 from ppl_models.earthquake import model, simulate
 
 

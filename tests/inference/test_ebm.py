@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from analytic import ring
-from inference import ebm, snis
+from inference.density import ebm, snis
 
 
 class GaussianEnergy(nn.Module):

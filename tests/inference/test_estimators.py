@@ -24,10 +24,10 @@ from analytic.earthquake import elbo as earthquake_elbo
 from guides.conjugate import GaussianGuide
 from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
-from inference.estimators import StickingTheLanding, get_elbo
-from inference.fit import fit_svi
-from inference.gradvar import gradient_moments
-from inference.stl import _reaches
+from inference.estimators import get_elbo
+from inference.stl import StickingTheLanding
+from inference.stl.guide import _reaches
+from inference.svi import fit_svi, gradient_moments
 from ppl_models import conjugate as conjugate_model
 from ppl_models import earthquake as earthquake_model
 from ppl_models.expgauss import ExpGaussModel
@@ -71,7 +71,7 @@ def test_stl_reports_the_ordinary_elbo_value():
 def test_stl_traces_are_the_bases_with_the_path_derivative_guide():
     """Pyro's ``_get_trace`` hook: same seed, the same sample values as the base's traces, and
     the guide's site distributions wrapped for the path derivative."""
-    from inference.stl import _PathDerivative
+    from inference.stl.guide import _PathDerivative
 
     args = _data(PRIOR_2D)
     guide = GaussianGuide(*conjugate.posterior(*args))
@@ -326,7 +326,7 @@ def test_the_tensors_a_distribution_holds_are_found_three_attribute_levels_deep(
     through attributes, lists and tuples to depth 3, not into classes, and no deeper."""
     from types import SimpleNamespace as NS
 
-    from inference.stl import _tensors_of
+    from inference.stl.guide import _tensors_of
 
     t = [torch.tensor(float(i)) for i in range(6)]
     obj = NS(
@@ -344,7 +344,7 @@ def test_get_elbo_compiles_with_its_options_and_keeps_pyros_apart():
     """jit=True wraps the named estimator, built with the other options, in CompiledELBO;
     ``ignore_jit_warnings`` goes to the wrapper (not to Pyro's ELBO, which has an option of
     that name for its own JIT ELBOs); jit='inductor' picks that backend."""
-    from inference.compiled import CompiledELBO
+    from inference.jit import CompiledELBO
 
     elbo = get_elbo("trace", jit=True, num_particles=3, ignore_jit_warnings=True)
     assert isinstance(elbo, CompiledELBO) and type(elbo.estimator) is pyro.infer.Trace_ELBO

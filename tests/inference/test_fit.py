@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 
 
 def _model(x):

@@ -9,7 +9,7 @@ import torch
 from analytic import conjugate
 from guides.conjugate import GaussianGuide
 from inference.estimators import get_elbo
-from inference.gradvar import gradient_moments, variance_along_run
+from inference.svi import gradient_moments, variance_along_run
 from ppl_models.conjugate import model, simulate
 
 PRIOR = torch.tensor([[1.0, 0.0], [0.8, 0.6]])

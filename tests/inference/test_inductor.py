@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from inference.inductor import simplify
+from inference.jit.inductor import simplify
 
 aten = torch.ops.aten
 

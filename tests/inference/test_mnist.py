@@ -7,7 +7,7 @@ import gzip
 import pytest
 import torch
 
-from inference.mnist import MNIST_FILES, binarize, load_mnist
+from inference.data import MNIST_FILES, binarize, load_mnist
 from tests.conftest import shared_data
 from tests.idx_files import idx_bytes, write_mnist_dir
 

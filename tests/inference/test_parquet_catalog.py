@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from analytic.earthquake import Hyperparameters
-from inference.catalog import load_catalog, parse_bbox
-from inference.parquet_catalog import (
+from inference.data import (
+    CatalogSchema,
     ParquetCatalog,
     convert_csv,
     is_parquet,
     join_pieces,
+    load_catalog,
+    parse_bbox,
     simulate_parquet,
 )
 from ppl_models.earthquake import simulate
@@ -41,8 +43,10 @@ def test_converted_catalog_reads_back_as_the_csv_reader_reads_the_csv(tmp_path, 
     assert counts == {"num_rows": 7, "num_invalid": 0, "num_outside": 0, "num_written": 7}
     assert pq.ParquetFile(tmp_path / "c.parquet").num_row_groups == math.ceil(7 / chunk_size)
     for scale in (1.0, 10.0):
-        a = load_catalog(csv, strength_scale=scale)
-        b = ParquetCatalog(tmp_path / "c.parquet", strength_scale=scale, chunk_size=2).load()
+        a = load_catalog(csv, CatalogSchema(strength_scale=scale))
+        b = ParquetCatalog(
+            tmp_path / "c.parquet", CatalogSchema(strength_scale=scale), chunk_size=2
+        ).load()
         assert torch.equal(a.X, b.X) and torch.equal(a.S, b.S)
         assert torch.equal(a.magnitude, b.magnitude)
 
@@ -51,14 +55,14 @@ def test_bbox_and_drop_invalid_at_conversion_and_at_reading(tmp_path):
     bad = "t,95,10,1,6,x\nt,nan,10,1,6,x\nt,1,2,1,,x\n"
     csv = _csv(tmp_path, extra=bad)
     box = parse_bbox("0,50,100,150")
-    counts = convert_csv(csv, tmp_path / "c.parquet", bbox=box, drop_invalid=True)
+    counts = convert_csv(csv, tmp_path / "c.parquet", CatalogSchema(bbox=box, drop_invalid=True))
     assert counts == {"num_rows": 10, "num_invalid": 3, "num_outside": 4, "num_written": 3}
-    a = load_catalog(csv, bbox=box, drop_invalid=True)
+    a = load_catalog(csv, CatalogSchema(bbox=box, drop_invalid=True))
     b = ParquetCatalog(tmp_path / "c.parquet").load()
     assert torch.equal(a.X, b.X) and torch.equal(a.S, b.S)
     # the same selection at reading time, from a file holding every valid row
-    convert_csv(csv, tmp_path / "all.parquet", drop_invalid=True)
-    c = ParquetCatalog(tmp_path / "all.parquet", bbox=box).load()
+    convert_csv(csv, tmp_path / "all.parquet", CatalogSchema(drop_invalid=True))
+    c = ParquetCatalog(tmp_path / "all.parquet", CatalogSchema(bbox=box)).load()
     assert torch.equal(a.X, c.X) and (c.num_outside, c.num_invalid) == (4, 0)
 
 
@@ -103,7 +107,7 @@ def test_a_bad_row_in_a_later_chunk_is_named_by_its_row(tmp_path, lat, lon, mag,
         f"catalog {str(path)!r} has 1 invalid row(s): row 6: {reason}. "
         "Fix them or pass --drop-invalid to skip them"
     )
-    dropped = ParquetCatalog(path, chunk_size=2, drop_invalid=True).load()
+    dropped = ParquetCatalog(path, CatalogSchema(drop_invalid=True), chunk_size=2).load()
     assert dropped.X.shape == (7, 2) and dropped.num_invalid == 1
 
 
@@ -111,7 +115,7 @@ def test_columns_found_as_for_csv_and_named_when_missing(tmp_path):
     path = _geographic_parquet(tmp_path / "g.parquet", [1.0], [2.0], [6.0])
     assert ParquetCatalog(path).load().X.tolist() == [[2.0, 1.0]]
     with pytest.raises(ValueError) as info:
-        ParquetCatalog(path, mag_col="magnitude")
+        ParquetCatalog(path, CatalogSchema(mag_col="magnitude"))
     assert str(info.value) == (
         f"catalog {str(path)!r}: magnitude column 'magnitude' not found; the file has columns "
         "['Latitude', 'Longitude', 'Mag']"
@@ -145,7 +149,7 @@ def test_simulated_catalog_is_planar_and_has_the_truth_of_simulate(tmp_path):
     # the events follow the model: each is within 6 sd of some centre (sd = tau^-1/2 = 10)
     assert float(torch.cdist(X, mu).min(-1).values.max()) < 6 * hp.tau**-0.5
     with pytest.raises(ValueError, match="is planar"):
-        ParquetCatalog(tmp_path / "s.parquet", bbox=(0.0, 1.0, 0.0, 1.0))
+        ParquetCatalog(tmp_path / "s.parquet", CatalogSchema(bbox=(0.0, 1.0, 0.0, 1.0)))
 
 
 def test_shares_of_row_groups_partition_the_catalog(tmp_path):

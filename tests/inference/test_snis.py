@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import snis
+from inference.density import snis
 
 # target exp(E), E(x) = -(x - mu)^2 / (2 s^2) (unnormalised): Z = sqrt(2 pi) s, E_p[x] = mu
 MU, S = 0.7, 1.3

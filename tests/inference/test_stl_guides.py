@@ -261,7 +261,7 @@ def test_svi_with_stl_lands_where_trace_elbo_lands_on_constrained_models(model_n
 def test_path_derivative_distribution_samples_as_its_base():
     """``.sample`` (no gradient) and ``.rsample`` draw exactly the base's values, seed for seed;
     ``log_prob`` before the guide has run (no score recorded) is the base's."""
-    from inference.stl import _Partial, _PathDerivative
+    from inference.stl.guide import _Partial, _PathDerivative
 
     loc = torch.tensor([0.3, -1.2], requires_grad=True)
     base = dist.Normal(loc, torch.tensor([0.5, 2.0]))

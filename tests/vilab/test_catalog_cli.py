@@ -10,12 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from inference.catalog import load_catalog
-from inference.parquet_catalog import ParquetCatalog
+from inference.data import ParquetCatalog, load_catalog
 from ppl_models.earthquake import simulate
 from vilab.catalog.run import count
 from vilab.cli import build_parser, main
-from vilab.earthquake.run import hyperparameters
+from vilab.earthquake.flags import hyperparameters
 
 CSV = "Latitude,Longitude,Magnitude\n10,100,6.04\n40.5,140.25,5.55\n-5,140,7.1\n12,120,5.45\n"
 

@@ -7,7 +7,7 @@ import csv
 import pyro.infer
 import pytest
 
-from inference.diagnostics import az
+from inference.diagnostics.common import az
 from tests.idx_files import write_mnist_dir
 from vilab.cli import main
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-import inference.inductor
+import inference.jit.inductor
 import vilab.earthquake.run as earthquake_run
 import vilab.earthquake.streamed as earthquake_streamed
 import vilab.expgauss.run as expgauss_run
@@ -33,7 +33,7 @@ import vilab.vae.run as vae_run
 import vilab.vae.train as vae_train
 from analytic.earthquake import Hyperparameters, initial_mean_field
 from analytic.expgauss import joint_optimum, log_evidence
-from inference.parquet_catalog import simulate_parquet
+from inference.data import simulate_parquet
 from ppl_models.earthquake import simulate
 from tests.idx_files import write_mnist_dir
 from vilab.cli import build_parser, main
@@ -486,7 +486,7 @@ def _(cli):
 
 
 def _inductor_stand_in(cli) -> list:
-    """``inference.inductor.compile_loss`` replaced by the traced function itself (no C++
+    """``inference.jit.inductor.compile_loss`` replaced by the traced function itself (no C++
     compile: the engine's tests time and check the real one), recording its calls: the
     backend was reached, and its result passed the comparison with the eager loss."""
     calls = []
@@ -495,7 +495,7 @@ def _inductor_stand_in(cli) -> list:
         calls.append(len(inputs))
         return fn
 
-    cli.monkeypatch.setattr(inference.inductor, "compile_loss", stand_in)
+    cli.monkeypatch.setattr(inference.jit.inductor, "compile_loss", stand_in)
     return calls
 
 

@@ -16,10 +16,15 @@ import os
 
 import torch
 
-from inference.catalog import parse_bbox
-from inference.parquet_catalog import convert_csv, simulate_parquet
-from vilab.earthquake.run import add_model_arguments, hyperparameters
-from vilab.flags import argparse_type, check_floats, check_output_file, seed
+from inference.data import convert_csv, simulate_parquet
+from vilab.earthquake.flags import add_model_arguments, hyperparameters
+from vilab.flags import (
+    add_catalog_arguments,
+    argparse_type,
+    catalog_schema,
+    check_output_file,
+    seed,
+)
 from vilab.io import atomic_write_json
 
 __all__ = ["add_arguments", "count", "run"]
@@ -63,25 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     conv.add_argument("csv", metavar="IN.csv", help="the CSV catalog (header row, UTF-8)")
     conv.add_argument("parquet", metavar="OUT.parquet", help="the Parquet file to write")
-    conv.add_argument("--lat-col", help="latitude column (default: Latitude/lat, any case)")
-    conv.add_argument("--lon-col", help="longitude column (default: Longitude/lon, any case)")
-    conv.add_argument("--mag-col", help="magnitude column (default: Magnitude/mag, any case)")
-    conv.add_argument(
-        "--strength-scale",
-        type=float,
-        default=1.0,
-        help="check rows as for strength S = round(scale * magnitude) (default 1)",
-    )
-    conv.add_argument(
-        "--bbox",
-        type=argparse_type(parse_bbox),
-        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
-        help="write only events inside this box (degrees)",
-    )
-    conv.add_argument(
-        "--drop-invalid",
-        action="store_true",
-        help="skip rows with missing or out-of-range values instead of stopping",
+    add_catalog_arguments(
+        conv,
+        scale_help="check rows as for strength S = round(scale * magnitude) (default 1)",
+        bbox_help="write only events inside this box (degrees)",
     )
     _add_common(conv)
     sim = sub.add_parser(
@@ -121,14 +111,12 @@ def run(args: argparse.Namespace) -> dict:
     if args.json is not None:
         check_output_file("--json", args.json)
     if args.action == "convert":
-        check_floats(args, ("strength_scale",))
+        schema = catalog_schema(args)
         if os.path.abspath(args.csv) == os.path.abspath(args.parquet):
             raise ValueError(f"OUT.parquet {args.parquet!r} is the input file")
         summary = convert_csv(
-            args.csv, args.parquet, lat_col=args.lat_col, lon_col=args.lon_col,
-            mag_col=args.mag_col, strength_scale=args.strength_scale, bbox=args.bbox,
-            drop_invalid=args.drop_invalid, chunk_size=args.chunk_size, progress=not args.quiet,
-        )  # fmt: skip
+            args.csv, args.parquet, schema, chunk_size=args.chunk_size, progress=not args.quiet
+        )
         print(
             f"wrote {summary['num_written']} events to {args.parquet} "
             f"({summary['num_rows']} rows read, {summary['num_invalid']} invalid dropped, "

@@ -23,294 +23,26 @@ from analytic.earthquake import (
     initial_mean_field,
     permute_clusters,
 )
-from analytic.earthquake_stream import chunk_responsibilities
+from analytic.earthquake.streamed import chunk_responsibilities
 from guides.earthquake import EarthquakeGuide
-from inference.catalog import load_catalog, parse_bbox
+from inference.data import ParquetCatalog, is_parquet, load_catalog
 from inference.distributed import Collective, launched, process_group
-from inference.fit import fit_svi
-from inference.parquet_catalog import ParquetCatalog, is_parquet
+from inference.svi import fit_svi
 from ppl_models.earthquake import model, simulate
-from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.earthquake import diagnostics as earthquake_diagnostics
 from vilab.earthquake import streamed
 from vilab.earthquake.auto import compare as auto_cavi_beside_hand
+from vilab.earthquake.flags import check_arguments, hyperparameters
 from vilab.flags import (
-    add_jit_argument,
-    add_output_arguments,
-    argparse_type,
-    check_floats,
-    check_ints,
-    check_output_paths,
+    catalog_schema,
     jit_mode,
-    weights,
 )
 from vilab.io import atomic_write_json
 from vilab.matching import match_clusters
 from vilab.report import format_table
 
-__all__ = ["add_arguments", "add_model_arguments", "hyperparameters", "run"]
-
-
-def _pair(text: str) -> tuple[float, float]:
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected two numbers 'x,y', got {text!r}")
-    try:
-        pair = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers 'x,y', got {text!r}") from None
-    if not all(math.isfinite(v) for v in pair):
-        raise argparse.ArgumentTypeError(f"expected two finite numbers 'x,y', got {text!r}")
-    return pair
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``vilab earthquake`` (shared by ``examples/earthquake.py``)."""
-    _add_data_arguments(parser)
-    add_model_arguments(parser)
-    _add_fit_arguments(parser)
-    add_output_arguments(
-        parser, "earthquake", "elbo_trace.png, map.png and summary.json",
-        "simulation, k-means++ and SVI",
-    )  # fmt: skip
-    diagnostics.add_arguments(parser)
-
-
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data (default: a catalog simulated from the model)")
-    data.add_argument(
-        "--data",
-        metavar="FILE",
-        help="earthquake catalog: CSV with a header row, or Parquet (vilab catalog convert or "
-        "simulate; told apart by content, not by suffix)",
-    )
-    data.add_argument(
-        "--chunk-size",
-        type=int,
-        metavar="N",
-        help="stream a Parquet --data N events at a time: CAVI (exact: the same sweeps as in "
-        "memory) with memory bounded by the chunk, not the catalog; SVI (--steps >= 1) then "
-        "fits q of the globals with Z summed out in the model, on the events in memory (under "
-        "torchrun: each process's share, gradients averaged by DistributedDataParallel). "
-        "Needed under torchrun (default: read the whole catalog)",
-    )
-    data.add_argument(
-        "--num-events",
-        type=int,
-        default=1000,
-        help="events to simulate when no --data is given (default 1000)",
-    )
-    data.add_argument("--lat-col", help="latitude column (default: Latitude/lat, any case)")
-    data.add_argument("--lon-col", help="longitude column (default: Longitude/lon, any case)")
-    data.add_argument("--mag-col", help="magnitude column (default: Magnitude/mag, any case)")
-    data.add_argument(
-        "--strength-scale",
-        type=float,
-        default=1.0,
-        help="strength S = round(scale * magnitude), the Poisson count "
-        "(default 1: M 5.5-9.1 -> 6-9; 10 resolves tenths)",
-    )
-    data.add_argument(
-        "--bbox",
-        type=argparse_type(parse_bbox),
-        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
-        help="keep only events inside this box (degrees)",
-    )
-    data.add_argument(
-        "--drop-invalid",
-        action="store_true",
-        help="skip rows with missing or out-of-range values instead of stopping",
-    )
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    model_ = parser.add_argument_group("model (locations in degrees)")
-    model_.add_argument("--k", type=int, default=3, help="number of clusters K (default 3)")
-    model_.add_argument(
-        "--tau",
-        type=float,
-        default=0.01,
-        help="precision of events around their centre, 1/deg^2 (default 0.01: sd 10 deg)",
-    )
-    model_.add_argument(
-        "--rho",
-        type=float,
-        default=1e-3,
-        help="prior precision of the centres (default 1e-3: sd ~32 deg)",
-    )
-    model_.add_argument(
-        "--mixing",
-        type=argparse_type(weights),
-        metavar="W1,...,WK",
-        help="mixing weights pi of the K clusters, normalised to sum to 1 (default uniform); "
-        "the fit does not depend on their order",
-    )
-    model_.add_argument(
-        "--nu",
-        type=_pair,
-        default=(0.0, 0.0),
-        metavar="LON,LAT",
-        help="prior mean of the centres (default 0,0)",
-    )
-    model_.add_argument(
-        "--alpha",
-        type=float,
-        default=1.0,
-        help="Gamma prior shape of the Poisson rates (default 1)",
-    )
-    model_.add_argument(
-        "--beta",
-        type=float,
-        default=0.1,
-        help="Gamma prior rate of the Poisson rates (default 0.1: mean 10)",
-    )
-
-
-def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
-    fit = parser.add_argument_group("fitting")
-    fit.add_argument(
-        "--method",
-        choices=["cavi", "auto-cavi"],
-        default="cavi",
-        help="cavi = the hand-written CAVI (default); auto-cavi = also the CAVI that "
-        "inference.cavi.auto_cavi derives from the Pyro model, run beside the hand-written one "
-        "from the same k-means++ start (--max-iter, --tol), with their agreement printed",
-    )
-    fit.add_argument(
-        "--cavi",
-        choices=["exact", "stochastic"],
-        default="exact",
-        help="exact = full-batch CAVI, every sweep over all events (default); stochastic = "
-        "stochastic CAVI (Hoffman et al. 2013): natural-gradient steps from minibatches of "
-        "--batch-size events, rho_t = (t + --tau0)^-kappa, for --passes passes; its exact "
-        "ELBO is measured by one more pass at the end",
-    )
-    fit.add_argument("--max-iter", type=int, default=500, help="CAVI sweeps per restart (500)")
-    fit.add_argument(
-        "--num-init",
-        type=int,
-        default=5,
-        help="CAVI restarts from k-means++ seeds; the best ELBO is kept (5)",
-    )
-    fit.add_argument(
-        "--tol",
-        type=float,
-        default=1e-8,
-        help="CAVI stops when a sweep gains <= tol * |ELBO| (1e-8)",
-    )
-    fit.add_argument(
-        "--batch-size",
-        type=int,
-        default=1000,
-        help="stochastic CAVI: events per minibatch, per process (default 1000)",
-    )
-    fit.add_argument(
-        "--passes",
-        type=float,
-        default=1.0,
-        help="stochastic CAVI: passes over the catalog, may be fractional (default 1)",
-    )
-    fit.add_argument(
-        "--tau0", type=float, default=1.0, help="stochastic CAVI: delay tau0 >= 0 (default 1)"
-    )
-    fit.add_argument(
-        "--kappa",
-        type=float,
-        default=0.7,
-        help="stochastic CAVI: forgetting rate kappa in (0.5, 1] (default 0.7)",
-    )
-    fit.add_argument(
-        "--eval-every",
-        type=float,
-        metavar="PASSES",
-        help="stochastic CAVI: also measure the exact ELBO every this many passes (each costs "
-        "a pass; default: at the end only)",
-    )
-    fit.add_argument(
-        "--steps", type=int, default=1000, help="SVI steps; 0 runs CAVI alone (default 1000)"
-    )
-    fit.add_argument(
-        "--estimator",
-        choices=["enum", "stl", "trace"],
-        default="enum",
-        help="SVI loss: enum = TraceEnum_ELBO with Z summed out exactly in the "
-        "guide (default); stl = the path-derivative estimator on top of enum (Z still "
-        "summed out; the score term of mu and lambda dropped); trace = Trace_ELBO with Z "
-        "sampled (score function, much noisier)",
-    )
-    fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
-    fit.add_argument(
-        "--lr-final",
-        type=float,
-        default=0.01,
-        help="learning rate at the last step; decays geometrically (0.01)",
-    )
-    fit.add_argument(
-        "--particles",
-        type=int,
-        default=1,
-        help="Monte Carlo particles per SVI step, vectorised (default 1)",
-    )
-    add_jit_argument(
-        fit,
-        "Default: compile when (events per step) x K <= 200,000, where it was measured "
-        "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10); above, Pyro's traced "
-        "enumeration masks every cost term and is slower (0.65x at N = 10^5, K = 10)",
-    )
-    fit.add_argument(
-        "--subsample-size",
-        type=int,
-        help="events per SVI step, per process under torchrun (minibatch SVI; default: all)",
-    )
-
-
-def _check_args(args) -> None:
-    """Validate every flag before any work; raise ValueError naming the flag."""
-    jit_mode(args)  # --jit-backend with --no-jit
-    check_ints(args, ("num_events", "max_iter", "num_init", "particles", "subsample_size",
-                      "chunk_size", "batch_size"))  # fmt: skip
-    check_ints(args, ("steps",), low=0)
-    check_floats(args, ("lr", "lr_final", "strength_scale"))
-    if args.chunk_size is not None:
-        if args.data is None or not is_parquet(args.data):
-            raise ValueError(
-                "--chunk-size streams a Parquet catalog: give --data FILE.parquet (made by "
-                "vilab catalog convert or vilab catalog simulate)"
-            )
-        if args.steps > 0 and args.estimator == "trace":
-            raise ValueError(
-                "with --chunk-size, SVI sums Z out in the model: use --estimator enum or stl, "
-                "not trace"
-            )
-        if args.diagnostics:
-            raise ValueError("--diagnostics needs the catalog in memory: drop --chunk-size")
-        if args.method == "auto-cavi":
-            raise ValueError("--method auto-cavi needs the catalog in memory: drop --chunk-size")
-    if args.method == "auto-cavi" and args.cavi != "exact":
-        raise ValueError("--method auto-cavi is compared with the exact CAVI: drop --cavi "
-                         f"{args.cavi}")  # fmt: skip
-    if args.steps == 0 and args.diagnostics:
-        raise ValueError("--diagnostics checks the SVI fit: it needs --steps >= 1")
-    if not (math.isfinite(args.tol) and args.tol >= 0):
-        raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
-    check_floats(args, ("passes", "eval_every"))
-    if not (math.isfinite(args.tau0) and args.tau0 >= 0):
-        raise ValueError(f"--tau0 must be a finite number >= 0, got {args.tau0}")
-    if not 0.5 < args.kappa <= 1:
-        raise ValueError(f"--kappa must be in (0.5, 1], got {args.kappa}")
-    diagnostics.check_arguments(args)
-    check_output_paths(args)
-
-
-def hyperparameters(args) -> Hyperparameters:
-    """The model flags (:func:`add_model_arguments`) as checked :class:`Hyperparameters`."""
-    check_ints(args, ("k",))
-    check_floats(args, ("tau", "rho", "alpha", "beta"))
-    if args.mixing is not None and len(args.mixing) != args.k:
-        raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
-    return Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,
-                           alpha=args.alpha, beta=args.beta)  # fmt: skip
+__all__ = ["run"]
 
 
 def _cluster_summary(q: MeanField, weights: torch.Tensor) -> dict:
@@ -331,15 +63,7 @@ def _load_data(args, hp: Hyperparameters):
         truth = {"means": mu.tolist(), "rates": lam.tolist()}
     else:
         read = _parquet_catalog if is_parquet(args.data) else load_catalog
-        catalog = read(
-            args.data,
-            lat_col=args.lat_col,
-            lon_col=args.lon_col,
-            mag_col=args.mag_col,
-            strength_scale=args.strength_scale,
-            bbox=args.bbox,
-            drop_invalid=args.drop_invalid,
-        )
+        catalog = read(args.data, catalog_schema(args))
         X, S, truth = catalog.X, catalog.S, None
         source = {
             "data": str(args.data),
@@ -353,9 +77,9 @@ def _load_data(args, hp: Hyperparameters):
     return X, S, source, truth
 
 
-def _parquet_catalog(path, **options):
+def _parquet_catalog(path, schema):
     """A whole Parquet catalog in memory (the in-memory fit; ``--chunk-size`` streams it)."""
-    return ParquetCatalog(path, **options).load()
+    return ParquetCatalog(path, schema).load()
 
 
 def _fit_cavi(X, S, hp, args):
@@ -487,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
     Under torchrun (several processes) the catalog is streamed, each rank reading its share,
     and rank 0 alone prints and writes."""
     hp = hyperparameters(args)
-    _check_args(args)
+    check_arguments(args)
     device = resolve_device(args.device)
     if launched() and args.chunk_size is None:
         raise ValueError(

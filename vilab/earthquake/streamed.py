@@ -2,7 +2,7 @@
 in one process or data-parallel under ``torchrun`` (every rank reads its share of the row groups).
 
 * CAVI is streamed (:func:`run_cavi`): exact full-batch sweeps
-  (:func:`analytic.earthquake_stream.streamed_cavi`) or stochastic CAVI, their sufficient
+  (:func:`analytic.earthquake.streamed.streamed_cavi`) or stochastic CAVI, their sufficient
   statistics summed over the ranks.
 * SVI (:func:`fit_data_parallel_svi`, with ``--steps >= 1``) fits the model with Z summed out
   in the *model* and :class:`guides.earthquake.GlobalsGuide` (q of the globals alone: a q(Z) would
@@ -27,8 +27,8 @@ from pyro.infer import config_enumerate
 from tqdm.auto import tqdm
 
 from analytic.earthquake import CaviResult, Hyperparameters, MeanField, as_data
-from analytic.earthquake_stochastic import stochastic_cavi
-from analytic.earthquake_stream import (
+from analytic.earthquake.stochastic import stochastic_cavi
+from analytic.earthquake.streamed import (
     chunk_responsibilities,
     data_totals,
     seeded_globals,
@@ -36,11 +36,12 @@ from analytic.earthquake_stream import (
     streamed_elbo,
 )
 from guides.earthquake import GlobalsGuide
+from inference.data import ParquetCatalog, join_pieces
 from inference.distributed import Collective
 from inference.estimators import get_elbo
-from inference.fit import FitResult, fit_svi
-from inference.parquet_catalog import ParquetCatalog, join_pieces
+from inference.svi import FitResult, fit_svi
 from ppl_models.earthquake import MAX_PLATE_NESTING, model
+from vilab.flags import catalog_schema
 
 __all__ = [
     "SEED_SAMPLE",
@@ -74,10 +75,12 @@ def _open(args, group: Collective) -> ParquetCatalog:
     """This rank's share of ``--data``; with SVI to come (``--steps >= 1``), ValueError if the
     share holds no row group (a plate of no events is not a Pyro model)."""
     catalog = ParquetCatalog(
-        args.data, lat_col=args.lat_col, lon_col=args.lon_col, mag_col=args.mag_col,
-        strength_scale=args.strength_scale, bbox=args.bbox, drop_invalid=args.drop_invalid,
-        chunk_size=args.chunk_size, rank=group.rank, world_size=group.world_size,
-    )  # fmt: skip
+        args.data,
+        catalog_schema(args),
+        chunk_size=args.chunk_size,
+        rank=group.rank,
+        world_size=group.world_size,
+    )
     if args.steps > 0 and not catalog.row_groups:
         raise ValueError(
             f"SVI needs events on every process, and {catalog.path!r} has "
@@ -134,7 +137,7 @@ class SviRun(NamedTuple):
     """An SVI fit as the summary reads it.
 
     Attributes:
-        guide: the fitted guide. fit: :class:`inference.fit.FitResult` (this rank's view: the
+        guide: the fitted guide. fit: :class:`inference.svi.FitResult` (this rank's view: the
             ELBO history is the ranks' mean, the same on every rank).
         exact_steps, exact_values: the steps at which the exact ELBO was measured, and it.
         q: the fit as a :class:`MeanField` on the CPU, ``probs`` over the events of the map.

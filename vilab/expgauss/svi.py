@@ -1,6 +1,6 @@
 """SVI for the exponential-Gaussian model: learn theta (model) and phi (guide) together.
 
-One call of :func:`fit_expgauss` runs :func:`inference.fit.fit_svi` on
+One call of :func:`fit_expgauss` runs :func:`inference.svi.fit_svi` on
 :class:`ppl_models.expgauss.ExpGaussModel` and :class:`guides.expgauss.ExpGaussGuide` and
 records the path (theta_t, phi_t) at every step, so it can be drawn on the closed-form ELBO
 surface and scored by :func:`analytic.expgauss.elbo`.
@@ -14,7 +14,7 @@ import torch
 
 from guides.expgauss import ExpGaussGuide
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 from ppl_models.expgauss import MAX_PLATE_NESTING, ExpGaussModel
 
 __all__ = ["ExpGaussFit", "fit_expgauss"]
@@ -69,7 +69,7 @@ def fit_expgauss(
             ``stl``).
         init_theta, init_phi: the start (phi is the same for every observation), > 0.
         num_steps, num_particles, lr, lr_final, seed, progress: as in
-            :func:`inference.fit.fit_svi`; particles are vectorised.
+            :func:`inference.svi.fit_svi`; particles are vectorised.
         jit: compile the loss (:func:`inference.estimators.get_elbo`'s ``jit``: True or a
             backend name; the same path at the same seed, about 3x faster steps with 256
             particles).

@@ -32,7 +32,7 @@ from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from guides.vae import VAEGuide
 from inference.estimators import get_elbo
-from inference.fit import fit_svi
+from inference.svi import fit_svi
 from ppl_models import conjugate as conjugate_model
 from ppl_models import earthquake as earthquake_model
 from ppl_models.expgauss import ExpGaussModel

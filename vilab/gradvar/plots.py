@@ -29,7 +29,7 @@ def plot_variance_along_run(path, model: str, trace_run, train: str) -> os.PathL
     Right: the run's Monte Carlo ELBO estimate.
 
     Args:
-        trace_run: :class:`inference.gradvar.VarianceTrace`. train: the estimator of the run.
+        trace_run: :class:`inference.svi.VarianceTrace`. train: the estimator of the run.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     steps = np.asarray(trace_run.steps)

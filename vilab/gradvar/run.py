@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from inference.gradvar import gradient_moments, variance_along_run
+from inference.svi import gradient_moments, variance_along_run
 from vilab.devices import resolve_device
 from vilab.flags import (
     add_jit_argument,
@@ -118,7 +118,7 @@ def _check_args(args) -> None:
 
 
 def _vae_images(args, device) -> torch.Tensor:
-    from inference.mnist import binarize, load_mnist
+    from inference.data import binarize, load_mnist
 
     data = load_mnist(args.data_dir)
     if args.batch_size > data.train_images.shape[0]:

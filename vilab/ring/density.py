@@ -9,8 +9,8 @@ test points (mean log-likelihood per point, with its standard error sd / sqrt(n)
 - the Gaussian kernel density estimate with the bandwidth of ``--bandwidth-grid`` that scores
   best on the validation points (and, for comparison, Scott's rule, equal to Silverman's in
   2-D);
-- the energy-based model of :mod:`inference.ebm` trained by SNIS on the training points, with
-  its log normaliser A(theta) by importance sampling (``--ebm-eval-draws`` draws, with its
+- the energy-based model of :mod:`inference.density.ebm` trained by SNIS on the training points,
+  with its log normaliser A(theta) by importance sampling (``--ebm-eval-draws`` draws, with its
   standard error) and by Simpson's rule on a box of +-10 standardised units
   (``--quadrature-points`` nodes a side); the test log-likelihood uses the importance estimate.
 
@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analytic import kde, ring
-from inference import ebm
+from inference.density import ebm
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 

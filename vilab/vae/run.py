@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from inference.mnist import load_mnist
+from inference.data import load_mnist
 from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.flags import (

@@ -2,7 +2,7 @@
 
 Each epoch: shuffle the training images (a dedicated, seeded ``torch.Generator``), binarise them
 (``round``: once; ``sample``: afresh each epoch, from the same generator), take one
-:class:`inference.fit.SVIStep` per minibatch, then score the test set by the per-image
+:class:`inference.svi.SVIStep` per minibatch, then score the test set by the per-image
 negative ELBO (:func:`vilab.vae.evaluate.negative_elbo`, its own generator, so evaluating never
 changes the training trajectory). After each epoch a checkpoint is written atomically: the
 networks, Adam's state, the epoch history, and every random state (torch's and Pyro's global
@@ -30,9 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from guides.vae import VAEGuide
+from inference.data import binarize
 from inference.estimators import get_elbo
-from inference.fit import SVIStep
-from inference.mnist import binarize
+from inference.svi import SVIStep
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
 from vilab.io import atomic_write_bytes, remove_stale_temporaries
 from vilab.vae.evaluate import negative_elbo

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from guides.vae import VAEGuide
+from inference.data import binarize, load_mnist
 from inference.estimators import get_elbo
-from inference.mnist import binarize, load_mnist
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
 from tests.conftest import SHARED_DATA
 from tests.idx_files import write_mnist_dir

@@ -1,0 +1,289 @@
+r"""Automatic CAVI: closed-form mean-field updates derived from a conjugate Pyro model.
+
+``auto_cavi(model, *args, **kwargs)`` traces the model once
+(:func:`inference.cavi.analysis.analyse`: each latent's family, and for every site which latent
+fills which parameter, through which index), then runs coordinate ascent with the exact
+updates of variational message passing (Winn & Bishop 2005, JMLR 6, §3-4; Hoffman, Blei,
+Wang & Paisley 2013, JMLR 14, §2.2 and eq. 15; Bishop 2006, PRML eq. 10.9):
+
+* an enumerated discrete latent Z (Categorical or Bernoulli, assignment of a mixture):
+  ``log q*(Z = k) = sum_f w_f E_q[log f | Z = k] + const`` over the factors f that depend on Z,
+  the other assignments averaged under their own q; normalised over k (softmax);
+* a continuous latent in a conjugate family: its natural parameters are its prior's plus, for
+  every site that uses it, the expected sufficient statistics that site sends
+  (:mod:`inference.cavi.families`), weighted by the site's scale, mask and the q-probabilities
+  of the assignments it depends on.
+
+One sweep updates the discrete latents first, then the continuous ones in the order the model
+samples them (the order of :func:`analytic.earthquake.cavi_step`). After each sweep the exact
+ELBO is computed with every constant kept::
+
+    ELBO = sum_f sum_elements w_f prod_a q(Z_a) E_q[log f] + sum_latents H[q]
+
+(loss = -ELBO). Every update maximises the ELBO over its block, so ``elbo_history`` never
+decreases (up to rounding). Everything is vectorised tensor algebra over the trace's tensors:
+no Python loop over data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from inference.cavi.analysis import Assignment, Latent, ModelStructure, analyse
+from inference.cavi.sweeps import Sweeper
+
+__all__ = ["AutoCaviGuide", "AutoCaviResult", "auto_cavi"]
+
+
+@dataclass(frozen=True)
+class AutoCaviResult:
+    """Result of :func:`auto_cavi`.
+
+    Attributes:
+        guide: :class:`AutoCaviGuide`, the mean-field q as a Pyro guide.
+        elbo: the ELBO after the last sweep (0-dim tensor; loss = -elbo).
+        elbo_history: the ELBO after every sweep, shape (num_steps,).
+        params: site name -> that family's parameters by torch.distributions names (Normal:
+            loc, scale; MultivariateNormal: loc, covariance_matrix; Gamma: concentration, rate;
+            Beta: concentration1, concentration0; Dirichlet: concentration; an enumerated
+            Categorical or Bernoulli: probs, shape batch_shape + (K,) or batch_shape).
+        num_steps: sweeps run. converged: whether the last sweep gained at most tol * |ELBO|.
+        analysis_seconds: time to trace and analyse the model (once); sweep_seconds: time of
+            the sweeps and their ELBOs (wall clock, ``time.perf_counter``).
+    """
+
+    guide: AutoCaviGuide
+    elbo: torch.Tensor
+    elbo_history: torch.Tensor
+    params: dict
+    num_steps: int
+    converged: bool
+    analysis_seconds: float = 0.0
+    sweep_seconds: float = 0.0
+
+
+class AutoCaviGuide:
+    """The mean-field q of :func:`auto_cavi` as a Pyro guide: every latent sampled from its q
+    inside the model's plates (same names, sizes and dims), so ``Predictive``, Pyro's ELBOs
+    and the diagnostics of :mod:`inference.diagnostics` run on it."""
+
+    def __init__(self, structure: ModelStructure, params: dict) -> None:
+        self._structure = structure
+        self.params = params
+
+    def distribution(self, name: str) -> dist.TorchDistribution:
+        """q of site ``name`` as a Pyro distribution with the site's batch and event shape."""
+        s = self._structure
+        if name in s.assignments:
+            a = s.assignments[name]
+            if a.family == "Bernoulli":
+                return dist.Bernoulli(probs=self.params[name]["probs"])
+            return dist.Categorical(probs=self.params[name]["probs"])
+        latent = s.latents[name]
+        q = getattr(dist, latent.family.name)(**self.params[name])
+        extra = latent.event_dim - (1 if latent.family.vector else 0)
+        return q.to_event(extra) if extra else q
+
+    def __call__(self, *args, **kwargs) -> dict:
+        s = self._structure
+        out = {}
+        sites = [(n, la.frames) for n, la in s.latents.items()]
+        sites += [(n, a.frames) for n, a in s.assignments.items()]
+        plates = {}  # one plate object per name, re-entered by every site in it
+        for _, frames in sites:
+            for f in frames:
+                if f.name not in plates:
+                    plates[f.name] = pyro.plate(f.name, f.size, dim=f.dim)
+        for name, frames in sites:
+            with ExitStack() as stack:
+                for f in frames:
+                    stack.enter_context(plates[f.name])
+                out[name] = pyro.sample(name, self.distribution(name))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+
+
+def _check_settings(model, num_steps, tol, seed, init) -> None:
+    if not callable(model):
+        raise ValueError(f"model must be a callable Pyro model, got {type(model).__name__}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if init is not None and not isinstance(init, dict):
+        raise ValueError(f"init must be a dict site name -> parameters, got {type(init).__name__}")
+
+
+def _default_params(latent: Latent) -> dict:
+    """A start around the seeded prior draw d: Normal(d, 1), MultivariateNormal(d, I),
+    Gamma with mean d and shape 1, Beta and Dirichlet with mean d and total concentration 2
+    (resp. D)."""
+    d = latent.draw
+    name = latent.family.name
+    if name == "Normal":
+        return {"loc": d.clone(), "scale": torch.ones_like(d)}
+    if name == "MultivariateNormal":
+        eye = torch.eye(d.shape[-1], dtype=d.dtype, device=d.device)
+        return {"loc": d.clone(), "covariance_matrix": eye.expand(d.shape + d.shape[-1:]).clone()}
+    if name == "Gamma":
+        return {"concentration": torch.ones_like(d), "rate": 1.0 / d}
+    if name == "Beta":
+        return {"concentration1": 2.0 * d, "concentration0": 2.0 * (1.0 - d)}
+    return {"concentration": d * d.shape[-1]}
+
+
+def _checked_init(latent: Latent, given) -> dict:
+    """The user's start for one latent, as tensors of the site's shape and dtype, or a
+    ValueError naming the site and the parameter."""
+    names = latent.family.param_names
+    if not isinstance(given, dict) or set(given) != set(names):
+        raise ValueError(
+            f"init[{latent.name!r}] must be a dict with exactly the keys {list(names)} "
+            f"({latent.family.name}), got {given!r:.200}"
+        )
+    d = latent.draw
+    out = {}
+    for key in names:
+        try:
+            value = torch.as_tensor(given[key], dtype=d.dtype, device=d.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"init[{latent.name!r}][{key!r}] must be numbers: {err}") from None
+        want = d.shape + (d.shape[-1:] if key == "covariance_matrix" else ())
+        try:
+            value = value.expand(want).clone()
+        except RuntimeError:
+            raise ValueError(
+                f"init[{latent.name!r}][{key!r}] must broadcast to shape {tuple(want)}, got "
+                f"{tuple(value.shape)}"
+            ) from None
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"init[{latent.name!r}][{key!r}] must be finite")
+        if key != "loc" and key != "covariance_matrix" and not bool((value > 0).all()):
+            raise ValueError(f"init[{latent.name!r}][{key!r}] must be > 0, got {value.min()}")
+        out[key] = value
+    if "covariance_matrix" in out:
+        try:
+            torch.linalg.cholesky(out["covariance_matrix"])
+        except RuntimeError:
+            raise ValueError(f"init[{latent.name!r}]['covariance_matrix'] must be positive "
+                             "definite") from None  # fmt: skip
+    return out
+
+
+def _random_probs(a: Assignment, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Responsibilities drawn uniformly on the simplex (normalised exponentials), seeded."""
+    u = torch.rand(a.layout, generator=gen, dtype=like.dtype).to(like.device)
+    e = -torch.log1p(-u)
+    return e / e.sum(a.enum_dim, keepdim=True)
+
+
+def auto_cavi(
+    model: Callable,
+    *args,
+    num_steps: int = 500,
+    tol: float = 1e-10,
+    init: dict | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> AutoCaviResult:
+    """Exact mean-field CAVI for a conditionally conjugate Pyro model, derived from its trace.
+
+    Args:
+        model: a Pyro model; ``model(*args, **kwargs)`` is traced once (discrete latents
+            enumerated in parallel). Supported: the conjugate pairs of
+            :mod:`inference.cavi.analysis`, enumerated Categorical and Bernoulli
+            assignments (indexing parameters with ``Vindex`` or plain indexing), plates, masks
+            and scales on observed sites; anything else gets a ``ValueError`` that names the
+            site and what would make it conjugate.
+        num_steps: the most sweeps (>= 1). tol: stop when a sweep gains at most
+            ``tol * |ELBO|`` (>= 0; 0 runs every sweep).
+        init: site name -> that family's parameters (torch names, broadcastable to the site's
+            shape), for some or all continuous latents; the rest start around a seeded prior
+            draw. Without ``init``, a model with discrete latents starts from random
+            responsibilities (seeded) and one update of the continuous latents; the sweeps then
+            update the discrete latents first. With ``init``, the first sweep starts from it.
+        seed: seeds the prior draw and the random responsibilities.
+
+    Returns:
+        :class:`AutoCaviResult`; its ``elbo_history`` holds the exact ELBO after every sweep.
+    """
+    _check_settings(model, num_steps, tol, seed, init)
+    start = time.perf_counter()
+    structure = analyse(model, args, kwargs, seed=seed)
+    unknown = set(init or {}) - set(structure.latents)
+    if unknown:
+        raise ValueError(
+            f"init names {sorted(unknown)}, which are not continuous latent sites of the model "
+            f"(those are {list(structure.latents)})"
+        )
+    latents = list(structure.latents.values())
+    if not latents and not structure.assignments:
+        raise ValueError("auto_cavi: the model has no latent sites: there is nothing to infer")
+    like = latents[0].draw if latents else next(iter(structure.assignments.values())).value
+    sweeper = Sweeper(structure, like if like.is_floating_point() else like.double())
+    for name, latent in structure.latents.items():
+        given = (init or {}).get(name)
+        params = _default_params(latent) if given is None else _checked_init(latent, given)
+        sweeper.set_params(name, params)
+    gen = torch.Generator().manual_seed(seed)
+    for a in structure.assignments.values():
+        r = _random_probs(a, gen, sweeper.like)
+        sweeper.probs[a.name] = r
+        sweeper.neg_entropy[a.name] = a.scale * torch.xlogy(r, r).sum()
+    if init is None:
+        for name in structure.latents:
+            sweeper.update_latent(name)
+
+    analysed = time.perf_counter()
+    history: list[torch.Tensor] = []
+    converged = False
+    single = next(iter(structure.assignments.values())) if len(structure.assignments) == 1 else None
+    for step in range(num_steps + 1):
+        if single is None:
+            elps = {f.name: sweeper.elp(f) for f in structure.factors}
+        else:  # the factors of the one assignment enter through its logits alone
+            elps = {f.name: sweeper.elp(f) for f in structure.factors if not f.assignments}
+        total = sweeper.logits(single) if single is not None else None
+        if step > 0:
+            history.append(sweeper.elbo(elps, single, total))
+            if not bool(torch.isfinite(history[-1])):
+                raise ValueError(
+                    f"auto_cavi: the ELBO is {history[-1].item()} after sweep {step}: the data "
+                    "or the priors are too extreme for the dtype (use float64)"
+                )
+            if step > 1 and abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
+                converged = True
+                break
+            if step == num_steps:
+                break
+        for a in structure.assignments.values():
+            logits = total if a is single else sweeper.weighted_elps(elps, a)
+            sweeper.update_assignment(a, logits / a.scale if a.scale != 1.0 else logits)
+        for name in structure.latents:
+            sweeper.update_latent(name)
+    swept = time.perf_counter()
+    params = sweeper.result_params()
+    return AutoCaviResult(
+        guide=AutoCaviGuide(structure, params),
+        elbo=history[-1],
+        elbo_history=torch.stack(history),
+        params=params,
+        num_steps=len(history),
+        converged=converged,
+        analysis_seconds=analysed - start,
+        sweep_seconds=swept - analysed,
+    )

@@ -1,0 +1,216 @@
+r"""The state of q and the coordinate updates of automatic CAVI (see :mod:`inference.cavi`).
+
+:class:`Sweeper` holds, for one analysed model (:func:`inference.cavi.analysis.analyse`), the
+parameters of every continuous latent's q and their expected statistics, and the
+q-probabilities of every enumerated assignment, and performs the updates of variational
+message passing (Winn & Bishop 2005, §3-4): q(latent) from its prior's accumulator plus its
+children's messages, q(Z) as the softmax of the weighted expected log-densities that depend on
+Z, and the exact ELBO.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inference.cavi.analysis import Assignment, Factor, Latent, ModelStructure
+from inference.cavi.contract import Bilinear, contract, reduce_to
+
+__all__ = ["Sweeper"]
+
+
+def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
+    """The latent's expected statistics at the elements (rows) ``index``, in its shape."""
+    if latent.family.vector:
+        D = latent.shape[-1]
+        rows = latent.shape.numel() // D
+        return {
+            k: v.reshape((rows,) + v.shape[len(latent.shape) - 1 :])[index]
+            for k, v in stats.items()
+        }
+    return {k: v.reshape(-1)[index] for k, v in stats.items()}
+
+
+class Sweeper:
+    """The state of q and the updates, for one analysed model."""
+
+    def __init__(self, s: ModelStructure, like: torch.Tensor) -> None:
+        self.s = s
+        self.like = like  # the model's dtype and device
+        self.params: dict[str, dict] = {}
+        self.stats: dict[str, dict] = {}
+        self.probs: dict[str, torch.Tensor] = {}
+        self.neg_entropy: dict[str, torch.Tensor] = {}
+        static = set()  # the tensors that never change: data statistics, known parameters
+        for f in s.factors:
+            for stats in [f.value_stats or {}] + [sl.const or {} for sl in f.slots.values()]:
+                static.update(id(v) for v in stats.values())
+            static.update(id(v) for v in f.consts.values())
+            static.update(id(v) for v in (f.const_elp, f.weight) if torch.is_tensor(v))
+        self.bilinear = Bilinear(like, static)
+        self.single = next(iter(s.assignments.values())) if len(s.assignments) == 1 else None
+        self.children: dict[str, list[tuple[Factor, str]]] = {n: [] for n in s.latents}
+        self.prior: dict[str, Factor] = {}
+        for f in s.factors:
+            if f.value_latent is not None:
+                self.prior[f.value_latent] = f
+            for slot_name, slot in f.slots.items():
+                if slot.parent is not None:
+                    self.children[slot.parent].append((f, slot_name))
+
+    # ---- q of continuous latents
+    def set_params(self, name: str, params: dict) -> None:
+        self.params[name] = params
+        self.stats[name] = self.s.latents[name].family.stats(params)
+
+    def _slot_stats(self, f: Factor) -> dict:
+        out = {}
+        for slot_name, slot in f.slots.items():
+            if slot.parent is None:
+                out[slot_name] = slot.const
+            else:
+                parent = self.s.latents[slot.parent]
+                out[slot_name] = _gather(self.stats[slot.parent], parent, slot.index)
+        return out
+
+    def _value_stats(self, f: Factor) -> dict:
+        return self.stats[f.value_latent] if f.value_latent is not None else f.value_stats
+
+    def _weights(self, f: Factor, skip: str | None = None) -> list:
+        """The factor's weight and its assignments' q-probabilities, as operands."""
+        out = [f.weight] + [self.probs[a] for a in f.assignments if a != skip]
+        return [w for w in out if torch.is_tensor(w) or w != 1.0]
+
+    def elp(self, f: Factor) -> torch.Tensor:
+        """E_q[log f] per element of the factor's layout (enumerated dims included)."""
+        if f.const_elp is not None:
+            return f.const_elp
+        terms = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
+        out = tuple(f.layout) + (1,) * f.event_ndim
+        return contract(terms, out, tuple(f.base_shape), self.like).reshape(f.layout)
+
+    def update_latent(self, name: str) -> None:
+        """q(latent) <- its family with accumulator = prior message + children's messages."""
+        latent = self.s.latents[name]
+        family = latent.family
+        D = latent.shape[-1] if family.vector else 1
+        rows = latent.shape.numel() // D
+        vec = 1 if family.vector else 0
+        f = self.prior[name]
+        parts = f.family.value_message(self._slot_stats(f), f.consts)
+        acc = []
+        for terms, extra in zip(parts, family.extra):
+            target = tuple(latent.shape) + (D,) * extra
+            w = f.weight
+            if torch.is_tensor(w):
+                w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
+            value = contract(terms, target, target, self.like, [w])
+            acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
+        batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
+        a = self.single
+        for child, slot_name in self.children[name]:
+            slot = child.slots[slot_name]
+            parts = slot.rule.message(self._value_stats(child), self._slot_stats(child),
+                                      child.consts)  # fmt: skip
+            weights = self._weights(child)
+            if (a is not None and not vec and child.assignments == (a.name,)
+                    and tuple(child.layout) == tuple(a.layout)
+                    and not torch.is_tensor(child.weight)):  # fmt: skip
+                for i, terms in enumerate(parts):
+                    terms = [(coef * child.weight, ops) for coef, ops in terms]
+                    batched.append(((child.name, slot_name, i), terms, tuple(slot.index.shape),
+                                    tuple(child.base_shape), i, slot.index))  # fmt: skip
+                continue
+            for i, (terms, extra) in enumerate(zip(parts, family.extra)):
+                trailing = (D,) * (vec + extra)
+                pad = (1,) * (child.event_ndim + len(trailing))
+                w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
+                out = tuple(slot.index.shape) + trailing
+                total = contract(terms, out, tuple(child.base_shape) + trailing, self.like, w)
+                acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
+        if batched:
+            items = [(key, terms, out, full) for key, terms, out, full, _, _ in batched]
+            totals = self.bilinear.through(self.probs[a.name], items, tuple(a.layout),
+                                           len(a.layout) + a.enum_dim)  # fmt: skip
+            for (_, _, _, _, i, index), total in zip(batched, totals):
+                acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
+        shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
+        self.set_params(name, family.params(shaped))
+
+    # ---- q of assignments
+    def logits(self, a: Assignment) -> torch.Tensor:
+        """:meth:`weighted_elps` of the model's one assignment, by one matrix product
+        (:class:`Bilinear`); the generic route if a factor's layout is not a's."""
+        groups = []
+        for f in self.s.factors:
+            if a.name not in f.assignments:
+                continue
+            if tuple(f.layout) != tuple(a.layout):
+                return self.weighted_elps({g.name: self.elp(g) for g in self.s.factors}, a)
+            if f.const_elp is not None:
+                terms, full = [(1.0, (f.const_elp,))], tuple(f.layout)
+            else:
+                terms = f.family.elp(self._value_stats(f), self._slot_stats(f), f.consts)
+                full = tuple(f.base_shape)
+            w = f.weight
+            if torch.is_tensor(w):
+                w = w.reshape(w.shape + (1,) * (len(full) - len(f.layout)))
+                terms = [(coef, (w, *ops)) for coef, ops in terms]
+            elif w != 1.0:
+                terms = [(coef * w, ops) for coef, ops in terms]
+            groups.append((f.name, terms, full))
+        return self.bilinear(groups, tuple(a.layout), len(a.layout) + a.enum_dim)
+
+    def weighted_elps(self, elps: dict, a: Assignment) -> torch.Tensor:
+        """sum over the factors that depend on a of w E log f, the other assignments averaged
+        under their q, per element of a's layout (the unnormalised log q*(Z))."""
+        total = None
+        for f in self.s.factors:
+            if a.name in f.assignments:
+                term = elps[f.name]
+                for w in self._weights(f, skip=a.name):
+                    term = term * w
+                term = reduce_to(term, a.layout)
+                total = term.clone() if total is None else total + term
+        return total  # a tensor of its own: update_assignment overwrites it
+
+    def update_assignment(self, a: Assignment, logits: torch.Tensor) -> None:
+        """q(Z) <- softmax over Z of ``logits`` (:meth:`weighted_elps` / scale), which it
+        overwrites; keeps sum q log q = sum q (logits - top) - sum log sum exp(logits - top)
+        for the ELBO (top: the largest logit of each element, so exp never overflows)."""
+        dim = a.enum_dim
+        logits = logits.sub_(logits.amax(dim=dim, keepdim=True))
+        r = torch.exp(logits)
+        total = r.sum(dim=dim, keepdim=True)
+        r = r.div_(total)
+        self.probs[a.name] = r
+        neg_entropy = torch.dot(r.reshape(-1), logits.reshape(-1)) - torch.log(total).sum()
+        self.neg_entropy[a.name] = a.scale * neg_entropy
+
+    def elbo(self, elps: dict, only: Assignment | None = None, total=None) -> torch.Tensor:
+        """The ELBO at the current q. With ``only`` (the model's one assignment) and ``total``
+        (its :meth:`weighted_elps` at this q), the factors that depend on it contribute
+        sum q(Z) total in one dot product."""
+        value = 0.0
+        for f in self.s.factors:
+            if only is not None and f.assignments:
+                continue
+            term = elps[f.name]
+            for w in self._weights(f):
+                term = term * w
+            value = value + term.expand(f.layout).sum()
+        if only is not None:
+            value = value + torch.dot(self.probs[only.name].reshape(-1), total.reshape(-1))
+        for name, latent in self.s.latents.items():
+            value = value + latent.family.distribution(self.params[name]).entropy().sum()
+        for name in self.s.assignments:
+            value = value - self.neg_entropy[name]
+        return value
+
+    def result_params(self) -> dict:
+        out = {n: dict(p) for n, p in self.params.items()}
+        for name, a in self.s.assignments.items():
+            r = self.probs[name].movedim(a.enum_dim, -1)
+            K = r.shape[-1]
+            r = r.reshape(tuple(a.batch_shape) + (K,))
+            out[name] = {"probs": r[..., 1] if a.family == "Bernoulli" else r}
+        return out
