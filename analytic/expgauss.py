@@ -1,6 +1,7 @@
 r"""The exponential-Gaussian model: ELBO, gradients, optima and exact evidence in closed form.
 
-Model and variational family (source: ``shared/seeds/002_*.txt``, Problem 1)::
+Model and variational family (source: Exercise Sheet 02 of "Machine Learning for Graphs and
+Sequential Data", Problem 1)::
 
     z ~ Expo(theta),   x | z ~ N(z, 1),   q_phi(z) = Expo(phi),   theta, phi > 0.
 
@@ -130,7 +131,7 @@ def elbo(x, theta, phi) -> torch.Tensor:
     r"""The ELBO L(theta, phi) of one observation, all constants kept (to maximise).
 
     L = -1/2 log(2 pi) - x^2/2 + (x - theta)/phi - 1/phi^2 + log theta - log phi + 1
-    (module docstring; seeds/002 Problem 1b up to its dropped constants).
+    (module docstring; Exercise Sheet 02, Problem 1b, up to its dropped constants).
 
     Args:
         x: observations, any shape; finite. theta: prior rate(s), > 0. phi: rate(s) of q, > 0.

@@ -12,7 +12,7 @@ coordinate differences, not from |y|^2 + |x|^2 - 2 y.x, which cancels catastroph
 points far from the origin.
 
 The bandwidth is chosen by the mean validation log-likelihood over a grid (default the
-source's: 20 values from 0.1 to 5, seeds/003 part 1 Q3). For comparison, the rules of thumb
+source's: 20 values from 0.1 to 5, Final Homework part 1 Q3). For comparison, the rules of thumb
 for a scalar bandwidth, with sigma^2 the mean of the per-coordinate variances:
 
     Scott (1992, eq. 6.42):      h = sigma * N^(-1/(d+4))

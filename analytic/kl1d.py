@@ -16,9 +16,10 @@ The two single Gaussians q = N(m, s^2) closest to a mixture p = sum_j w_j N(mu_j
   here by L-BFGS from every component of p (the expectation by Simpson's rule in u on
   [-12, 12]); it settles on one mode.
 
-The seed's example (seeds/003, part 2, Q2): D1 = 1/2 N(-5, 5) + 1/2 N(10, 3), D2 = N(-10, 0.8),
-where the source writes sigma^2 = 5, 3, 0.8 (the "variance" reading; "sd" takes them as
-standard deviations). Pure torch; never imports Pyro. Everything in float64.
+The course's example (the "Final Homework" on generative models and EBMs, P. Wang 2021, part 2,
+Q2): D1 = 1/2 N(-5, 5) + 1/2 N(10, 3), D2 = N(-10, 0.8), where the source writes sigma^2 = 5, 3,
+0.8 (the "variance" reading; "sd" takes them as standard deviations). Pure torch; never imports
+Pyro. Everything in float64.
 """
 
 from __future__ import annotations

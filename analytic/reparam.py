@@ -2,8 +2,8 @@ r"""Reparameterised samplers: inverse-CDF exponential, Gumbel-max and Gumbel-sof
 
 A reparameterised sampler writes z = T(eps, params) with eps from a fixed distribution, so
 that gradients of E[f(z)] flow to the parameters through T (Kingma & Welling 2014, "Auto-
-Encoding Variational Bayes", Sec. 2.4; sources: ``shared/seeds/002_*.txt`` Problem 2 and
-``001_*.txt`` Sec. 4).
+Encoding Variational Bayes", Sec. 2.4; sources: Exercise Sheet 02 of "Machine Learning for
+Graphs and Sequential Data", Problem 2, and Assignment 1B of KTH DD2434, Sec. 4).
 
 - Exponential, inverse CDF: F(z) = 1 - exp(-rate z), so z = -log(1 - u)/rate with
   u ~ U[0, 1) (``-log1p(-u)``: finite because u < 1); dz/d rate = -z/rate.

@@ -1,6 +1,7 @@
 r"""The ring mixture: K unit-covariance Gaussians evenly spaced on a circle of radius R.
 
-Model (seeds/003, part 1; Bishop 2006, "Pattern Recognition and Machine Learning", Sec. 9.2)::
+Model (the "Final Homework" on generative models and EBMs, P. Wang 2021, part 1; Bishop 2006,
+"Pattern Recognition and Machine Learning", Sec. 9.2)::
 
     z ~ Categorical(pi),  pi_k = 1/K by default
     x | z = k ~ N(mu_k, I_2),  mu_k = (R cos 2 pi k/K, R sin 2 pi k/K),  k = 0..K-1
@@ -9,7 +10,7 @@ Model (seeds/003, part 1; Bishop 2006, "Pattern Recognition and Machine Learning
                                                            the source writes 1/sqrt(2 pi))
     log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, I_2)]
 
-The two variational choices of the source for q(z) given one x (seeds/003, part 2, Q3), with
+The two variational choices of the source for q(z) given one x (Final Homework, part 2, Q3), with
 L(q) = E_q[log p(x, z) - log q(z)] = log p(x) - KL(q || p(z | x)):
 
 * q uniform, with uniform pi: log p(z) - log q(z) = 0, so

@@ -12,8 +12,9 @@ baseline is TraceEnum_ELBO (Z summed out; STL runs on top of it), since Trace_EL
 Z and is another estimator altogether.
 
 The VAE uses the source's architecture (784-400-400-200) on a minibatch of 100 round-binarised
-MNIST images from ``--data-dir`` (e.g. ../shared/data/mnist); without it, random binary images
-of the same size (the timing does not depend on the pixels; the variances then mean little).
+MNIST images from ``--data-dir`` (a folder with the four MNIST .gz files); without it, random
+binary images of the same size (the timing does not depend on the pixels; the variances then
+mean little).
 
 Then the cost of STL on Pyro's autoguides (``--autoguides``, default on): ms per SVI step of
 ``pyro.infer.SVI`` on the centred eight-schools model with Trace_ELBO and with STL, for
@@ -21,7 +22,7 @@ AutoNormal, AutoMultivariateNormal, AutoIAFNormal and AutoNormalMessenger. STL r
 second time (held at its draws, to read off the score term), so the ratio there is about
 1 + (guide's share of a step).
 
-Run:  python benchmarks/estimator_variance.py [--data-dir ../shared/data/mnist]
+Run:  python benchmarks/estimator_variance.py [--data-dir path/to/mnist]
 """
 
 from __future__ import annotations

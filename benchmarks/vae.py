@@ -12,7 +12,7 @@ trainer with each estimator (trace, meanfield, stl), measured in the same run, b
 test negative ELBO (closed-form KL, one sample) and the importance-weighted test log-likelihood
 (k = 100), per estimator and for the plain loop. Takes about 8 minutes on 2 CPU cores.
 
-Run:  python benchmarks/vae.py --data-dir ../shared/data/mnist [--full]
+Run:  python benchmarks/vae.py --data-dir path/to/mnist [--full]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ theta* = 2/x is not the maximum-likelihood theta, because q is not the exact pos
 For the contour plot with the SVI paths, use the command line: ``vilab expgauss --x 1``.
 
 References:
-    Exercise sheet 02, Problems 1-2 (``shared/seeds/002_*.txt``).
+    Exercise Sheet 02, Problems 1-2, "Machine Learning for Graphs and Sequential Data".
     Kingma & Welling (2014), Auto-Encoding Variational Bayes, Sec. 2.4.
 """
 

@@ -1,9 +1,10 @@
 r"""The VAE's amortised guide: q(z | x) = N(mu(x), diag sigma(x)^2), an encoder MLP.
 
-Encoder (``shared/seeds/001_*.txt`` annex 5.1): 784 -> hidden -> ... -> hidden with
-LeakyReLU(0.2), then two linear heads for the mean and log sigma^2 (the source's ``log_var``),
-sigma = exp(log_var / 2). Reparameterised (z = mu + sigma eps), so ``Trace_ELBO`` and STL use
-the pathwise gradient and ``TraceMeanField_ELBO`` the closed-form Gaussian KL.
+Encoder (Assignment 1B of KTH DD2434, R. Darous's solution 2023, annex 5.1): 784 -> hidden ->
+... -> hidden with LeakyReLU(0.2), then two linear heads for the mean and log sigma^2 (the
+source's ``log_var``), sigma = exp(log_var / 2). Reparameterised (z = mu + sigma eps), so
+``Trace_ELBO`` and STL use the pathwise gradient and ``TraceMeanField_ELBO`` the closed-form
+Gaussian KL.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ r"""The exponential-Gaussian model as a Pyro model (the generative story, no inf
     x_n | z ~ N(z_n, 1)
 
 Sites: ``z`` (N,) and observed ``x`` (N,). With N = 1 this is the single-observation model of
-``shared/seeds/002_*.txt`` Problem 1, whose closed forms live in :mod:`analytic.expgauss`.
+Exercise Sheet 02 of "Machine Learning for Graphs and Sequential Data", Problem 1, whose closed
+forms live in :mod:`analytic.expgauss`.
 :class:`ExpGaussModel` holds theta as a learnable parameter (stored as log theta), so SVI
 learns theta and the guide's phi together (variational EM).
 """

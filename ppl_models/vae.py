@@ -5,9 +5,10 @@ r"""The Bernoulli VAE's generative model as a Pyro model (no inference code).
     z_n ~ N(0, I_L)                                     n in the minibatch (plate "data")
     x_n | z_n ~ prod_d Bernoulli(x_nd | logits = g(z_n)_d),   d = 1..784
 
-g is the decoder MLP of the source (``shared/seeds/001_*.txt`` annex 5.1): latent -> hidden ->
-... -> hidden -> 784 with LeakyReLU(0.2) between layers. The likelihood takes the decoder's
-*logits* (Bernoulli's log-density is then log_sigmoid-based and exact; no log(theta + 1e-8)).
+g is the decoder MLP of the source (Assignment 1B of KTH DD2434, R. Darous's solution 2023,
+annex 5.1): latent -> hidden -> ... -> hidden -> 784 with LeakyReLU(0.2) between layers. The
+likelihood takes the decoder's *logits* (Bernoulli's log-density is then log_sigmoid-based and
+exact; no log(theta + 1e-8)).
 
 Minibatches: called with ``num_data`` = N (the size of the training set), the plate scales the
 minibatch's log-density by N / B, so the loss is an unbiased estimate of the full-data -ELBO;

@@ -1,4 +1,4 @@
-"""Flags and checks every ``vilab`` subcommand shares (DESIGN.md §7): ``--out DIR``,
+"""Flags and checks every ``vilab`` subcommand shares: ``--out DIR``,
 ``--json FILE``, ``--seed``, ``--device``, ``--quiet``, and the validation of numeric flags
 that turns a bad value into a ``ValueError`` naming the flag before any work starts."""
 

@@ -129,7 +129,7 @@ def assignment_weights(hp: Hyperparameters, q: MeanField) -> torch.Tensor:
                       + c_n,
 
     where c_n collects -tau/2 |x_n|^2, log(tau / 2 pi) and -log(s_n!), which cancel in the
-    normalisation (PRML eq. 10.46-10.49 with a Poisson term added; seeds/001 §1.3.2).
+    normalisation (PRML eq. 10.46-10.49 with a Poisson term added; Assignment 1B §1.3.2).
     """
     mixing, _ = _hp_tensors(hp, q.loc)
     expected_rate = q.concentration / q.rate
@@ -165,7 +165,7 @@ def update_assignments(
         \log r_{nk} \overset{+}{=} \log\pi_k - \tfrac{\tau}{2}\big(|x_n - m_k|^2 + 2/p_k\big)
             + s_n\big(\psi(a_k) - \log b_k\big) - a_k / b_k
 
-    (PRML eq. 10.46 with a Poisson factor; seeds/001 §1.3.2 and §1.3.5), normalised over k
+    (PRML eq. 10.46 with a Poisson factor; Assignment 1B §1.3.2 and §1.3.5), normalised over k
     by log-sum-exp.
 
     Args:
@@ -191,7 +191,7 @@ def locations_from_stats(
 def update_locations(
     X: torch.Tensor, probs: torch.Tensor, hp: Hyperparameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""CAVI update of q(mu_k) = N(m_k, p_k^{-1} I) (seeds/001 §1.3.4, PRML eq. 10.60-10.61):
+    r"""CAVI update of q(mu_k) = N(m_k, p_k^{-1} I) (Assignment 1B §1.3.4, PRML eq. 10.60-10.61):
 
     .. math::
         p_k = \rho + \tau N_k, \qquad
@@ -217,7 +217,7 @@ def rates_from_stats(
 def update_rates(
     S: torch.Tensor, probs: torch.Tensor, hp: Hyperparameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""CAVI update of q(lambda_k) = Gamma(a_k, b_k) (Gamma-Poisson conjugacy; seeds/001 §1.3.3):
+    r"""CAVI update of q(lambda_k) = Gamma(a_k, b_k) (Gamma-Poisson; Assignment 1B §1.3.3):
 
     .. math::
         a_k = \alpha + \textstyle\sum_n r_{nk} s_n, \qquad b_k = \beta + \sum_n r_{nk}.

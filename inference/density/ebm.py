@@ -1,7 +1,7 @@
 r"""An energy-based density model in 2-D, trained by maximum likelihood with SNIS gradients.
 
-Model (seeds/003 part 1 Q4-Q6; Lawson, Tucker, Dai & Ranganath 2019, "Energy-Inspired
-Models", Sec. 2)::
+Model (the "Final Homework" on generative models and EBMs, P. Wang 2021, part 1 Q4-Q6; Lawson,
+Tucker, Dai & Ranganath 2019, "Energy-Inspired Models", Sec. 2)::
 
     p_theta(x) = exp(E_theta(x) - A(theta)),   A(theta) = log int exp(E_theta(x)) dx
     E_theta(x) = f_theta(u) - |u|^2 / (2 c^2),  u = (x - center) / scale

@@ -1,5 +1,5 @@
-"""``vilab ring``: the ring mixture of seeds/003 — EM at each radius, the two ELBO choices and
-their K -> infinity limits, and the asymmetry of the KL divergence.
+"""``vilab ring``: the ring mixture of the course's Final Homework — EM at each radius, the two
+ELBO choices and their K -> infinity limits, and the asymmetry of the KL divergence.
 
 For each ``--radius`` R: draws N points from K unit Gaussians evenly spaced on the circle of
 radius R (equal weights), fits means and weights by EM (best of ``--num-init`` k-means++ starts,

@@ -1,6 +1,7 @@
 r"""The source's plain-PyTorch VAE objective and epoch: the baseline Pyro is compared with.
 
-``shared/seeds/001_*.txt`` annex 5.1 trains with Adam on, per minibatch (summed over images)::
+Assignment 1B of KTH DD2434 (R. Darous's solution 2023, annex 5.1) trains with Adam on, per
+minibatch (summed over images)::
 
     loss = BCE(x, sigmoid(g(z))) + KL(N(mu, sigma^2) || N(0, I)),   z = mu + sigma eps
 

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data-dir",
-        help="folder with the four MNIST .gz files (offline; e.g. ../shared/data/mnist); "
+        help="folder with the four MNIST .gz files (offline); "
         "without it torchvision downloads MNIST into $VILAB_CACHE or ~/.cache/vilab",
     )
     data.add_argument(
