@@ -28,17 +28,6 @@ EXAMPLES = {
         "--hidden-dim",
         "16",
     ],  # fmt: skip
-    "vae": lambda tmp: [
-        "--data-dir",
-        str(write_mnist_dir(tmp / "mnist", 40, 10)),
-        "--epochs",
-        "1",
-        "--latent-dim",
-        "3",
-        "--hidden-dim",
-        "16",
-    ],  # fmt: skip
-    "earthquake": ["--num-events", "200", "--steps", "50"],
     "expgauss": ["--x", "2", "--steps", "50"],
     "reparam": ["--num-samples", "1000", "--steps", "20"],
     "ring_density": ["--num-train", "300", "--steps", "30"],

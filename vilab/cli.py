@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from importlib import metadata
 
 import torch
 
@@ -61,17 +63,29 @@ _COMMANDS = {
 }
 
 
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A module docstring as ``--help`` shows it: reST roles and double backticks removed
+    (``:func:`x.y``` and ````x```` read as ``x.y`` and ``x``)."""
+    return _ROLE.sub(r"\1", doc).replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vilab",
         description="Variational-inference case studies in Pyro, checked against closed forms.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version('pyro-vi-lab')}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (flags, module, help_text) in _COMMANDS.items():
         p = sub.add_parser(
             name,
             help=help_text,
-            description=module.__doc__,
+            description=plain_text(module.__doc__),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         flags.add_arguments(p)

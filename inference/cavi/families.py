@@ -18,17 +18,14 @@ variables. This module holds the two halves of that rule as data, one entry per 
 
 Expected statistics are dicts of tensors: ``mean`` (E v), ``sq`` (E v^2, Normal), ``outer``
 (E v v^T, MultivariateNormal), ``log`` (E log v), ``log1m`` (E log(1 - v), Beta). Accumulators
-("natural" parameters, shifted so that a flat prior is 0):
+("natural" parameters, shifted so that a flat prior is 0)::
 
-=================  ================================  ======================================
-family             accumulator                        parameters (torch.distributions names)
-=================  ================================  ======================================
-Normal             (precision, precision * loc)       loc, scale = precision^-1/2
-MultivariateNormal (P, P m)  P: (.., D, D)             loc, covariance_matrix = P^-1
-Gamma              (concentration - 1, rate)          concentration, rate
-Beta               (concentration1 - 1, conc.0 - 1)   concentration1, concentration0
-Dirichlet          (concentration - 1,)               concentration
-=================  ================================  ======================================
+    family              accumulator                        parameters (torch.distributions names)
+    Normal              (precision, precision * loc)       loc, scale = precision^-1/2
+    MultivariateNormal  (P, P m)  P: (.., D, D)            loc, covariance_matrix = P^-1
+    Gamma               (concentration - 1, rate)          concentration, rate
+    Beta                (concentration1 - 1, conc.0 - 1)   concentration1, concentration0
+    Dirichlet           (concentration - 1,)               concentration
 
 Each quantity is returned as *terms*, a list of ``(coefficient, operands)`` whose sum of
 products it is (operands broadcast against each other), so that the driver contracts every

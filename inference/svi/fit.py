@@ -5,8 +5,8 @@ forward returns the differentiable loss (-ELBO estimate, value-preserving surrog
 ``torch.optim.Adam`` owns every parameter. On the VAE this is about 20% faster than
 ``pyro.infer.SVI`` with ``pyro.optim.Adam`` (one optimiser per parameter), as measured in
 ``docs/design.md`` (the SVI loop).
-Guides (and models, if they learn anything) are plain ``torch.nn.Module``s holding their
-parameters as ``nn.Parameter``s.
+Guides (and models, if they learn anything) are plain modules (``torch.nn.Module``) holding
+their parameters as ``nn.Parameter`` tensors.
 
 :class:`SVIStep` is one optimisation step (loss, backward, Adam, learning-rate schedule, and
 a NaN check *before* the parameters are touched). :func:`fit_svi` repeats it on fixed

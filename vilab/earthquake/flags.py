@@ -1,6 +1,6 @@
-"""The flags of ``vilab earthquake`` (also used by ``vilab catalog`` and
-``examples/earthquake.py``), and their checks: every flag is validated before any work, and a bad
-value raises one ``ValueError`` naming the flag."""
+"""The flags of ``vilab earthquake`` (the model's flags are also ``vilab catalog``'s), and their
+checks: every flag is validated before any work, and a bad value raises one ``ValueError``
+naming the flag."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _pair(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``vilab earthquake`` (shared by ``examples/earthquake.py``)."""
+    """The flags of ``vilab earthquake``."""
     _add_data_arguments(parser)
     add_model_arguments(parser)
     _add_fit_arguments(parser)
