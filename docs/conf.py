@@ -43,6 +43,7 @@ nb_execution_mode = "force"
 nb_execution_raise_on_error = True
 nb_execution_timeout = 600
 nb_execution_show_tb = True
+nb_output_stderr = "remove"  # tqdm.auto's notice that ipywidgets is absent, in every notebook
 
 # the API reference
 autodoc_default_options = {"members": True, "member-order": "bysource", "show-inheritance": True}
