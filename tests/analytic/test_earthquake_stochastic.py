@@ -196,7 +196,8 @@ def test_reaches_the_full_batch_optimum_within_a_tenth_of_a_percent():
     # optimum (14 sweeps here); stochastic CAVI with batches of 200 of 20,000 events must come
     # within 0.1% of its ELBO in 2 passes (measured: 3.4e-5 relative; a step toward the
     # unscaled minibatch optimum, or a wrong step size, stays percents away). Clusters that
-    # overlap so much that CAVI needs hundreds of sweeps need more passes (README).
+    # overlap so much that CAVI needs hundreds of sweeps need more passes
+    # (docs/guides/large-catalogs.md).
     hp = dataclasses.replace(HP, rho=0.001)
     X2, S2, *_ = simulate(hp, 20_000, seed=11)
     chunks, sample = _chunked(5000, X2, S2), (X2[:2000], S2[:2000])

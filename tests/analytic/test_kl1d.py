@@ -50,7 +50,7 @@ def test_seed_example_both_directions_against_scipy(reading):
 
 def test_seed_example_values_and_why_the_source_differs():
     """The exact pair: 133.331 / 3.689 (variances) and 176.607 / 2.539 (sds); the source's
-    97.77 / 2.10 is neither (nor a truncated grid of either, see the README)."""
+    97.77 / 2.10 is neither (nor a truncated grid of either, see docs/case-studies/ring.md)."""
     values = {r: [kl1d.kl_quadrature(*pq, **RANGE) for pq in (kl1d.seed_example(r),
                                                               kl1d.seed_example(r)[::-1])]
               for r in kl1d.READINGS}  # fmt: skip

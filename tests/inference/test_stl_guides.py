@@ -24,7 +24,8 @@ from inference.estimators import get_elbo
 from tests.inference import stl_cases as C
 
 Z_MAX = 4.5
-DRAWS = {"start": 60, "fitted": 240}  # at the start STL's variance is large (see README)
+# at the start STL's variance is large (docs/guides/estimators.md)
+DRAWS = {"start": 60, "fitted": 240}
 PARTICLES = 8
 
 DEFAULT_GRID = [
