@@ -298,7 +298,7 @@ def test_bad_data_names_the_field(X, S, pattern):
 # ---- label order with unequal mixing weights ----------------------------------------------
 
 
-def _unequal(seed: int):
+def unequal_catalog(seed: int):
     hp = Hyperparameters(4, mixing=(0.1, 0.2, 0.3, 0.4), tau=0.05)
     X, S, *_ = simulate(hp, 2000, seed=seed)
     return X.double(), S, hp
@@ -307,7 +307,7 @@ def _unequal(seed: int):
 def test_best_label_order_gain_is_the_elbo_change_and_the_best_of_all_orders():
     """The gain equals elbo(relabelled) - elbo(q) from the closed form (1e-9 relative), and no
     one of the 24 orders does better (the rearrangement inequality, checked by brute force)."""
-    X, S, hp = _unequal(1)
+    X, S, hp = unequal_catalog(1)
     q = cavi(X, S, Hyperparameters(4, tau=0.05), num_init=1).q  # fitted under uniform pi
     perm, gain = best_label_order(q, hp)
     base = elbo(X, S, hp, q)
@@ -326,7 +326,7 @@ def test_cavi_finds_the_best_labelling_when_mixing_is_unequal(seed):
     """pi = (0.1, 0.2, 0.3, 0.4): every relabelling of CAVI's answer, swept again, is no better
     (1e-9 relative). Without the relabelling CAVI ended 2.5% (seed 1) and 2.4% (seed 2) of the
     ELBO below this, with any number of restarts."""
-    X, S, hp = _unequal(seed)
+    X, S, hp = unequal_catalog(seed)
     result = cavi(X, S, hp)
     for p in itertools.permutations(range(4)):
         other = cavi(X, S, hp, init=permute_clusters(result.q, list(p))).elbo
@@ -337,7 +337,7 @@ def test_cavi_finds_the_best_labelling_when_mixing_is_unequal(seed):
 def test_cavi_does_not_depend_on_the_order_in_which_pi_is_given():
     """The same catalog with pi's components permuted: the same ELBO (1e-9 relative), and each
     weight's cluster in the same place."""
-    X, S, hp = _unequal(2)
+    X, S, hp = unequal_catalog(2)
     shuffle = [2, 0, 3, 1]
     permuted = Hyperparameters(4, mixing=tuple(hp.mixing[k] for k in shuffle), tau=0.05)
     a, b = cavi(X, S, hp), cavi(X, S, permuted)
@@ -413,7 +413,7 @@ def test_the_coordinate_updates_compute_in_float64_whatever_they_are_given():
 
 
 def test_best_label_order_gain_is_in_the_dtype_of_q():
-    X, S, hp = _unequal(1)
+    X, S, hp = unequal_catalog(1)
     q = cavi(X, S, Hyperparameters(4, tau=0.05), num_init=1).q
     q32 = type(q)(*(field.float() for field in q))
     perm, gain = best_label_order(q32, hp)
@@ -461,7 +461,7 @@ def test_cavi_refuses_bad_settings_word_for_word(kwargs, message):
 def test_cavi_accepts_the_edges_of_its_settings():
     """max_iter = 1, tol = 0 and seeds 126 and 2**63 - 1 are valid (the checks are >= 1,
     >= 0 and < 2**63)."""
-    X, S, hp = _unequal(1)
+    X, S, hp = unequal_catalog(1)
     assert cavi(X[:50], S[:50], hp, max_iter=1, num_init=1).num_iter == 1
     for seed in (126, 2**63 - 1):
         assert cavi(X[:50], S[:50], hp, max_iter=3, tol=0.0, num_init=1, seed=seed).num_iter <= 3
@@ -475,7 +475,7 @@ def test_cavi_keeps_its_iteration_budget_and_its_books(max_iter):
     last of the history and equals the closed-form ELBO of the returned q (1e-9 relative); the
     history never decreases; a converged run ends with a sweep that gained at most tol * |ELBO|
     and no relabelling that would gain more."""
-    X, S, hp = _unequal(2)
+    X, S, hp = unequal_catalog(2)
     tol = 1e-8
     result = cavi(X, S, hp, max_iter=max_iter, num_init=1, tol=tol)
     history = result.elbo_history
@@ -575,10 +575,10 @@ def test_initial_mean_field_takes_integer_strengths():
 
 
 def _relabelling_run(**kwargs):
-    """Catalog _unequal(1)[:600] from seed 4: the sweeps converge at labels in the wrong order
-    for pi, and a relabelling gains 45 nats (at tol = 1e-4: 8 sweeps, the last gaining 0.25
-    nats, then the relabelling as step 8)."""
-    X, S, hp = _unequal(1)
+    """Catalog unequal_catalog(1)[:600] from seed 4: the sweeps converge at labels in the wrong
+    order for pi, and a relabelling gains 45 nats (at tol = 1e-4: 8 sweeps, the last gaining
+    0.25 nats, then the relabelling as step 8)."""
+    X, S, hp = unequal_catalog(1)
     X, S = X[:600], S[:600]
     return X, S, hp, cavi(X, S, hp, num_init=1, seed=4, **kwargs)
 

@@ -23,7 +23,7 @@ from analytic.earthquake.streamed import (
     streamed_elbo,
 )
 from ppl_models.earthquake import simulate
-from tests.analytic.test_earthquake import _unequal
+from tests.analytic.test_earthquake import unequal_catalog
 
 # alpha not 1 or 2, tau and rho not 1, pi not uniform (so the relabelling step matters)
 HP = Hyperparameters(4, mixing=(0.1, 0.4, 0.2, 0.3), tau=0.05, rho=0.01, nu=(1.0, -2.0),
@@ -31,7 +31,7 @@ HP = Hyperparameters(4, mixing=(0.1, 0.4, 0.2, 0.3), tau=0.05, rho=0.01, nu=(1.0
 X, S, *_ = simulate(HP, 600, seed=3)
 
 
-def _chunked(size: int, X=X, S=S):
+def chunked(size: int, X=X, S=S):
     def chunks():
         for i in range(0, X.shape[0], size):
             yield X[i : i + size], S[i : i + size]
@@ -39,7 +39,7 @@ def _chunked(size: int, X=X, S=S):
     return chunks
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a - b).abs() / b.abs()).max())
 
 
@@ -47,12 +47,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_equals_in_memory_cavi_sweep_by_sweep(size):
     # float64 sums in another order differ by rounding only: 1e-10 relative is 10^5 ulps
     a = cavi(X, S, HP, num_init=3, seed=7, tol=1e-11, max_iter=60)
-    b = streamed_cavi(_chunked(size), HP, sample=(X, S), num_init=3, seed=7, tol=1e-11,
+    b = streamed_cavi(chunked(size), HP, sample=(X, S), num_init=3, seed=7, tol=1e-11,
                       max_iter=60)  # fmt: skip
     assert a.num_iter == b.num_iter and a.converged == b.converged
-    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
+    assert rel_diff(b.elbo_history, a.elbo_history) < 1e-10
     for name in ("loc", "precision", "concentration", "rate"):
-        assert _rel(getattr(b.q, name), getattr(a.q, name)) < 1e-10, name
+        assert rel_diff(getattr(b.q, name), getattr(a.q, name)) < 1e-10, name
     assert b.q.probs is None
 
 
@@ -62,12 +62,12 @@ def test_from_init_and_relabelling_on_the_way():
     q0 = initial_mean_field(X, S, HP, torch.Generator().manual_seed(1))
     q0 = q0._replace(loc=q0.loc.flip(0))
     a = cavi(X, S, HP, init=q0, tol=1e-12, max_iter=80)
-    b = streamed_cavi(_chunked(128), HP, init=q0._replace(probs=None), tol=1e-12, max_iter=80)
+    b = streamed_cavi(chunked(128), HP, init=q0._replace(probs=None), tol=1e-12, max_iter=80)
     assert a.num_iter == b.num_iter
-    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
-    assert _rel(b.q.loc, a.q.loc) < 1e-10
+    assert rel_diff(b.elbo_history, a.elbo_history) < 1e-10
+    assert rel_diff(b.q.loc, a.q.loc) < 1e-10
     # the final ELBO is the closed form at the streamed globals and their responsibilities
-    probs = torch.cat([chunk_responsibilities(x, s, HP, b.q) for x, s in _chunked(50)()])
+    probs = torch.cat([chunk_responsibilities(x, s, HP, b.q) for x, s in chunked(50)()])
     # the history's last entry uses r from the globals before the last update: at the fixed
     # point they agree to the tolerance of the run
     assert abs(elbo(X, S, HP, b.q._replace(probs=probs)) - b.elbo) < 1e-6 * abs(b.elbo)
@@ -80,7 +80,7 @@ def test_one_reduction_per_pass_of_4k_plus_1_numbers():
         sizes.append(flat.numel())
         return flat
 
-    result = streamed_cavi(_chunked(200), HP, sample=(X, S), num_init=1, max_iter=5, tol=0.0,
+    result = streamed_cavi(chunked(200), HP, sample=(X, S), num_init=1, max_iter=5, tol=0.0,
                            reduce=reduce)  # fmt: skip
     # the data pass (N, sum x, sum s, sum |x|^2, sum log s!), then one per sweep
     assert sizes == [6] + [4 * HP.num_clusters + 1] * result.num_iter
@@ -90,7 +90,7 @@ def test_reduce_is_applied_as_a_sum_across_processes():
     # two "processes" holding the two halves, reduced by adding the other half's vector: the
     # same run as one process holding everything
     half = X.shape[0] // 2
-    shares = [_chunked(100, X[:half], S[:half]), _chunked(100, X[half:], S[half:])]
+    shares = [chunked(100, X[:half], S[:half]), chunked(100, X[half:], S[half:])]
     other = []
 
     def reduce_second(flat):  # called by the run of the first share; adds the second's
@@ -100,7 +100,7 @@ def test_reduce_is_applied_as_a_sum_across_processes():
     other.append(torch.cat([torch.tensor([float(totals.num_events)]), totals.sum_x,
                             totals.sum_s.reshape(1), totals.consts.sum_sq_x.reshape(1),
                             totals.consts.sum_log_factorial_s.reshape(1)]))  # fmt: skip
-    whole = data_totals(_chunked(100))
+    whole = data_totals(chunked(100))
     combined = data_totals(shares[0], reduce_second)
     assert combined.num_events == whole.num_events == 600
     torch.testing.assert_close(combined.sum_x, whole.sum_x, rtol=1e-13, atol=0)
@@ -113,7 +113,7 @@ def test_responsibilities_of_a_chunk_equal_update_assignments():
 
 
 def test_data_totals():
-    t = data_totals(_chunked(77))
+    t = data_totals(chunked(77))
     assert t.num_events == 600
     torch.testing.assert_close(t.sum_x, X.sum(0), rtol=1e-13, atol=0)
     torch.testing.assert_close(t.consts.sum_log_factorial_s, torch.lgamma(S + 1).sum(),
@@ -124,7 +124,7 @@ def test_bad_chunk_is_named_with_its_first_event():
     Xbad = X.clone()
     Xbad[250, 1] = math.nan
     with pytest.raises(ValueError) as info:
-        streamed_cavi(_chunked(100, Xbad), HP, sample=(X, S))
+        streamed_cavi(chunked(100, Xbad), HP, sample=(X, S))
     assert str(info.value) == (
         "chunk 2 (events from 200): X must be finite with |coordinates| <= 1e+150; 1 bad "
         "row(s), first at index 50: [" + f"{X[250, 0].item()}, nan]"
@@ -147,7 +147,7 @@ def test_bad_chunk_is_named_with_its_first_event():
 )
 def test_refusals(kwargs, message):
     with pytest.raises(ValueError) as info:
-        streamed_cavi(_chunked(100), HP, **kwargs)
+        streamed_cavi(chunked(100), HP, **kwargs)
     assert str(info.value) == message
 
 
@@ -163,12 +163,12 @@ def test_seeded_globals_from_the_whole_catalog_are_the_in_memory_start(default, 
     # in float64 whatever torch's default dtype
     if default == "float32":
         request.getfixturevalue("float32_default")
-    totals = data_totals(_chunked(97))
+    totals = data_totals(chunked(97))
     q = seeded_globals((X, S), totals, HP, torch.Generator().manual_seed(5))
     expected = initial_mean_field(X, S, HP, torch.Generator().manual_seed(5))
     for name in ("loc", "precision", "concentration", "rate"):
         assert getattr(q, name).dtype == torch.float64, name
-        assert _rel(getattr(q, name), getattr(expected, name)) < 1e-14, name
+        assert rel_diff(getattr(q, name), getattr(expected, name)) < 1e-14, name
     assert q.probs is None
 
 
@@ -176,18 +176,18 @@ def test_a_float32_default_changes_nothing(float32_default):
     # every accumulator and start is float64 whatever torch's default: the same sweeps as the
     # in-memory driver (which computes in float64) to 1e-10, and the same seeded start
     a = cavi(X, S, HP, num_init=2, seed=7, tol=1e-11, max_iter=40)
-    b = streamed_cavi(_chunked(97), HP, sample=(X, S), num_init=2, seed=7, tol=1e-11,
+    b = streamed_cavi(chunked(97), HP, sample=(X, S), num_init=2, seed=7, tol=1e-11,
                       max_iter=40)  # fmt: skip
-    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
+    assert rel_diff(b.elbo_history, a.elbo_history) < 1e-10
     for name in ("loc", "precision", "concentration", "rate"):
-        assert _rel(getattr(b.q, name), getattr(a.q, name)) < 1e-10, name
+        assert rel_diff(getattr(b.q, name), getattr(a.q, name)) < 1e-10, name
 
 
 def test_a_seed_fixes_the_run_whatever_the_global_generator():
     runs = []
     for global_seed in (0, 1):
         torch.manual_seed(global_seed)
-        runs.append(streamed_cavi(_chunked(97), HP, sample=(X, S), num_init=2, seed=3,
+        runs.append(streamed_cavi(chunked(97), HP, sample=(X, S), num_init=2, seed=3,
                                   max_iter=5))  # fmt: skip
     assert torch.equal(runs[0].elbo_history, runs[1].elbo_history)
 
@@ -197,9 +197,9 @@ def test_float32_globals_are_read_in_float64():
     q = cavi(X, S, HP, num_init=1, seed=1, max_iter=5).q
     q32 = MeanField(None, *(t.float() for t in q[1:]))
     q64 = MeanField(None, *(t.double() for t in q32[1:]))
-    totals = data_totals(_chunked(97))
-    assert float(streamed_elbo(_chunked(97), totals, HP, q32)[0]) == float(
-        streamed_elbo(_chunked(97), totals, HP, q64)[0]
+    totals = data_totals(chunked(97))
+    assert float(streamed_elbo(chunked(97), totals, HP, q32)[0]) == float(
+        streamed_elbo(chunked(97), totals, HP, q64)[0]
     )
 
 
@@ -213,7 +213,7 @@ def test_float32_globals_are_read_in_float64():
 )  # fmt: skip
 def test_bad_globals_are_named(q, message):
     with pytest.raises(ValueError) as err:
-        streamed_elbo(_chunked(97), data_totals(_chunked(97)), Hyperparameters(1), q)
+        streamed_elbo(chunked(97), data_totals(chunked(97)), Hyperparameters(1), q)
     assert str(err.value) == message
 
 
@@ -223,11 +223,11 @@ def test_the_relabelling_step_keeps_the_budget_and_tolerance_of_the_in_memory_ru
     # the catalog and start of tests/analytic/test_earthquake.py's _relabelling_run: a
     # relabelling on the last step of a budget of 8 is taken, one worth 40 nats < tol * |ELBO|
     # is not, exactly as in memory (the same steps; 1e-10 relative is rounding)
-    X1, S1, hp = _unequal(1)
+    X1, S1, hp = unequal_catalog(1)
     X1, S1 = X1[:600], S1[:600]
     a = cavi(X1, S1, hp, num_init=1, seed=4, **options)
-    b = streamed_cavi(_chunked(128, X1, S1), hp, sample=(X1, S1), num_init=1, seed=4, **options)
+    b = streamed_cavi(chunked(128, X1, S1), hp, sample=(X1, S1), num_init=1, seed=4, **options)
     assert (b.num_iter, b.converged) == (a.num_iter, a.converged)
     assert a.num_iter == (8 if "max_iter" in options else 5)
-    assert _rel(b.elbo_history, a.elbo_history) < 1e-10
-    assert _rel(b.q.loc, a.q.loc) < 1e-10
+    assert rel_diff(b.elbo_history, a.elbo_history) < 1e-10
+    assert rel_diff(b.q.loc, a.q.loc) < 1e-10
