@@ -2,16 +2,20 @@ r"""Recognise the conjugate structure of a Pyro model from its trace (for :mod:`
 
 A Pyro trace records each site's distribution and value but not how a distribution's
 parameters were computed from the latents. This module finds that out by *probing*: the model is
-run once with every continuous latent set to known codes (run A), and once per latent with that
-latent alone set to other codes (run B). A parameter slot of a site that changes between the
-two runs depends on that latent; it is a conjugate use only if, in both runs, every element of
-the slot decodes to the code of one element of the latent — through the link the pair needs
-(the latent itself, or a Normal's scale = precision^-1/2 for a Gamma precision) — and to the
-same element in both runs. The codes are distinct random numbers, so a scaled, shifted or
-otherwise transformed use decodes in neither run or to different elements, and a sum of two
-latents changes in two probe runs: both are refused. What is recovered is an index map: the
-element of the latent behind each element of the slot (``Vindex``, plain indexing, broadcasting
-and enumerated assignments alike), stored with its broadcast dimensions kept at size 1.
+run once with every continuous latent set to known codes (the base run), and, per latent, once
+for each of ``NUM_BANDS - 1`` further bands of its support with that latent alone set to codes
+in the band. A parameter slot of a site that changes between the base run and a latent's runs
+depends on that latent; it is a conjugate use only if, in every run, every element of the slot
+decodes to the code of one element of the latent (to 64 ulps of the dtype) -- through the link
+the pair needs (the latent itself, or a Normal's scale = precision^-1/2 for a Gamma precision)
+-- and to the same element in every run. The codes are distinct, and over the bands each
+element visits its family's whole support (Normal: both signs, magnitudes 1e-2 to 1e2; Gamma:
+1e-3 to 1e3; Beta: 0.0025 to 0.9975; Dirichlet: every column near 0 and near 1), so a function
+that is the identity on part of the support only (abs, relu, clamp, max), or nowhere (a scale,
+an offset, a permutation of components), fails to decode in some run; a sum of two latents
+changes in two latents' runs. All are refused. What is recovered is an index map: the element
+of the latent behind each element of the slot (``Vindex``, plain indexing, broadcasting and
+enumerated assignments alike), stored with its broadcast dimensions kept at size 1.
 
 Discrete latents with finite support (``Categorical``, ``Bernoulli``) are enumerated in
 parallel (Pyro's ``poutine.enum``), so a site that depends on them carries one dimension per
@@ -25,6 +29,7 @@ on latents, sequential enumeration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pyro
@@ -86,7 +91,7 @@ class Latent:
     event_dim: int  # the site's event dim (the family's own vector dim included)
     frames: tuple
     draw: torch.Tensor  # a draw from the prior (seeded), for the default start
-    codes: tuple = ()  # (A, B) probe values
+    codes: tuple = ()  # probe values: the base run's, then one per band (NUM_BANDS in all)
 
 
 @dataclass
@@ -201,37 +206,76 @@ def _slot_values(base) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def _scalar_codes(n: int, low: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """n distinct numbers in (low, low + 1), at least 0.2 / n apart, in random order."""
+def _spread(n: int, low: float, high: float, gen: torch.Generator, like: torch.Tensor):
+    """n distinct numbers spread over [low, high], one in each of n equal strata (so that any
+    two are at least (high - low) / (5 n) apart), in random order."""
     perm = torch.randperm(n, generator=gen).to(like.dtype)
     jitter = 0.3 + 0.4 * torch.rand(n, generator=gen, dtype=like.dtype)
-    return low + (perm + jitter) / n
+    return low + (high - low) * (perm + jitter) / n
 
 
-def _make_codes(latent: Latent, gen: torch.Generator) -> torch.Tensor:
+NUM_BANDS = 5  # probe runs per latent: its codes visit every band of its support in turn
+
+
+def _make_codes(latent: Latent, band: int, gen: torch.Generator) -> torch.Tensor:
+    """Probe values of ``latent`` in band ``band`` (of ``NUM_BANDS``) of its support: distinct
+    numbers, stratified within the band. Over the bands every element visits the whole support,
+    its extremes included, so that a function that is the identity on part of it (abs, relu,
+    clamp, max, a permutation of components, an offset, a scale) fails to decode in some run:
+
+    - Normal, MultivariateNormal: magnitudes from 1e-2 to 1e2, one fifth of the decades per
+      band; random signs, flipped from one band to the next;
+    - Gamma: from 1e-3 to 1e3, a fifth of the decades per band;
+    - Beta: logits from -6 to 6 (0.0025 to 0.9975), a fifth per band;
+    - Dirichlet: rows of distinct weights from 20 to 1000, column ``band mod D`` scaled by 1e-2
+      (so every column takes values near 0 and near 1), normalised.
+    """
     shape, like = latent.shape, latent.draw
-    if latent.family.name == "Dirichlet":
+    n = shape.numel()
+    name = latent.family.name
+
+    def in_band(low: float, high: float) -> torch.Tensor:
+        width = (high - low) / NUM_BANDS
+        return _spread(n, low + band * width, low + (band + 1) * width, gen, like)
+
+    if name == "Dirichlet":
         D = shape[-1]
-        rows = shape.numel() // D
-        first = 0.2 + 0.6 * _scalar_codes(rows, 0.0, gen, like)
-        rest = ((1.0 - first) / (D - 1)).unsqueeze(-1).expand(rows, D - 1)
-        return torch.cat([first.unsqueeze(-1), rest], -1).reshape(shape).to(like.device)
-    low = 0.0 if latent.family.name == "Beta" else 1.0
-    return _scalar_codes(shape.numel(), low, gen, like).reshape(shape).to(like.device)
+        weights = torch.exp(_spread(n, math.log(20.0), math.log(1000.0), gen, like))
+        weights = weights.reshape(-1, D)
+        weights[:, band % D] *= 1e-2
+        codes = weights / weights.sum(-1, keepdim=True)
+    elif name == "Beta":
+        codes = torch.sigmoid(in_band(-6.0, 6.0))
+    elif name == "Gamma":
+        codes = torch.exp(in_band(math.log(1e-3), math.log(1e3)))
+    else:  # Normal, MultivariateNormal: the whole real line, both signs
+        sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).to(like.dtype)
+        codes = sign * (-1.0) ** band * torch.exp(in_band(math.log(1e-2), math.log(1e2)))
+    return codes.reshape(shape).to(like.device)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance of a decoded value: 64 ulps of the dtype (1.4e-14 in float64, 7.6e-6
+    in float32), room for the few roundings of a link such as ``precision ** -0.5`` and its
+    inverse, far below the relative spacing of the codes."""
+    return 64 * torch.finfo(dtype).eps
 
 
 def _decode_scalar(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | None:
-    """Flat index of the code each value equals (to 1e-9 relative), or None if any does not."""
+    """Flat index of the code each value equals (to :func:`_tolerance` relative), or None if
+    any does not."""
     flat = codes.reshape(-1)
     order = torch.argsort(flat)
     ordered = flat[order]
-    v = values.reshape(-1).contiguous()
+    v = values.reshape(-1).contiguous().to(flat.dtype)
     pos = torch.searchsorted(ordered, v).clamp(1, ordered.numel() - 1)
     left, right = ordered[pos - 1], ordered[pos]
     pos = torch.where((v - left).abs() <= (right - v).abs(), pos - 1, pos)
     if ordered.numel() == 1:
         pos = torch.zeros_like(pos)
-    ok = (ordered[pos] - v).abs() <= 1e-9 * ordered[pos].abs()
+    tol = _tolerance(torch.promote_types(values.dtype, codes.dtype) if values.is_floating_point()
+                     else codes.dtype)  # fmt: skip
+    ok = (ordered[pos] - v).abs() <= tol * ordered[pos].abs()
     if not bool(ok.all()):
         return None
     return order[pos].reshape(values.shape)
@@ -251,7 +295,9 @@ def _decode(values, codes, latent: Latent, link: str) -> torch.Tensor | None:
             return None
         rows = codes.reshape(-1, D)
         idx = _decode_scalar(x[..., 0], rows[:, 0])
-        if idx is None or not torch.allclose(rows[idx], x, rtol=1e-9, atol=1e-12):
+        if idx is None or not torch.allclose(
+            rows[idx], x.to(rows.dtype), rtol=_tolerance(x.dtype), atol=0.0
+        ):
             return None
         return idx
     idx = _decode_scalar(x, codes)
@@ -400,13 +446,14 @@ def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
     latents, discrete, max_plate_nesting = _classify(plain)
     gen = torch.Generator().manual_seed(20261123)
     for latent in latents.values():
-        latent.codes = (_make_codes(latent, gen), _make_codes(latent, gen))
+        latent.codes = tuple(_make_codes(latent, band, gen) for band in range(NUM_BANDS))
     base_values = {n: latent.codes[0] for n, latent in latents.items()}
     run_a = _enumerated_trace(model, base_values, max_plate_nesting, args, kwargs)
     runs_b = {
-        n: _enumerated_trace(
-            model, {**base_values, n: latent.codes[1]}, max_plate_nesting, args, kwargs
-        )
+        n: [
+            _enumerated_trace(model, {**base_values, n: codes}, max_plate_nesting, args, kwargs)
+            for codes in latent.codes[1:]
+        ]
         for n, latent in latents.items()
     }
     assignments = _assignments(run_a, discrete)
@@ -446,11 +493,10 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
     uses = {}
     for slot, value in slot_a.items():
         users = []
-        for latent_name, run in runs_b.items():
-            other, *_ = _unwrap(run.nodes[name]["fn"])
-            value_b = _slot_values(other)[slot]
-            if value_b.shape != value.shape or not torch.equal(value_b, value):
-                users.append((latent_name, value_b))
+        for latent_name, runs in runs_b.items():
+            values_b = [_slot_values(_unwrap(run.nodes[name]["fn"])[0])[slot] for run in runs]
+            if any(v.shape != value.shape or not torch.equal(v, value) for v in values_b):
+                users.append((latent_name, values_b))
         uses[slot] = users
     if family is None:
         used = sorted({u for users in uses.values() for u, _ in users})
@@ -472,7 +518,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             else:
                 factor.consts[slot] = value
             continue
-        latent_name, value_b = users[0]
+        latent_name, values_b = users[0]
         parent = latents[latent_name]
         advice = _ADVICE.get((family_name, slot), "")
         if len(users) > 1:
@@ -488,14 +534,17 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             raise _refuse(name, family_name, f"uses the {parent.family.name} latent "
                           f"{latent_name!r} as its {slot!r}: not conjugate", advice)  # fmt: skip
         # decode each run's values without their broadcast copies (dims along which they are
-        # constant); the two runs must then agree in shape as well as in elements
+        # constant); every run must then decode, to the same elements, in the same shape
         event = 1 if parent.family.vector else 0
-        value, value_b = _minimal(value, event), _minimal(value_b, event)
-        idx_a = _decode(value, parent.codes[0], parent, rule.link)
-        idx_b = _decode(value_b, parent.codes[1], parent, rule.link)
-        if idx_a is not None and idx_b is not None and idx_a.shape != idx_b.shape:
-            idx_b = None
-        if idx_a is None or idx_b is None or not torch.equal(idx_a, idx_b):
+        decoded = [
+            _decode(_minimal(v, event), codes, parent, rule.link)
+            for v, codes in zip([value, *values_b], parent.codes)
+        ]
+        idx_a = decoded[0]
+        if any(
+            idx is None or idx.shape != idx_a.shape or not torch.equal(idx, idx_a)
+            for idx in decoded
+        ):
             how = "scale = precision ** -0.5" if rule.link == "precision" else "itself"
             raise _refuse(name, family_name, f"uses the latent {latent_name!r} in its parameter "
                           f"{slot!r} through a transformation (or only in part)",
