@@ -180,3 +180,33 @@ def test_a_gamma_precision_is_accepted_however_the_scale_is_written(scale_of, dt
     expected = torch.tensor([2.0 + len(x) / 2, 1.0 + (x.double() ** 2).sum().item() / 2])
     got = torch.stack([fit.params["tau"]["concentration"], fit.params["tau"]["rate"]]).double()
     torch.testing.assert_close(got, expected.double(), rtol=1e-5, atol=0.0)
+
+
+def test_the_monte_carlo_check_catches_what_no_probe_showed():
+    """The second line of defence: a clamp beyond every probe band (1e4, codes reach 1e3) passes
+    the analysis, but the counts put q(lam) near 1e5, where the model clamps, so the bound is
+    not this model's ELBO. Pyro's Monte Carlo ELBO of the returned q says so, and auto_cavi
+    raises instead of returning it."""
+    counts = torch.tensor([95_000.0, 101_000.0, 99_500.0], dtype=torch.float64)
+
+    def clamped(counts):
+        lam = pyro.sample("lam", dist.Gamma(2.0, 1e-5))
+        with pyro.plate("data", len(counts)):
+            pyro.sample("s", dist.Poisson(lam.clamp(max=1e4)), obs=counts)
+
+    assert torch.isfinite(auto_cavi(clamped, counts, num_steps=3, check_draws=0).elbo)
+    with pytest.raises(ValueError, match="disagrees with Pyro's Monte Carlo ELBO"):
+        auto_cavi(clamped, counts, num_steps=3)
+
+
+def test_the_check_agrees_where_the_bound_is_exact():
+    """One conjugate block: q is the posterior, log p - log q is the same number at every draw,
+    and the check passes on a zero standard error (its slack is 1000 ulps of |ELBO|)."""
+    fit = auto_cavi(gamma_rate(lambda v: v), num_steps=3, check_draws=50)
+    assert torch.isfinite(fit.elbo)
+
+
+@pytest.mark.parametrize("bad", [1, -1, True, 2.5, "100"])
+def test_check_draws_is_validated(bad):
+    with pytest.raises(ValueError, match="check_draws must be 0 or an integer >= 2"):
+        auto_cavi(gamma_rate(lambda v: v), check_draws=bad)
