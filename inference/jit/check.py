@@ -16,7 +16,6 @@ def _max_abs(tensors) -> float:
     return max((t.abs().max().item() for t in tensors if t is not None and t.numel()), default=0)
 
 
-
 def mismatch(eager: torch.Tensor, compiled: torch.Tensor, leaves) -> str:
     """'' if the two losses and their gradients agree to sqrt(eps) of the dtype, relative to
     the largest magnitude involved; else what differs and by how much."""

@@ -55,8 +55,8 @@ SIMPLEX = {
     "swap columns 0, 1": lambda v: v[..., [1, 0, 2]],
     "swap columns 1, 2": lambda v: v[..., [0, 2, 1]],
     "square, renormalised": lambda v: v.square() / v.square().sum(-1, keepdim=True),
-    "clamp(min=0.05), renormalised": lambda v: v.clamp(min=0.05) / v.clamp(min=0.05).sum(
-        -1, keepdim=True
+    "clamp(min=0.05), renormalised": lambda v: (
+        v.clamp(min=0.05) / v.clamp(min=0.05).sum(-1, keepdim=True)
     ),
     "softmax": lambda v: torch.softmax(v, -1),
 }
