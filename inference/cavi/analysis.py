@@ -56,11 +56,11 @@ _PARAM_NAMES = {
     "Dirichlet": ("concentration",),
 }
 
-_CONJUGATE_PAIRS = (
-    "Normal prior on a Normal's loc (scalar or diagonal); MultivariateNormal prior on a "
-    "MultivariateNormal's loc (known covariance); Gamma prior on a Poisson's rate or on a "
-    "Normal's precision (scale = precision ** -0.5); Beta prior on a Bernoulli's or Binomial's "
-    "probs; Dirichlet prior on a Categorical's probs"
+# where the refusals send the user: the table of supported pairs, and the route that needs none
+_SEE_ALSO = (
+    "The supported conjugate pairs are tabled in the auto-CAVI guide (docs/guides/auto-cavi.md). "
+    "A model with no conjugate form is fitted by SVI: an autoguide with Trace_ELBO, or "
+    "TraceEnum_ELBO for discrete latents"
 )
 
 # what would make each (family, slot) conjugate, for the refusals
@@ -182,6 +182,14 @@ def _unwrap(fn) -> tuple[object, int, torch.Tensor | None]:
 
 def _family_name(base) -> str:
     return type(base).__name__
+
+
+def _written(base, slot: str) -> str:
+    """The name under which the user gave ``slot``: ``logits`` for a Bernoulli, Binomial or
+    Categorical made with ``logits=`` (torch derives ``probs`` from it on demand)."""
+    if slot == "probs" and "logits" in vars(base) and "probs" not in vars(base):
+        return "logits"
+    return slot
 
 
 def _slot_values(base) -> dict[str, torch.Tensor]:
@@ -344,8 +352,7 @@ def _enumerated_trace(model, values, max_plate_nesting, args, kwargs):
 
 def _refuse(site_name: str, family: str, problem: str, advice: str) -> ValueError:
     return ValueError(
-        f"auto_cavi: site {site_name!r} ({family}) {problem}; {advice}. Supported conjugate "
-        f"pairs: {_CONJUGATE_PAIRS}."
+        f"auto_cavi: site {site_name!r} ({family}) {problem}; {advice}. {_SEE_ALSO}."
     )
 
 
@@ -489,7 +496,8 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             raise _refuse(name, family_name, "is a continuous latent whose prior depends on "
                           f"the enumerated {factor.assignments}",
                           "keep continuous latents' priors free of discrete latents")  # fmt: skip
-    slot_a = _slot_values(base)
+    written = {n: _written(base, n) for n in _PARAM_NAMES.get(family_name, ())}  # before
+    slot_a = _slot_values(base)  # reads probs, which torch then caches beside logits
     uses = {}
     for slot, value in slot_a.items():
         users = []
@@ -503,8 +511,9 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
         if used or factor.value_latent:
             slot = next((s for s, users in uses.items() if users), "")
             advice = _ADVICE.get((family_name, slot), "use a family with a conjugate prior")
+            shown = written.get(slot, slot)
             raise _refuse(name, family_name, f"uses the latent {used[0]!r} in its parameter "
-                          f"{slot!r}: no closed-form update", advice)  # fmt: skip
+                          f"{shown!r}: no closed-form update", advice)  # fmt: skip
         factor.const_elp = _minimal(log_prob)
         return factor
     factor.consts = {}
@@ -520,19 +529,20 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             continue
         latent_name, values_b = users[0]
         parent = latents[latent_name]
+        shown = written.get(slot, slot)  # the parameter's name as the model wrote it
         advice = _ADVICE.get((family_name, slot), "")
         if len(users) > 1:
             raise _refuse(name, family_name, f"combines the latents {[u for u, _ in users]} in "
-                          f"its parameter {slot!r}", "use one latent per parameter, "
+                          f"its parameter {shown!r}", "use one latent per parameter, "
                           "indexed but not transformed")  # fmt: skip
         rule = family.slots.get(slot)
         if rule is None:
             raise _refuse(name, family_name, f"uses the latent {latent_name!r} "
-                          f"({parent.family.name}) in its parameter {slot!r}, which must be "
+                          f"({parent.family.name}) in its parameter {shown!r}, which must be "
                           "known", advice or "keep it a constant")  # fmt: skip
         if rule.parent != parent.family.name:
             raise _refuse(name, family_name, f"uses the {parent.family.name} latent "
-                          f"{latent_name!r} as its {slot!r}: not conjugate", advice)  # fmt: skip
+                          f"{latent_name!r} as its {shown!r}: not conjugate", advice)  # fmt: skip
         # decode each run's values without their broadcast copies (dims along which they are
         # constant); every run must then decode, to the same elements, in the same shape
         event = 1 if parent.family.vector else 0
@@ -545,11 +555,16 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             idx is None or idx.shape != idx_a.shape or not torch.equal(idx, idx_a)
             for idx in decoded
         ):
-            how = "scale = precision ** -0.5" if rule.link == "precision" else "itself"
-            raise _refuse(name, family_name, f"uses the latent {latent_name!r} in its parameter "
-                          f"{slot!r} through a transformation (or only in part)",
-                          f"pass the latent {how}, indexed but not transformed, as {slot}; "
-                          + advice)  # fmt: skip
+            how = (
+                "pass scale = precision ** -0.5, the precision latent indexed but not transformed"
+                if rule.link == "precision"
+                else f"pass the latent itself as {slot}, indexed but not transformed"
+            )
+            problem = (
+                f"uses the latent {latent_name!r} in its parameter {shown!r} "
+                "through a transformation (or only in part)"
+            )
+            raise _refuse(name, family_name, problem, "; ".join(filter(None, [how, advice])))
         factor.slots[slot] = Slot(rule, parent=latent_name, index=_minimal(idx_a))
     if factor.value_latent is None:
         if family.data_stats is None and factor.latents:

@@ -210,3 +210,22 @@ def test_the_check_agrees_where_the_bound_is_exact():
 def test_check_draws_is_validated(bad):
     with pytest.raises(ValueError, match="check_draws must be 0 or an integer >= 2"):
         auto_cavi(gamma_rate(lambda v: v), check_draws=bad)
+
+
+def _logistic(x, y):
+    w = pyro.sample("w", dist.Normal(0.0, 1.0))
+    with pyro.plate("d", len(x)):
+        pyro.sample("y", dist.Bernoulli(logits=w * x), obs=y)
+
+
+def test_a_refusal_names_the_parameter_as_written_and_points_to_svi():
+    """Logistic regression has no conjugate form: the refusal says 'logits' (what the user
+    wrote, not the probs torch derives), sends the user to SVI, and cites the table of pairs
+    instead of reciting it."""
+    x, y = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([1.0, 0.0, 1.0])
+    with pytest.raises(ValueError) as refused:
+        auto_cavi(_logistic, x, y)
+    message = str(refused.value)
+    assert "as its 'logits': not conjugate" in message and "'probs'" not in message
+    assert "fitted by SVI: an autoguide with Trace_ELBO" in message
+    assert "docs/guides/auto-cavi.md" in message and len(message) < 450
