@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -13,12 +14,17 @@ from pathlib import Path
 from inference.data import CatalogSchema, parse_bbox
 
 __all__ = [
+    "add_catalog_arguments",
+    "add_jit_argument",
     "add_output_arguments",
     "argparse_type",
+    "catalog_schema",
     "check_floats",
     "check_ints",
+    "check_not_an_input",
     "check_output_file",
     "check_output_paths",
+    "jit_mode",
     "join_negative_values",
     "positive_int",
     "seed",
@@ -233,14 +239,48 @@ def check_output_file(flag: str, value: str) -> None:
     _check_output_path(flag, value, folder=False)
 
 
-def check_output_paths(args: argparse.Namespace) -> None:
+def _input_files(inputs: dict[str, str | None]) -> list[tuple[str, Path]]:
+    """(flag, file) for every input file: a file itself, or the files directly in a folder."""
+    found = []
+    for flag, value in inputs.items():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            found += [(flag, p) for p in sorted(path.iterdir()) if p.is_file()]
+        elif path.exists():
+            found.append((flag, path))
+    return found
+
+
+def check_not_an_input(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output file that is one of the run's input files: the same
+    path, a symbolic link to it or a hard link of it (``os.path.samefile``), so that no run
+    replaces the data it reads. ``inputs``: flag -> file or folder (its files count)."""
+    files = _input_files(inputs)
+    for flag, value in outputs.items():
+        if value is None or not Path(value).exists():
+            continue
+        for input_flag, path in files:
+            if os.path.samefile(value, path):
+                raise ValueError(
+                    f"{flag} {value!r} is the input {input_flag} {str(path)!r}: writing it would "
+                    "replace the data this run reads; give another file name"
+                )
+
+
+def check_output_paths(args: argparse.Namespace, inputs: dict[str, str | None] | None = None):
     """``--out`` (a folder), ``--json`` and, where the command has it, ``--checkpoint`` (files)
-    can be written, checked before any work so that a long run does not fail at its end."""
+    can be written, checked before any work so that a long run does not fail at its end; and
+    neither output file is one of ``inputs`` (flag -> file or folder), which the run reads."""
     _check_output_path("--out", args.out, folder=True)
+    outputs = {}
     for name in ("json", "checkpoint"):
         value = getattr(args, name, None)
         if value is not None:
             _check_output_path(_flag(name), value, folder=False)
+            outputs[_flag(name)] = value
+    check_not_an_input(outputs, inputs or {})
 
 
 def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:

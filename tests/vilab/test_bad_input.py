@@ -225,6 +225,33 @@ CASES += [
 ]
 
 
+# -- an output that is an input: the same file, a symbolic link or a hard link of it -------------
+OVERWRITES = [
+    ("eq-json-is-the-data", [*EQ, "--data", "{tmp}/good.csv", "--json", "{tmp}/good.csv"],
+     ["--json", "good.csv", "input --data"], "good.csv"),
+    ("eq-json-is-a-hard-link-of-the-data",
+     [*EQ, "--data", "{tmp}/good.csv", "--json", "{tmp}/hard.csv"],
+     ["--json", "hard.csv", "input --data"], "good.csv"),
+    ("eq-json-is-a-symlink-to-the-data",
+     [*EQ, "--data", "{tmp}/link.csv", "--json", "{tmp}/good.csv"],
+     ["--json", "good.csv", "input --data"], "good.csv"),
+    ("vae-checkpoint-is-an-mnist-file",
+     [*VAE, "--checkpoint", "{tmp}/mnist/t10k-labels-idx1-ubyte.gz"],
+     ["--checkpoint", "t10k-labels-idx1-ubyte.gz", "input --data-dir"],
+     "mnist/t10k-labels-idx1-ubyte.gz"),
+    ("vae-json-is-an-mnist-file", [*VAE, "--json", "{tmp}/mnist/train-images-idx3-ubyte.gz"],
+     ["--json", "train-images-idx3-ubyte.gz", "input --data-dir"],
+     "mnist/train-images-idx3-ubyte.gz"),
+    ("catalog-convert-out-is-the-csv",
+     ["catalog", "convert", "{tmp}/good.csv", "{tmp}/good.csv", "--quiet"],
+     ["OUT.parquet", "good.csv", "input IN.csv"], "good.csv"),
+    ("catalog-convert-json-is-the-csv",
+     ["catalog", "convert", "{tmp}/good.csv", "{tmp}/c.parquet", "--json", "{tmp}/link.csv"],
+     ["--json", "link.csv", "input IN.csv"], "good.csv"),
+]  # fmt: skip
+CASES += [case[:3] for case in OVERWRITES if not case[0].startswith("catalog")]
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     """The files the cases point at."""
@@ -237,6 +264,8 @@ def scratch(tmp_path_factory) -> Path:
         (tmp / "corrupt" / name).write_bytes(gzip.compress(b"\x00\x00\x08\x03 truncated"))
     header = "latitude,longitude,magnitude\n"
     (tmp / "good.csv").write_text(header + "10,20,5.5\n11,21,6.0\n12,22,5.0\n")
+    os.link(tmp / "good.csv", tmp / "hard.csv")
+    (tmp / "link.csv").symlink_to(tmp / "good.csv")
     (tmp / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (tmp / "latin1.csv").write_bytes(
         (header + "10,20,5.5\n11,21,6.0 Ă\n")
@@ -283,3 +312,18 @@ def test_bad_input_gets_one_clear_error_and_no_output(argv, words, scratch, tmp_
     assert not out.exists() or not _files_under(out)
     assert not (tmp_path / "copy.json").exists()
     assert _files_under(scratch) == before  # nothing written beside the inputs either
+
+
+@pytest.mark.parametrize(
+    "argv, words, input_file", [c[1:] for c in OVERWRITES], ids=[c[0] for c in OVERWRITES]
+)
+def test_an_output_never_replaces_an_input(argv, words, input_file, scratch, capsys):
+    """Refused before any work with one line naming both flags, and the input's bytes are
+    untouched (before the check, `--json catalog.csv` replaced the catalog and exited 0)."""
+    before = (scratch / input_file).read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(_fill(argv, scratch, scratch / "out"))
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2
+    assert all(word in message for word in words), message
+    assert (scratch / input_file).read_bytes() == before

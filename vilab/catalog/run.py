@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 import torch
 
@@ -22,6 +21,7 @@ from vilab.flags import (
     add_catalog_arguments,
     argparse_type,
     catalog_schema,
+    check_not_an_input,
     check_output_file,
     seed,
 )
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> dict:
         check_output_file("--json", args.json)
     if args.action == "convert":
         schema = catalog_schema(args)
-        if os.path.abspath(args.csv) == os.path.abspath(args.parquet):
-            raise ValueError(f"OUT.parquet {args.parquet!r} is the input file")
+        outputs = {"OUT.parquet": args.parquet, "--json": args.json}
+        check_not_an_input(outputs, {"IN.csv": args.csv})
         summary = convert_csv(
             args.csv, args.parquet, schema, chunk_size=args.chunk_size, progress=not args.quiet
         )

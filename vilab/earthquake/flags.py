@@ -258,7 +258,7 @@ def check_arguments(args) -> None:
     if not 0.5 < args.kappa <= 1:
         raise ValueError(f"--kappa must be in (0.5, 1], got {args.kappa}")
     diagnostics.check_arguments(args)
-    check_output_paths(args)
+    check_output_paths(args, {"--data": args.data})
 
 
 def hyperparameters(args) -> Hyperparameters:

@@ -106,7 +106,7 @@ def _check_args(args) -> None:
                       "particles", "iwae_samples", "train_size", "test_size"))  # fmt: skip
     check_floats(args, ("lr",))
     diagnostics.check_arguments(args)
-    check_output_paths(args)
+    check_output_paths(args, {"--data-dir": args.data_dir})
     checkpoint = args.checkpoint or str(Path(args.out) / "checkpoint.pt")
     if args.resume and not Path(checkpoint).is_file():
         raise ValueError(f"--resume: the checkpoint {checkpoint!r} does not exist")
