@@ -13,11 +13,20 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # ArviZ's notice of its 1.0 refactor
     import arviz as az
 
-__all__ = ["az", "is_latent", "numpy_of"]
+__all__ = ["az", "is_drawn", "is_latent", "numpy_of"]
 
 
 def is_latent(site) -> bool:
-    """Whether a trace site is a latent draw (sampled, not observed, not a plate's subsample)."""
+    """Whether a trace site is a latent draw of the model's: sampled, not observed, not a
+    plate's subsample, and not an autoguide's auxiliary site (``infer={"is_auxiliary": True}``:
+    AutoNormal's ``x_unconstrained``, AutoDiagonalNormal's ``_AutoDiagonalNormal_latent``, ...),
+    whose value lives in the guide's own coordinates."""
+    return is_drawn(site) and not site["infer"].get("is_auxiliary", False)
+
+
+def is_drawn(site) -> bool:
+    """Whether a trace site is a random draw of its program, auxiliary or not: its log-density
+    is part of log q when the program is a guide."""
     return site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
 
 

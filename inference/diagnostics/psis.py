@@ -25,7 +25,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
-from inference.diagnostics.common import az, is_latent, numpy_of
+from inference.diagnostics.common import az, is_drawn, is_latent, numpy_of
 
 __all__ = [
     "GOOD_KHAT",
@@ -111,11 +111,13 @@ def guide_log_weights(
 
     The guide and the model run once each inside a particle plate at dim
     ``-(max_plate_nesting + 1)``; log q sums the guide's ``sites`` (default: all of its latent
-    sites), log p the model's sample sites (each times its ``scale``, e.g. N/B under a
-    subsampling plate) replayed on those draws -- or ``log_joint_fn(draws)`` when given (e.g.
-    the earthquake model with Z summed out exactly). ``max_plate_nesting=None`` reads it from
-    one unvectorised run of the guide and the model (the deepest plate dim, as Pyro's ELBOs
-    guess it).
+    sites, under the model's names) and every auxiliary site of an autoguide (whose point
+    masses carry only a log-Jacobian: the density of the draw is the auxiliary site's), log p
+    the model's sample sites (each times its ``scale``, e.g. N/B under a subsampling plate)
+    replayed on those draws -- or ``log_joint_fn(draws)`` when given (e.g. the earthquake model
+    with Z summed out exactly, and ``sites`` without Z). The draws returned are the ``sites``.
+    ``max_plate_nesting=None`` reads it from one unvectorised run of the guide and the model
+    (the deepest plate dim, as Pyro's ELBOs guess it).
 
     Returns:
         (log_weights (S,), draws: site -> (S, *site shape)).
@@ -141,7 +143,11 @@ def guide_log_weights(
         guide_trace = poutine.trace(vectorised(guide)).get_trace(*args, **kwargs)
         latent = [n for n, s in single.nodes.items() if is_latent(s)]
         keep = list(sites) if sites is not None else latent
-        log_q = sum(per_particle(guide_trace.nodes[n]) for n in keep)
+        log_q = sum(
+            per_particle(s)
+            for n, s in guide_trace.nodes.items()
+            if n in keep or (is_drawn(s) and not is_latent(s))  # auxiliary sites: always
+        )
         # (S, *natural shape): drops the size-1 placeholders of plates the site is not in
         draws = {
             n: guide_trace.nodes[n]["value"].reshape(num_samples, *single.nodes[n]["value"].shape)
