@@ -13,6 +13,8 @@
 Nothing here parses arguments, prints or imports the ``vilab`` application.
 """
 
+from importlib.metadata import version as _version
+
 from inference.cavi import auto_cavi as auto_cavi
 from inference.data import load_catalog as load_catalog
 from inference.data import load_mnist as load_mnist
@@ -22,6 +24,8 @@ from inference.svi import FitResult as FitResult
 from inference.svi import SVIStep as SVIStep
 from inference.svi import fit_svi as fit_svi
 from inference.svi import gradient_moments as gradient_moments
+
+__version__ = _version("pyro-vi-lab")
 
 __all__ = [
     "FitResult",

@@ -252,3 +252,22 @@ def test_the_planted_cycle_room_breach_and_private_import_are_caught(tmp_path):
     assert _private_imports(pkg / "estimators.py", tmp_path) == [
         "inference/estimators.py:2 imports analytic._y"
     ]
+
+
+def test_every_package_is_typed_and_the_engine_has_a_version():
+    """PEP 561 markers ship with each package; ``inference.__version__`` is the distribution's."""
+    from importlib.metadata import version
+
+    import inference
+
+    assert all((ROOT / package / "py.typed").is_file() for package in ALLOWED if package not in
+               ("examples", "benchmarks"))  # fmt: skip
+    assert inference.__version__ == version("pyro-vi-lab")
+
+
+def test_vilab_version_prints_the_distributions_version():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "vilab", "--version"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == f"vilab {version('pyro-vi-lab')}"
