@@ -158,7 +158,8 @@ def test_each_package_imports_only_the_layers_below_it(package):
 
 
 def test_the_engine_never_imports_argparse_and_never_prints():
-    """Parsing flags and printing tables belong to the application."""
+    """Parsing flags, printing tables and choosing matplotlib's backend belong to the
+    application (a notebook user's figures must stay inline)."""
     offending = []
     for path in _modules("inference"):
         if "argparse" in _imports(path):
@@ -166,6 +167,8 @@ def test_the_engine_never_imports_argparse_and_never_prints():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 offending.append(f"{path.relative_to(ROOT)}:{node.lineno} prints")
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use":
+                offending.append(f"{path.relative_to(ROOT)}:{node.lineno} sets the backend")
     assert offending == []
 
 

@@ -33,16 +33,13 @@ def standardise(posteriors: dict[str, az.InferenceData], reference: str) -> dict
 
 def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate block
     """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals; returns
-    the matplotlib ``Figure`` (headless backend; the caller saves and closes it).
+    the matplotlib ``Figure`` (in the user's backend, which this never changes: the caller
+    shows, saves or closes it).
 
     ``posteriors``: name -> InferenceData. With ``reference`` (one of the names), every
     parameter is put on one axis by :func:`standardise`: the reference's interval is about
     +-1.64 and another's shows its shift and its sd ratio.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     if reference is not None:
         posteriors = standardise(posteriors, reference)
     axes = az.plot_forest(
@@ -64,10 +61,8 @@ def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate bloc
 
 def khat_plot(khat):  # pragma: no mutate block
     """Histogram of per-item k-hat with the 0.5 and 0.7 thresholds; returns the matplotlib
-    ``Figure`` (headless backend; the caller saves and closes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    ``Figure`` (in the user's backend, which this never changes: the caller shows, saves or
+    closes it)."""
     import matplotlib.pyplot as plt
 
     khat = np.asarray(khat)
