@@ -80,8 +80,9 @@ def test_math_is_typeset_and_no_raw_delimiters_are_left(site, tmp_path):
     assert "$$" not in text and "\\(" not in text and "\\[" not in text
 
 
-def test_a_tutorial_shows_its_figure_and_outputs(site, tmp_path):
-    page = dom(f"{site}/tutorials/earthquake.html", tmp_path)
+@pytest.mark.parametrize("tutorial", ["earthquake", "did_it_work", "vae"])
+def test_a_tutorial_shows_its_figure_and_outputs(site, tmp_path, tutorial):
+    page = dom(f"{site}/tutorials/{tutorial}.html", tmp_path)
     figures = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
     assert figures, "the tutorial's figure is missing"
     assert all((SITE / "tutorials" / f).is_file() for f in figures)
