@@ -29,7 +29,6 @@ on latents, sequential enumeration.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pyro
@@ -40,6 +39,7 @@ from pyro.infer import config_enumerate
 from pyro.poutine.util import site_is_subsample
 
 from inference.cavi.families import FACTORS, Q_FAMILIES, FactorFamily, QFamily, SlotRule
+from inference.cavi.probe import NUM_BANDS, decode, make_codes, minimal
 
 __all__ = ["Assignment", "Factor", "Latent", "ModelStructure", "Slot", "analyse"]
 
@@ -210,128 +210,6 @@ def _slot_values(base) -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------------------------
-# Probe codes and their decoding
-# --------------------------------------------------------------------------------------------
-
-
-def _spread(n: int, low: float, high: float, gen: torch.Generator, like: torch.Tensor):
-    """n distinct numbers spread over [low, high], one in each of n equal strata (so that any
-    two are at least (high - low) / (5 n) apart), in random order."""
-    perm = torch.randperm(n, generator=gen).to(like.dtype)
-    jitter = 0.3 + 0.4 * torch.rand(n, generator=gen, dtype=like.dtype)
-    return low + (high - low) * (perm + jitter) / n
-
-
-NUM_BANDS = 5  # probe runs per latent: its codes visit every band of its support in turn
-
-
-def _make_codes(latent: Latent, band: int, gen: torch.Generator) -> torch.Tensor:
-    """Probe values of ``latent`` in band ``band`` (of ``NUM_BANDS``) of its support: distinct
-    numbers, stratified within the band. Over the bands every element visits the whole support,
-    its extremes included, so that a function that is the identity on part of it (abs, relu,
-    clamp, max, a permutation of components, an offset, a scale) fails to decode in some run:
-
-    - Normal, MultivariateNormal: magnitudes from 1e-2 to 1e2, one fifth of the decades per
-      band; random signs, flipped from one band to the next;
-    - Gamma: from 1e-3 to 1e3, a fifth of the decades per band;
-    - Beta: logits from -6 to 6 (0.0025 to 0.9975), a fifth per band;
-    - Dirichlet: rows of distinct weights from 20 to 1000, column ``band mod D`` scaled by 1e-2
-      (so every column takes values near 0 and near 1), normalised.
-    """
-    shape, like = latent.shape, latent.draw
-    n = shape.numel()
-    name = latent.family.name
-
-    def in_band(low: float, high: float) -> torch.Tensor:
-        width = (high - low) / NUM_BANDS
-        return _spread(n, low + band * width, low + (band + 1) * width, gen, like)
-
-    if name == "Dirichlet":
-        D = shape[-1]
-        weights = torch.exp(_spread(n, math.log(20.0), math.log(1000.0), gen, like))
-        weights = weights.reshape(-1, D)
-        weights[:, band % D] *= 1e-2
-        codes = weights / weights.sum(-1, keepdim=True)
-    elif name == "Beta":
-        codes = torch.sigmoid(in_band(-6.0, 6.0))
-    elif name == "Gamma":
-        codes = torch.exp(in_band(math.log(1e-3), math.log(1e3)))
-    else:  # Normal, MultivariateNormal: the whole real line, both signs
-        sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).to(like.dtype)
-        codes = sign * (-1.0) ** band * torch.exp(in_band(math.log(1e-2), math.log(1e2)))
-    return codes.reshape(shape).to(like.device)
-
-
-def _tolerance(dtype: torch.dtype) -> float:
-    """Relative tolerance of a decoded value: 64 ulps of the dtype (1.4e-14 in float64, 7.6e-6
-    in float32), room for the few roundings of a link such as ``precision ** -0.5`` and its
-    inverse, far below the relative spacing of the codes."""
-    return 64 * torch.finfo(dtype).eps
-
-
-def _decode_scalar(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | None:
-    """Flat index of the code each value equals (to :func:`_tolerance` relative), or None if
-    any does not."""
-    flat = codes.reshape(-1)
-    order = torch.argsort(flat)
-    ordered = flat[order]
-    v = values.reshape(-1).contiguous().to(flat.dtype)
-    pos = torch.searchsorted(ordered, v).clamp(1, ordered.numel() - 1)
-    left, right = ordered[pos - 1], ordered[pos]
-    pos = torch.where((v - left).abs() <= (right - v).abs(), pos - 1, pos)
-    if ordered.numel() == 1:
-        pos = torch.zeros_like(pos)
-    tol = _tolerance(torch.promote_types(values.dtype, codes.dtype) if values.is_floating_point()
-                     else codes.dtype)  # fmt: skip
-    ok = (ordered[pos] - v).abs() <= tol * ordered[pos].abs()
-    if not bool(ok.all()):
-        return None
-    return order[pos].reshape(values.shape)
-
-
-def _link_inverse(values: torch.Tensor, link: str) -> torch.Tensor:
-    return values.pow(-2) if link == "precision" else values
-
-
-def _decode(values, codes, latent: Latent, link: str) -> torch.Tensor | None:
-    """The element (scalar families) or row (vector families) of ``latent`` behind each
-    element or row of a slot's ``values``; None if the slot is not that latent, elementwise."""
-    x = _link_inverse(values, link)
-    if latent.family.name == "Dirichlet":
-        D = latent.shape[-1]
-        if x.shape[-1] != D:
-            return None
-        rows = codes.reshape(-1, D)
-        idx = _decode_scalar(x[..., 0], rows[:, 0])
-        if idx is None or not torch.allclose(
-            rows[idx], x.to(rows.dtype), rtol=_tolerance(x.dtype), atol=0.0
-        ):
-            return None
-        return idx
-    idx = _decode_scalar(x, codes)
-    if idx is None or not latent.family.vector:
-        return idx
-    D = latent.shape[-1]  # MultivariateNormal: each slot row must be one latent row, in order
-    if x.shape[-1] != D:
-        return None
-    row, col = idx // D, idx % D
-    position = torch.arange(D, device=idx.device)
-    if not (bool((col == position).all()) and bool((row == row[..., :1]).all())):
-        return None
-    return row[..., 0]
-
-
-def _minimal(t: torch.Tensor, event_dims: int = 0) -> torch.Tensor:
-    """``t`` with every dim along which it is constant kept at size 1 (but its rightmost
-    ``event_dims``): an index map or a known parameter without its broadcast copies, so that
-    the sweeps never compute on them."""
-    for d in range(t.dim() - event_dims):
-        if t.shape[d] > 1 and bool((t == t.narrow(d, 0, 1)).all()):
-            t = t.narrow(d, 0, 1)
-    return t.contiguous()
-
-
-# --------------------------------------------------------------------------------------------
 # Tracing
 # --------------------------------------------------------------------------------------------
 
@@ -351,9 +229,7 @@ def _enumerated_trace(model, values, max_plate_nesting, args, kwargs):
 
 
 def _refuse(site_name: str, family: str, problem: str, advice: str) -> ValueError:
-    return ValueError(
-        f"auto_cavi: site {site_name!r} ({family}) {problem}; {advice}. {_SEE_ALSO}."
-    )
+    return ValueError(f"auto_cavi: site {site_name!r} ({family}) {problem}; {advice}. {_SEE_ALSO}.")
 
 
 def _classify(trace) -> tuple[dict, list, int]:
@@ -453,7 +329,9 @@ def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
     latents, discrete, max_plate_nesting = _classify(plain)
     gen = torch.Generator().manual_seed(20261123)
     for latent in latents.values():
-        latent.codes = tuple(_make_codes(latent, band, gen) for band in range(NUM_BANDS))
+        latent.codes = tuple(
+            make_codes(latent.family.name, latent.draw, band, gen) for band in range(NUM_BANDS)
+        )
     base_values = {n: latent.codes[0] for n, latent in latents.items()}
     run_a = _enumerated_trace(model, base_values, max_plate_nesting, args, kwargs)
     runs_b = {
@@ -514,7 +392,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             shown = written.get(slot, slot)
             raise _refuse(name, family_name, f"uses the latent {used[0]!r} in its parameter "
                           f"{shown!r}: no closed-form update", advice)  # fmt: skip
-        factor.const_elp = _minimal(log_prob)
+        factor.const_elp = minimal(log_prob)
         return factor
     factor.consts = {}
     for slot, value in slot_a.items():
@@ -523,7 +401,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             if slot in family.slots:
                 rule = family.slots[slot]
                 event = 1 if Q_FAMILIES[rule.parent].vector else 0
-                factor.slots[slot] = Slot(rule, const=rule.const_stats(_minimal(value, event)))
+                factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, event)))
             else:
                 factor.consts[slot] = value
             continue
@@ -547,7 +425,7 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
         # constant); every run must then decode, to the same elements, in the same shape
         event = 1 if parent.family.vector else 0
         decoded = [
-            _decode(_minimal(v, event), codes, parent, rule.link)
+            decode(minimal(v, event), codes, parent.family.name, parent.family.vector, rule.link)
             for v, codes in zip([value, *values_b], parent.codes)
         ]
         idx_a = decoded[0]
@@ -565,14 +443,14 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
                 "through a transformation (or only in part)"
             )
             raise _refuse(name, family_name, problem, "; ".join(filter(None, [how, advice])))
-        factor.slots[slot] = Slot(rule, parent=latent_name, index=_minimal(idx_a))
+        factor.slots[slot] = Slot(rule, parent=latent_name, index=minimal(idx_a))
     if factor.value_latent is None:
         if family.data_stats is None and factor.latents:
             raise _refuse(name, family_name, "is observed with a latent parameter",
                           "observe a Normal, MultivariateNormal, Poisson, Bernoulli, Binomial "
                           "or Categorical site")  # fmt: skip
         if not factor.latents:
-            factor.const_elp = _minimal(log_prob)
+            factor.const_elp = minimal(log_prob)
         else:
             factor.value_stats = family.data_stats(site["value"].detach(), factor.consts)
     elif family.value_message is None or latents[name].family.name != family_name:

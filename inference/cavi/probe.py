@@ -1,0 +1,130 @@
+"""Probing a model's latents: the codes each latent is set to, band by band over its family's
+support (:func:`make_codes`), and the decoding of a parameter slot back to the latent's
+elements (:func:`decode`), which :mod:`inference.cavi.analysis` uses to prove a conjugate use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["NUM_BANDS", "decode", "make_codes", "minimal"]
+
+
+def _spread(n: int, low: float, high: float, gen: torch.Generator, like: torch.Tensor):
+    """n distinct numbers spread over [low, high], one in each of n equal strata (so that any
+    two are at least (high - low) / (5 n) apart), in random order."""
+    perm = torch.randperm(n, generator=gen).to(like.dtype)
+    jitter = 0.3 + 0.4 * torch.rand(n, generator=gen, dtype=like.dtype)
+    return low + (high - low) * (perm + jitter) / n
+
+
+NUM_BANDS = 5  # probe runs per latent: its codes visit every band of its support in turn
+
+
+def make_codes(family: str, like: torch.Tensor, band: int, gen: torch.Generator) -> torch.Tensor:
+    """Probe values for a latent of ``family`` shaped like ``like``, in band ``band`` (of
+    ``NUM_BANDS``) of its support: distinct numbers, stratified within the band. Over the
+    bands every element visits the whole support, its extremes included, so that a function
+    that is the identity on part of it (abs, relu, clamp, max, a permutation of components,
+    an offset, a scale) fails to decode in some run:
+
+    - Normal, MultivariateNormal: magnitudes from 1e-2 to 1e2, one fifth of the decades per
+      band; random signs, flipped from one band to the next;
+    - Gamma: from 1e-3 to 1e3, a fifth of the decades per band;
+    - Beta: logits from -6 to 6 (0.0025 to 0.9975), a fifth per band;
+    - Dirichlet: rows of distinct weights from 20 to 1000, column ``band mod D`` scaled by 1e-2
+      (so every column takes values near 0 and near 1), normalised.
+    """
+    shape, name = like.shape, family
+    n = shape.numel()
+
+    def in_band(low: float, high: float) -> torch.Tensor:
+        width = (high - low) / NUM_BANDS
+        return _spread(n, low + band * width, low + (band + 1) * width, gen, like)
+
+    if name == "Dirichlet":
+        D = shape[-1]
+        weights = torch.exp(_spread(n, math.log(20.0), math.log(1000.0), gen, like))
+        weights = weights.reshape(-1, D)
+        weights[:, band % D] *= 1e-2
+        codes = weights / weights.sum(-1, keepdim=True)
+    elif name == "Beta":
+        codes = torch.sigmoid(in_band(-6.0, 6.0))
+    elif name == "Gamma":
+        codes = torch.exp(in_band(math.log(1e-3), math.log(1e3)))
+    else:  # Normal, MultivariateNormal: the whole real line, both signs
+        sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).to(like.dtype)
+        codes = sign * (-1.0) ** band * torch.exp(in_band(math.log(1e-2), math.log(1e2)))
+    return codes.reshape(shape).to(like.device)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance of a decoded value: 64 ulps of the dtype (1.4e-14 in float64, 7.6e-6
+    in float32), room for the few roundings of a link such as ``precision ** -0.5`` and its
+    inverse, far below the relative spacing of the codes."""
+    return 64 * torch.finfo(dtype).eps
+
+
+def _decode_scalar(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | None:
+    """Flat index of the code each value equals (to :func:`_tolerance` relative), or None if
+    any does not."""
+    flat = codes.reshape(-1)
+    order = torch.argsort(flat)
+    ordered = flat[order]
+    v = values.reshape(-1).contiguous().to(flat.dtype)
+    pos = torch.searchsorted(ordered, v).clamp(1, ordered.numel() - 1)
+    left, right = ordered[pos - 1], ordered[pos]
+    pos = torch.where((v - left).abs() <= (right - v).abs(), pos - 1, pos)
+    if ordered.numel() == 1:
+        pos = torch.zeros_like(pos)
+    tol = _tolerance(torch.promote_types(values.dtype, codes.dtype) if values.is_floating_point()
+                     else codes.dtype)  # fmt: skip
+    ok = (ordered[pos] - v).abs() <= tol * ordered[pos].abs()
+    if not bool(ok.all()):
+        return None
+    return order[pos].reshape(values.shape)
+
+
+def _link_inverse(values: torch.Tensor, link: str) -> torch.Tensor:
+    return values.pow(-2) if link == "precision" else values
+
+
+def decode(values, codes, family: str, vector: bool, link: str) -> torch.Tensor | None:
+    """The element (scalar families) or row (vector families: the last dim) of the latent whose
+    probe values are ``codes`` behind each element or row of a slot's ``values``, read through
+    the pair's ``link``; None if the slot is not that latent, elementwise, in this run."""
+    x = _link_inverse(values, link)
+    if family == "Dirichlet":
+        D = codes.shape[-1]
+        if x.shape[-1] != D:
+            return None
+        rows = codes.reshape(-1, D)
+        idx = _decode_scalar(x[..., 0], rows[:, 0])
+        if idx is None or not torch.allclose(
+            rows[idx], x.to(rows.dtype), rtol=_tolerance(x.dtype), atol=0.0
+        ):
+            return None
+        return idx
+    idx = _decode_scalar(x, codes)
+    if idx is None or not vector:
+        return idx
+    D = codes.shape[-1]  # MultivariateNormal: each slot row must be one latent row, in order
+    if x.shape[-1] != D:
+        return None
+    row, col = idx // D, idx % D
+    position = torch.arange(D, device=idx.device)
+    if not (bool((col == position).all()) and bool((row == row[..., :1]).all())):
+        return None
+    return row[..., 0]
+
+
+def minimal(t: torch.Tensor, event_dims: int = 0) -> torch.Tensor:
+    """``t`` with every dim along which it is constant kept at size 1 (but its rightmost
+    ``event_dims``): an index map or a known parameter without its broadcast copies, so that
+    the sweeps never compute on them."""
+    for d in range(t.dim() - event_dims):
+        if t.shape[d] > 1 and bool((t == t.narrow(d, 0, 1)).all()):
+            t = t.narrow(d, 0, 1)
+    return t.contiguous()
