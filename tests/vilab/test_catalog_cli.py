@@ -176,7 +176,7 @@ def test_every_flag_is_exercised(action):
 
 def test_refusals_leave_nothing(tmp_path, csv, capsys):
     assert "OUT.parquet" in _fails(capsys, "convert", str(csv), str(tmp_path))
-    assert "is the input file" in _fails(capsys, "convert", str(csv), str(csv))
+    assert "is the input IN.csv" in _fails(capsys, "convert", str(csv), str(csv))
     assert "does not exist" in _fails(capsys, "convert", str(tmp_path / "no.csv"),
                                       str(tmp_path / "o.parquet"))  # fmt: skip
     err = _fails(capsys, "simulate", str(tmp_path / "s.parquet"), "--num-events", "1.5")
