@@ -46,6 +46,14 @@ class FitResult(NamedTuple):
     seconds: float
     compile_seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        """One line: the steps, the last ELBO estimate and the times, not the whole history."""
+        last = f"{self.elbo_history[-1].item():.6g}" if len(self.elbo_history) else "none"
+        return (
+            f"FitResult(num_steps={self.num_steps}, final_elbo={last}, "
+            f"seconds={self.seconds:.3g}, compile_seconds={self.compile_seconds:.3g})"
+        )
+
 
 def _check_lr(lr, lr_final) -> None:
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):

@@ -81,3 +81,14 @@ def test_fit_rejects_bad_settings(kwargs, field):
 def test_get_elbo_lists_the_known_names():
     with pytest.raises(ValueError, match="enum.*meanfield.*trace"):
         get_elbo("nope")
+
+
+def test_a_fit_result_prints_on_one_line():
+    """The repr names the steps, the last ELBO and the times, not 10,000 history entries."""
+    from inference.svi import FitResult
+
+    result = FitResult(torch.arange(10_000, dtype=torch.float64), 10_000, 12.3456, 0.5)
+    assert repr(result) == (
+        "FitResult(num_steps=10000, final_elbo=9999, seconds=12.3, compile_seconds=0.5)"
+    )
+    assert "none" in repr(FitResult(torch.zeros(0), 0, 0.0))
