@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from importlib import metadata
 
 import torch
@@ -93,13 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str):
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"vilab {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     threads = torch.get_num_threads()
     torch.set_num_threads(getattr(args, "threads", None) or choose_threads(threads))
     try:
-        args.run(args)
+        with warnings.catch_warnings():  # a warning reads as one line, not file:line + source
+            warnings.showwarning = _one_line_warning(args.command)
+            args.run(args)
     except (ValueError, FloatingPointError) as err:
         parser.exit(2, f"vilab {args.command}: error: {err}\n")
     except KeyboardInterrupt as err:  # Ctrl-C: one line, no traceback, the shell's code 130

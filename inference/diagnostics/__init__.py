@@ -5,6 +5,7 @@ PSIS k-hat (:mod:`.psis`), NUTS as the reference posterior (:mod:`.nuts`), and t
 from inference.diagnostics.idata import psis_inference_data as psis_inference_data
 from inference.diagnostics.idata import to_inference_data as to_inference_data
 from inference.diagnostics.nuts import NutsComparison as NutsComparison
+from inference.diagnostics.nuts import NutsConvergenceWarning as NutsConvergenceWarning
 from inference.diagnostics.nuts import compare_with_nuts as compare_with_nuts
 from inference.diagnostics.nuts import interval_overlap as interval_overlap
 from inference.diagnostics.plots import forest_plot as forest_plot
@@ -22,6 +23,7 @@ __all__ = [
     "GOOD_KHAT",
     "USABLE_KHAT",
     "NutsComparison",
+    "NutsConvergenceWarning",
     "PsisResult",
     "compare_with_nuts",
     "forest_plot",

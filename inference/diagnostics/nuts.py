@@ -19,7 +19,24 @@ import pyro
 
 from inference.diagnostics.common import az, numpy_of
 
-__all__ = ["NutsComparison", "compare_with_nuts", "interval_overlap"]
+__all__ = [
+    "ESS_MIN",
+    "RHAT_MAX",
+    "NutsComparison",
+    "NutsConvergenceWarning",
+    "compare_with_nuts",
+    "interval_overlap",
+]
+
+# NUTS's own verdict on its chains (Vehtari, Gelman, Simpson, Carpenter & Burkner 2021,
+# "Rank-normalization, folding, and localization", Sec. 4-5: rank-normalised r-hat below 1.01,
+# bulk ESS of at least 400 before a posterior summary is trusted)
+RHAT_MAX, ESS_MIN = 1.01, 400
+
+
+class NutsConvergenceWarning(UserWarning):
+    """NUTS's chains fail its own checks (r-hat above ``RHAT_MAX`` or bulk ESS below
+    ``ESS_MIN``): the reference the VI fit is compared with is not yet trustworthy."""
 
 
 class NutsComparison(NamedTuple):
@@ -94,6 +111,10 @@ def compare_with_nuts(
 
     Returns:
         :class:`NutsComparison`.
+
+    Warns:
+        NutsConvergenceWarning: where NUTS's chains fail its own checks (r-hat > 1.01, bulk
+            ESS < 400), naming the worst parameter.
     """
     from pyro.infer import MCMC, NUTS
     from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
@@ -135,4 +156,24 @@ def compare_with_nuts(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         summary = az.summary(nuts)
+    _warn_unless_converged(rows, num_chains)
     return NutsComparison(rows, vi, nuts, summary, seconds)
+
+
+def _warn_unless_converged(rows: list[dict], num_chains: int) -> None:
+    """One :class:`NutsConvergenceWarning` naming the worst r-hat and the lowest bulk ESS, where
+    either fails (with one chain r-hat is not defined and only the ESS is judged)."""
+    problems = []
+    worst = max(rows, key=lambda r: r["r_hat"] if r["r_hat"] == r["r_hat"] else -1.0)
+    if num_chains > 1 and not worst["r_hat"] <= RHAT_MAX:
+        problems.append(f"r-hat {worst['r_hat']:.3f} > {RHAT_MAX} for {worst['parameter']}")
+    least = min(rows, key=lambda r: r["ess_bulk"])
+    if not least["ess_bulk"] >= ESS_MIN:
+        problems.append(f"bulk ESS {least['ess_bulk']:.0f} < {ESS_MIN} for {least['parameter']}")
+    if problems:
+        warnings.warn(
+            f"NUTS may not have converged ({'; '.join(problems)}): run more warm-up steps, draws "
+            "or chains before trusting the comparison",
+            NutsConvergenceWarning,
+            stacklevel=3,
+        )

@@ -97,3 +97,21 @@ def test_bad_diagnostics_flags_are_refused_before_work(tmp_path, capsys, command
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_nuts_run_that_fails_its_checks_is_reported_in_one_line(tmp_path):
+    """From the command line, NUTS's convergence warning is one line on stderr, naming the
+    command, the r-hat or ESS that failed and the parameter; the run still finishes (exit 0)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "vilab", "expgauss", "--steps", "50", "--quiet", "--diagnostics",
+         "--nuts-samples", "20", "--nuts-warmup", "20", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("vilab expgauss: warning: NUTS may not have converged (")
+    assert "< 400 for z[0]" in lines[0] and "Traceback" not in done.stderr
