@@ -31,7 +31,8 @@ __all__ = [
 # NUTS's own verdict on its chains (Vehtari, Gelman, Simpson, Carpenter & Burkner 2021,
 # "Rank-normalization, folding, and localization", Sec. 4-5: rank-normalised r-hat below 1.01,
 # bulk ESS of at least 400 before a posterior summary is trusted)
-RHAT_MAX, ESS_MIN = 1.01, 400
+RHAT_MAX = 1.01
+ESS_MIN = 400
 
 
 class NutsConvergenceWarning(UserWarning):
