@@ -37,7 +37,8 @@ __all__ = [
     "verdict",
 ]
 
-GOOD_KHAT, USABLE_KHAT = 0.5, 0.7
+GOOD_KHAT = 0.5  # k-hat below: q is good (Yao et al. 2018, Sec. 3)
+USABLE_KHAT = 0.7  # below: usable with PSIS correction; above: not trustworthy
 
 
 def verdict(khat: float) -> str:
