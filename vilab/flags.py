@@ -269,7 +269,9 @@ def check_not_an_input(outputs: dict[str, str | None], inputs: dict[str, str | N
                 )
 
 
-def check_output_paths(args: argparse.Namespace, inputs: dict[str, str | None] | None = None):
+def check_output_paths(
+    args: argparse.Namespace, inputs: dict[str, str | None] | None = None
+) -> None:
     """``--out`` (a folder), ``--json`` and, where the command has it, ``--checkpoint`` (files)
     can be written, checked before any work so that a long run does not fail at its end; and
     neither output file is one of ``inputs`` (flag -> file or folder), which the run reads."""

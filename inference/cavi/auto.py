@@ -167,12 +167,8 @@ def _check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if init is not None and not isinstance(init, dict):
         raise ValueError(f"init must be a dict site name -> parameters, got {type(init).__name__}")
-    if (
-        isinstance(check_draws, bool)
-        or not isinstance(check_draws, int)
-        or check_draws == 1
-        or (check_draws < 0)
-    ):
+    whole = isinstance(check_draws, int) and not isinstance(check_draws, bool)
+    if not (whole and (check_draws == 0 or check_draws >= 2)):
         raise ValueError(f"check_draws must be 0 or an integer >= 2, got {check_draws!r}")
 
 
