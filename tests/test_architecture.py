@@ -274,3 +274,17 @@ def test_vilab_version_prints_the_distributions_version():
     out = subprocess.run([sys.executable, "-m", "vilab", "--version"], capture_output=True,
                          text=True, check=True)  # fmt: skip
     assert out.stdout.strip() == f"vilab {version('pyro-vi-lab')}"
+
+
+def test_every_public_function_and_class_of_the_library_has_a_docstring():
+    """What a module shares is public with a docstring (the API pages render them)."""
+    missing = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+        for package in ("analytic", "ppl_models", "guides", "inference")
+        for path in _modules(package)
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        and not node.name.startswith("_")
+        and ast.get_docstring(node) is None
+    ]
+    assert missing == []

@@ -106,6 +106,8 @@ def float64_chunks(
 
 
 def summed(values: list[torch.Tensor], reduce: Reduce | None) -> torch.Tensor:
+    """``values`` flattened into one vector and summed across processes by ``reduce`` (None:
+    one process), so that a sweep makes one collective call."""
     flat = torch.cat([v.reshape(-1) for v in values])
     return flat if reduce is None else reduce(flat)
 

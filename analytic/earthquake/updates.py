@@ -71,6 +71,8 @@ class SufficientStats(NamedTuple):
 
 
 def finite_elbo(value: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
+    """``value`` (an ELBO) unchanged if finite; else a ValueError naming the hyperparameters,
+    which are then too extreme for float64 (the drivers return no -inf or NaN bound)."""
     if not bool(torch.isfinite(value)):
         raise ValueError(
             f"the ELBO is {value.item()}: the data or the hyperparameters are too extreme for "
@@ -92,11 +94,14 @@ class DataConstants(NamedTuple):
 
 
 def data_constants(X: torch.Tensor, S: torch.Tensor) -> DataConstants:
+    """:class:`DataConstants` of events X (N, 2) and strengths S (N,), in X's dtype."""
     S = S.to(X.dtype)
     return DataConstants(X.pow(2).sum(), torch.lgamma(S + 1).sum())
 
 
 def stats_from_design(G: torch.Tensor, probs: torch.Tensor) -> SufficientStats:
+    """:class:`SufficientStats` as one product ``r^T G`` of the (N, K) responsibilities and
+    the (N, 4) design :func:`design`: rows (N_k, sum_n r_nk x_n, sum_n r_nk s_n)."""
     moments = probs.T @ G  # (K, 4): one pass over the (N, K) responsibilities
     return SufficientStats(moments[:, 0], moments[:, 1:3], moments[:, 3])
 
@@ -182,6 +187,9 @@ def update_assignments(
 def locations_from_stats(
     stats: SufficientStats, hp: Hyperparameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update of q(mu_k) (:func:`update_locations`) from the statistics alone:
+    ``p_k = rho + tau N_k``, ``m_k = (rho nu + tau sum_n r_nk x_n) / p_k``; (loc (K, 2),
+    precision (K,))."""
     _, nu = _hp_tensors(hp, stats.sum_x)
     precision = hp.rho + hp.tau * stats.counts
     loc = (hp.rho * nu + hp.tau * stats.sum_x) / precision.unsqueeze(-1)
@@ -211,6 +219,8 @@ def update_locations(
 def rates_from_stats(
     stats: SufficientStats, hp: Hyperparameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update of q(lambda_k) (:func:`update_rates`) from the statistics alone:
+    ``a_k = alpha + sum_n r_nk s_n``, ``b_k = beta + N_k``; (concentration (K,), rate (K,))."""
     return hp.alpha + stats.sum_s, hp.beta + stats.counts
 
 
@@ -318,6 +328,8 @@ def elbo(X: torch.Tensor, S: torch.Tensor, hp: Hyperparameters, q: MeanField) ->
 def cavi_step_from_design(
     G: torch.Tensor, consts: DataConstants, hp: Hyperparameters, q: MeanField
 ) -> tuple[MeanField, torch.Tensor]:
+    """One CAVI sweep (:func:`cavi_step`) on the design G (N, 4) and the data constants, as the
+    drivers call it: q(Z), then q(mu) and q(lambda); returns (new q, its exact ELBO)."""
     W = assignment_weights(hp, q)
     probs, lse = assign(G, W)
     stats = stats_from_design(G, probs)

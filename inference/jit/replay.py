@@ -42,6 +42,7 @@ def _describe(value) -> object:
 
 
 def signature(model, guide, args, kwargs) -> Signature:
+    """The :class:`Signature` of a call; TypeError for an argument that cannot be hashed."""
     items = sorted(kwargs.items())
     return Signature(
         id(model),
@@ -67,6 +68,7 @@ def leaves(loss: torch.Tensor) -> list[torch.Tensor]:
 
 
 def rng_devices(tensors) -> list:
+    """The CUDA devices whose generators the call may draw from (those of its tensors)."""
     return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
 
 
@@ -99,10 +101,12 @@ def with_tensors(args, kwargs, tensors):
 
 
 def rng_state(devices):
+    """The CPU generator's state and those of ``devices``, to start a replay from."""
     return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
 
 
 def set_rng_state(devices, state) -> None:
+    """Restore a state taken by :func:`rng_state`."""
     cpu, cuda = state
     torch.set_rng_state(cpu)
     for d, s in zip(devices, cuda):
