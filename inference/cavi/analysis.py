@@ -232,6 +232,30 @@ def _refuse(site_name: str, family: str, problem: str, advice: str) -> ValueErro
     return ValueError(f"auto_cavi: site {site_name!r} ({family}) {problem}; {advice}. {_SEE_ALSO}.")
 
 
+def _check_observed(site) -> None:
+    """An observed value must be finite and in its family's support (a Poisson count an
+    integer >= 0, a Bernoulli outcome 0 or 1, ...): the closed-form updates would otherwise
+    turn it into a NaN bound, or into the bound of another model."""
+    value = site["value"]
+    if not torch.is_tensor(value):
+        return
+    finite = torch.isfinite(value)
+    try:
+        ok = site["fn"].support.check(value)  # the batch shape: event dims already reduced
+        while finite.dim() > ok.dim():
+            finite = finite.all(-1)
+        ok = ok & finite
+    except (NotImplementedError, RuntimeError):  # a support torch cannot check elementwise
+        ok = finite
+    if not bool(ok.all()):
+        where = tuple((~ok).nonzero()[0].tolist())
+        raise ValueError(
+            f"auto_cavi: observed site {site['name']!r} holds {value[where].tolist()!r} at "
+            f"{list(where)}, which is not a finite value in the support of its "
+            f"{type(_unwrap(site['fn'])[0]).__name__} ({site['fn'].support})"
+        )
+
+
 def _classify(trace) -> tuple[dict, list, int]:
     """Latent continuous sites, discrete latent site names, and the plate depth."""
     max_plate_nesting = 0
@@ -325,7 +349,18 @@ def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
     ``ValueError`` that says which site breaks conjugacy and how to fix it."""
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
         torch.manual_seed(seed)
-        plain = poutine.trace(model).get_trace(*args, **kwargs)
+        try:
+            plain = poutine.trace(model).get_trace(*args, **kwargs)
+        except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise ValueError(
+                f"auto_cavi: the model fails when run with these arguments "
+                f"({type(err).__name__}: {first}); check the data's sizes and shapes (a plate "
+                "of size 0 has no data to fit)"
+            ) from None
+    for site in _sites(plain):
+        if site["is_observed"]:
+            _check_observed(site)
     latents, discrete, max_plate_nesting = _classify(plain)
     gen = torch.Generator().manual_seed(20261123)
     for latent in latents.values():

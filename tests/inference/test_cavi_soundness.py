@@ -229,3 +229,45 @@ def test_a_refusal_names_the_parameter_as_written_and_points_to_svi():
     assert "as its 'logits': not conjugate" in message and "'probs'" not in message
     assert "fitted by SVI: an autoguide with Trace_ELBO" in message
     assert "docs/guides/auto-cavi.md" in message and len(message) < 450
+
+
+def _rate(counts):
+    lam = pyro.sample("lam", dist.Gamma(2.0, 0.5))
+    with pyro.plate("d", len(counts)):
+        pyro.sample("s", dist.Poisson(lam), obs=counts)
+
+
+@pytest.mark.parametrize(
+    "counts, words",
+    [
+        ([1.0, float("nan"), 3.0], ["'s'", "nan", "[1]", "Poisson"]),
+        ([1.5, 2.0], ["'s'", "1.5", "[0]", "IntegerGreaterThan"]),
+        ([1.0, -2.0], ["'s'", "-2.0", "[1]"]),
+        ([], ["fails when run", "size cannot be zero", "plate of size 0"]),
+    ],
+    ids=["nan", "fractional count", "negative count", "no data"],
+)
+def test_bad_observations_are_named_before_any_sweep(counts, words):
+    """A NaN used to fail inside torch's validation naming no site, a fractional count was
+    accepted (the hand CAVI refuses it), and an empty plate raised a bare ZeroDivisionError."""
+    with pytest.raises(ValueError) as refused:
+        auto_cavi(_rate, torch.tensor(counts, dtype=torch.float64))
+    assert all(word in str(refused.value) for word in words), str(refused.value)
+
+
+def _mvn(rows):
+    mu = pyro.sample(
+        "mu", dist.MultivariateNormal(torch.zeros(2, dtype=torch.float64),
+                                      10.0 * torch.eye(2, dtype=torch.float64))
+    )  # fmt: skip
+    with pyro.plate("data", len(rows)):
+        pyro.sample("x", dist.MultivariateNormal(mu, torch.eye(2, dtype=torch.float64)), obs=rows)
+
+
+def test_vector_observations_are_checked_row_by_row():
+    """A MultivariateNormal observation with one NaN coordinate is named by its row."""
+    rows = ROWS.clone()
+    rows[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"observed site 'x' holds \[nan, 0.2\] at \[1\]"):
+        auto_cavi(_mvn, rows)
+    assert torch.isfinite(auto_cavi(_mvn, ROWS, num_steps=2).elbo)
