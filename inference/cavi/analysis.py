@@ -38,20 +38,42 @@ from pyro import poutine
 from pyro.infer import config_enumerate
 from pyro.poutine.util import site_is_subsample
 
-from inference.cavi.families import FACTORS, Q_FAMILIES, FactorFamily, QFamily, SlotRule
-from inference.cavi.probe import NUM_BANDS, decode, make_codes, minimal
+from inference.cavi.families import (
+    FACTORS,
+    PRIOR_OF,
+    Q_FAMILIES,
+    FactorFamily,
+    QFamily,
+    SlotRule,
+)
+from inference.cavi.probe import (
+    NUM_BANDS,
+    agree,
+    decode,
+    decode_affine,
+    decode_scaled,
+    dense_part,
+    link_inverse,
+    make_codes,
+    minimal,
+)
 
-__all__ = ["Assignment", "Factor", "Latent", "ModelStructure", "Slot", "analyse"]
+__all__ = ["Assignment", "Factor", "Latent", "ModelStructure", "Slot", "Term", "analyse"]
+
+DENSE_LIMIT = 256  # the most elements of a latent probed one by one for a matrix product
 
 # every parameter a supported factor family can have, by torch.distributions name
 _PARAM_NAMES = {
     "Normal": ("loc", "scale"),
     "MultivariateNormal": ("loc", "precision_matrix"),
     "Poisson": ("rate",),
+    "Exponential": ("rate",),
     "Bernoulli": ("probs",),
     "Binomial": ("total_count", "probs"),
     "Categorical": ("probs",),
+    "Multinomial": ("probs",),
     "Gamma": ("concentration", "rate"),
+    "InverseGamma": ("concentration", "rate"),
     "Beta": ("concentration1", "concentration0"),
     "Dirichlet": ("concentration",),
 }
@@ -63,15 +85,26 @@ _SEE_ALSO = (
     "TraceEnum_ELBO for discrete latents"
 )
 
+# latent families that are conjugate somewhere but have no update here: the truth, not "not
+# conjugate"
+_UNSUPPORTED_LATENTS = {
+    "Wishart": "is a Wishart latent: conjugate to a MultivariateNormal's precision, but "
+    "auto_cavi has no Wishart update",
+    "LKJCholesky": "is an LKJ latent: no conjugate update exists",
+}
+
 # what would make each (family, slot) conjugate, for the refusals
 _ADVICE = {
     ("Normal", "loc"): "give the loc a Normal prior (a MultivariateNormal latent needs a "
     "MultivariateNormal likelihood)",
-    ("Normal", "scale"): "give the precision a Gamma prior and pass scale = precision ** -0.5 "
-    "(a prior on the scale itself is not conjugate)",
+    ("Normal", "scale"): "give the precision a Gamma prior and write scale = precision ** -0.5, "
+    "or the variance an InverseGamma prior and write scale = variance ** 0.5 (a prior on the "
+    "scale itself is not conjugate)",
     ("MultivariateNormal", "loc"): "give the loc a MultivariateNormal prior",
-    ("MultivariateNormal", "precision_matrix"): "keep the covariance known (a constant)",
     ("Poisson", "rate"): "give the rate a Gamma prior",
+    ("Exponential", "rate"): "give the rate a Gamma prior",
+    ("Gamma", "rate"): "give the rate a Gamma prior",
+    ("Multinomial", "probs"): "give probs a Dirichlet prior",
     ("Bernoulli", "probs"): "give probs a Beta prior (pass probs=, not logits=)",
     ("Binomial", "probs"): "give probs a Beta prior (pass probs=, not logits=)",
     ("Binomial", "total_count"): "keep total_count known",
@@ -83,7 +116,9 @@ _ADVICE = {
 
 @dataclass
 class Latent:
-    """A continuous latent site: q in ``family`` with parameters of the site's shape."""
+    """A continuous latent site: q in ``family`` with parameters of the site's shape (its
+    prior's family, or the family whose q it takes: an Exponential prior gives a Gamma q; a
+    Normal vector in a matrix product a full-covariance MultivariateNormal q)."""
 
     name: str
     family: QFamily
@@ -91,6 +126,7 @@ class Latent:
     event_dim: int  # the site's event dim (the family's own vector dim included)
     frames: tuple
     draw: torch.Tensor  # a draw from the prior (seeded), for the default start
+    prior: str = ""  # the family of its prior, as the model wrote it
     codes: tuple = ()  # probe values: the base run's, then one per band (NUM_BANDS in all)
 
 
@@ -111,14 +147,37 @@ class Assignment:
 
 
 @dataclass
+class Term:
+    """One latent's part in a slot. Sparse: ``coef * parent[index]`` (``index``: the flat
+    element, or row of a vector q, per slot element; ``coef``: a known factor per slot element,
+    None for 1). Dense: ``matrix @ parent`` (``matrix``: slot shape + (L,), the parent's L
+    elements in a full-covariance q)."""
+
+    parent: str
+    index: torch.Tensor | None = None
+    coef: torch.Tensor | None = None
+    matrix: torch.Tensor | None = None
+
+
+@dataclass
 class Slot:
-    """A parameter slot of a factor: a known value (``const``: its statistics) or a gathered
-    latent (``parent``, ``index``: flat element or row of the parent per slot element)."""
+    """A parameter slot of a factor: a known value (``const``: its statistics), or
+    ``offset + sum of terms`` (:class:`Term`; ``offset`` known, None for 0) through the link
+    the parent family needs."""
 
     rule: SlotRule | None
     const: dict | None = None
-    parent: str | None = None
-    index: torch.Tensor | None = None
+    terms: tuple[Term, ...] = ()
+    offset: torch.Tensor | None = None
+
+    @property
+    def plain(self) -> Term | None:
+        """The term, if the slot is one latent itself, indexed: no factor, no offset."""
+        if len(self.terms) == 1 and self.offset is None:
+            t = self.terms[0]
+            if t.matrix is None and t.coef is None:
+                return t
+        return None
 
 
 @dataclass
@@ -148,7 +207,7 @@ class Factor:
 
     @property
     def latents(self) -> list[str]:
-        return [s.parent for s in self.slots.values() if s.parent is not None]
+        return [t.parent for s in self.slots.values() for t in s.terms]
 
 
 @dataclass
@@ -290,11 +349,14 @@ def _classify(trace) -> tuple[dict, list, int]:
                               "not enumerate", "use a Categorical or Bernoulli latent")  # fmt: skip
             discrete.append(name)
             continue
-        if family not in Q_FAMILIES:
+        if family in _UNSUPPORTED_LATENTS:
+            raise _refuse(name, family, _UNSUPPORTED_LATENTS[family], "keep it known, or fit "
+                          "the model by SVI")  # fmt: skip
+        if PRIOR_OF.get(family, family) not in Q_FAMILIES:
             raise _refuse(
                 name, family, "is a latent of a family with no conjugate update",
-                "use a Normal, MultivariateNormal, Gamma, Beta or Dirichlet latent (for a "
-                "scale, a Gamma prior on the precision)",
+                "use a Normal, MultivariateNormal, Gamma, InverseGamma, Exponential, Beta or "
+                "Dirichlet latent (for a scale, a Gamma prior on the precision)",
             )  # fmt: skip
         if not (isinstance(site["scale"], (int, float)) and site["scale"] == 1.0):
             raise ValueError(
@@ -302,14 +364,25 @@ def _classify(trace) -> tuple[dict, list, int]:
                 "supported on observed and discrete sites only"
             )
         value = site["value"].detach()
-        latents[name] = Latent(name, Q_FAMILIES[family], value.shape, site["fn"].event_dim,
-                               frames, value)  # fmt: skip
+        latents[name] = Latent(name, Q_FAMILIES[PRIOR_OF.get(family, family)], value.shape,
+                               site["fn"].event_dim, frames, value, family)  # fmt: skip
     return latents, discrete, max_plate_nesting
 
 
 def _assignments(trace, discrete) -> dict[str, Assignment]:
     out = {}
-    enum_dims = {trace.nodes[n]["infer"]["_enumerate_dim"] for n in discrete}
+    owner: dict[int, str] = {}
+    for name in discrete:
+        e = trace.nodes[name]["infer"]["_enumerate_dim"]
+        if e in owner:
+            raise ValueError(
+                f"auto_cavi: the discrete latents {owner[e]!r} and {name!r} share enumeration "
+                f"dim {e}: they are in a pyro.markov chain, whose recycled dims auto_cavi does not "
+                "support. Write the loop without pyro.markov (each state then gets its own "
+                "mean-field q), or fit the chain by SVI with TraceEnum_ELBO"
+            )
+        owner[e] = name
+    enum_dims = set(owner)
     for name in discrete:
         site = trace.nodes[name]
         e = site["infer"]["_enumerate_dim"]
@@ -367,24 +440,60 @@ def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
         latent.codes = tuple(
             make_codes(latent.family.name, latent.draw, band, gen) for band in range(NUM_BANDS)
         )
-    base_values = {n: latent.codes[0] for n, latent in latents.items()}
-    run_a = _enumerated_trace(model, base_values, max_plate_nesting, args, kwargs)
-    runs_b = {
-        n: [
-            _enumerated_trace(model, {**base_values, n: codes}, max_plate_nesting, args, kwargs)
-            for codes in latent.codes[1:]
-        ]
-        for n, latent in latents.items()
-    }
-    assignments = _assignments(run_a, discrete)
+    prober = _Prober(model, latents, max_plate_nesting, args, kwargs)
+    assignments = _assignments(prober.base_run, discrete)
     for name, a in assignments.items():
         a.batch_shape = plain.nodes[name]["fn"].batch_shape
-    factors = [_factor(site, runs_b, latents, assignments) for site in _sites(run_a)]
+    factors = [_factor(site, prober, assignments) for site in _sites(prober.base_run)]
+    _full_covariance(factors, latents)
     return ModelStructure(latents, assignments, factors, max_plate_nesting)
 
 
-def _factor(site, runs_b, latents, assignments) -> Factor:
+class _Prober:
+    """The probe runs of one model: the base run (every latent at its band-0 codes), each
+    latent's runs over the other bands, and on demand the runs that prove an affine slot:
+    several latents moved at once, and a latent at zero and at each unit vector."""
+
+    def __init__(self, model, latents: dict, max_plate_nesting: int, args, kwargs) -> None:
+        self.model, self.args, self.kwargs = model, args, kwargs
+        self.latents, self.max_plate_nesting = latents, max_plate_nesting
+        self.base = {n: latent.codes[0] for n, latent in latents.items()}
+        self.base_run = self.run({})
+        self.bands = {n: [self.run({n: c}) for c in la.codes[1:]] for n, la in latents.items()}
+        self._joint: dict = {}
+        self._units: dict = {}
+
+    def run(self, changes: dict):
+        return _enumerated_trace(self.model, {**self.base, **changes}, self.max_plate_nesting,
+                                 self.args, self.kwargs)  # fmt: skip
+
+    def joint(self, names):
+        """The run with every latent of ``names`` at its band-1 codes at once."""
+        key = tuple(sorted(names))
+        if key not in self._joint:
+            self._joint[key] = self.run({n: self.latents[n].codes[1] for n in key})
+        return self._joint[key]
+
+    def units(self, name: str):
+        """(the run with latent ``name`` at zero, the runs with it at each unit vector)."""
+        if name not in self._units:
+            zero = torch.zeros_like(self.latents[name].codes[0])
+            runs = []
+            for i in range(zero.numel()):
+                unit = zero.clone().reshape(-1)
+                unit[i] = 1.0
+                runs.append(self.run({name: unit.reshape(zero.shape)}))
+            self._units[name] = (self.run({name: zero}), runs)
+        return self._units[name]
+
+
+def _value(run, site: str, slot: str) -> torch.Tensor:
+    return _slot_values(_unwrap(run.nodes[site]["fn"])[0])[slot]
+
+
+def _factor(site, prober: _Prober, assignments) -> Factor:
     name = site["name"]
+    latents = prober.latents
     base, event_ndim, mask = _unwrap(site["fn"])
     family_name = _family_name(base)
     family = FACTORS.get(family_name)
@@ -414,8 +523,8 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
     uses = {}
     for slot, value in slot_a.items():
         users = []
-        for latent_name, runs in runs_b.items():
-            values_b = [_slot_values(_unwrap(run.nodes[name]["fn"])[0])[slot] for run in runs]
+        for latent_name, runs in prober.bands.items():
+            values_b = [_value(run, name, slot) for run in runs]
             if any(v.shape != value.shape or not torch.equal(v, value) for v in values_b):
                 users.append((latent_name, values_b))
         uses[slot] = users
@@ -425,6 +534,8 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
             slot = next((s for s, users in uses.items() if users), "")
             advice = _ADVICE.get((family_name, slot), "use a family with a conjugate prior")
             shown = written.get(slot, slot)
+            if not used:
+                raise _refuse(name, family_name, "is a latent with no conjugate update", advice)
             raise _refuse(name, family_name, f"uses the latent {used[0]!r} in its parameter "
                           f"{shown!r}: no closed-form update", advice)  # fmt: skip
         factor.const_elp = minimal(log_prob)
@@ -435,62 +546,168 @@ def _factor(site, runs_b, latents, assignments) -> Factor:
         if not users:
             if slot in family.slots:
                 rule = family.slots[slot]
-                event = 1 if Q_FAMILIES[rule.parent].vector else 0
-                factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, event)))
+                vector = int(any(Q_FAMILIES[p].vector for p in rule.parents))
+                factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, vector)))
             else:
                 factor.consts[slot] = value
             continue
-        latent_name, values_b = users[0]
-        parent = latents[latent_name]
-        shown = written.get(slot, slot)  # the parameter's name as the model wrote it
-        advice = _ADVICE.get((family_name, slot), "")
-        if len(users) > 1:
-            raise _refuse(name, family_name, f"combines the latents {[u for u, _ in users]} in "
-                          f"its parameter {shown!r}", "use one latent per parameter, "
-                          "indexed but not transformed")  # fmt: skip
-        rule = family.slots.get(slot)
-        if rule is None:
-            raise _refuse(name, family_name, f"uses the latent {latent_name!r} "
-                          f"({parent.family.name}) in its parameter {shown!r}, which must be "
-                          "known", advice or "keep it a constant")  # fmt: skip
-        if rule.parent != parent.family.name:
-            raise _refuse(name, family_name, f"uses the {parent.family.name} latent "
-                          f"{latent_name!r} as its {shown!r}: not conjugate", advice)  # fmt: skip
-        # decode each run's values without their broadcast copies (dims along which they are
-        # constant); every run must then decode, to the same elements, in the same shape
-        event = 1 if parent.family.vector else 0
-        decoded = [
-            decode(minimal(v, event), codes, parent.family.name, parent.family.vector, rule.link)
-            for v, codes in zip([value, *values_b], parent.codes)
-        ]
-        idx_a = decoded[0]
-        if any(
-            idx is None or idx.shape != idx_a.shape or not torch.equal(idx, idx_a)
-            for idx in decoded
-        ):
-            how = (
-                "pass scale = precision ** -0.5, the precision latent indexed but not transformed"
-                if rule.link == "precision"
-                else f"pass the latent itself as {slot}, indexed but not transformed"
-            )
-            problem = (
-                f"uses the latent {latent_name!r} in its parameter {shown!r} "
-                "through a transformation (or only in part)"
-            )
-            raise _refuse(name, family_name, problem, "; ".join(filter(None, [how, advice])))
-        factor.slots[slot] = Slot(rule, parent=latent_name, index=minimal(idx_a))
+        factor.slots[slot] = _slot(factor, slot, written.get(slot, slot), value, users, prober)
     if factor.value_latent is None:
         if family.data_stats is None and factor.latents:
             raise _refuse(name, family_name, "is observed with a latent parameter",
-                          "observe a Normal, MultivariateNormal, Poisson, Bernoulli, Binomial "
-                          "or Categorical site")  # fmt: skip
+                          "observe a Normal, MultivariateNormal, Poisson, Exponential, Gamma, "
+                          "Bernoulli, Binomial, Categorical or Multinomial site")  # fmt: skip
         if not factor.latents:
             factor.const_elp = minimal(log_prob)
         else:
             factor.value_stats = family.data_stats(site["value"].detach(), factor.consts)
-    elif family.value_message is None or latents[name].family.name != family_name:
-        raise _refuse(
-            name, family_name, "is a latent with no conjugate update",
-            "use a Normal, MultivariateNormal, Gamma, Beta or Dirichlet latent",
-        )  # fmt: skip
+    elif family.value_message is None or latents[name].prior != family_name:
+        raise _refuse(name, family_name, "is a latent with no conjugate update",
+                      "use a Normal, MultivariateNormal, Gamma, InverseGamma, Exponential, Beta "
+                      "or Dirichlet latent")  # fmt: skip
     return factor
+
+
+def _slot(factor: Factor, slot: str, shown: str, value, users, prober: _Prober) -> Slot:
+    """The slot ``slot`` of ``factor``, which the latents ``users`` (name, values per band run)
+    change: the latent itself, a known multiple of it, or (a Normal's loc) an affine function
+    of several; or the refusal that says which it is not."""
+    name, family_name, family = factor.name, factor.family_name, factor.family
+    latents = prober.latents
+    advice = _ADVICE.get((family_name, slot), "")
+    rule = family.slots.get(slot)
+    names = [u for u, _ in users]
+    first = latents[names[0]]
+    if rule is None:
+        raise _refuse(name, family_name, f"uses the latent {names[0]!r} ({first.prior}) in "
+                      f"its parameter {shown!r}, which must be known",
+                      advice or "keep it a constant")  # fmt: skip
+    for u in names:
+        q = latents[u].family.name
+        if q not in rule.parents and not (rule.affine and q == "MultivariateNormal"):
+            raise _refuse(name, family_name, f"uses the {latents[u].prior} latent {u!r} as its "
+                          f"{shown!r}: not conjugate", advice)  # fmt: skip
+    if len(users) == 1:  # the latent itself, elementwise (rows of a vector family)
+        link = rule.parents.get(first.family.name, "identity")
+        vector = first.family.vector
+        decoded = [
+            decode(minimal(v, int(vector)), codes, first.family.name, vector, link)
+            for v, codes in zip([value, *users[0][1]], first.codes)
+        ]
+        idx = decoded[0]
+        if all(d is not None and d.shape == idx.shape and torch.equal(d, idx) for d in decoded):
+            return Slot(rule, terms=(Term(names[0], index=minimal(idx)),))
+    shape = torch.broadcast_shapes(value.shape, *(v.shape for _, vs in users for v in vs))
+    if rule.affine:
+        return _affine(factor, slot, shown, value, users, prober, shape)
+    if len(users) == 1 and first.family.scaling is not None:  # a known multiple of it
+        link = rule.parents[first.family.name]
+        xs = [link_inverse(v.expand(shape), link) for v in [value, *users[0][1]]]
+        found = decode_scaled(xs, list(first.codes))
+        if found is not None:
+            index, coef = found
+            return Slot(rule, terms=(Term(names[0], index=minimal(index), coef=minimal(coef)),))
+    if len(users) > 1:
+        raise _refuse(name, family_name, f"combines the latents {names} in its parameter "
+                      f"{shown!r}: a product of conjugate latents is conjugate in each given the "
+                      "others, but auto_cavi updates one latent per such parameter",
+                      "use one latent per parameter, indexed (times a known factor)")  # fmt: skip
+    how = (
+        "write scale = precision ** -0.5 (or variance ** 0.5), indexed, times a known factor"
+        if rule.parents.get(first.family.name) in ("precision", "variance")
+        else f"write the latent itself as {shown}, indexed"
+        + (", times a known factor" if first.family.scaling else "")
+    )
+    problem = f"uses the latent {names[0]!r} in its parameter {shown!r} through a transformation"
+    raise _refuse(name, family_name, problem, "; ".join(filter(None, [how, advice])))
+
+
+def _dense_eligible(latent: Latent) -> bool:
+    """Whether a latent can take a full-covariance q over all its elements: one vector (its
+    only dim an event dim) of a Normal or MultivariateNormal, of at most DENSE_LIMIT."""
+    return (
+        latent.family.name in ("Normal", "MultivariateNormal")
+        and len(latent.shape) == 1
+        and latent.event_dim == 1
+        and latent.shape.numel() <= DENSE_LIMIT
+    )
+
+
+def _term_value(term: Term, codes: torch.Tensor) -> torch.Tensor:
+    flat = codes.reshape(-1)
+    if term.matrix is not None:
+        return term.matrix @ flat.to(term.matrix.dtype)
+    return term.coef * flat[term.index]
+
+
+def _affine(factor: Factor, slot: str, shown: str, value, users, prober: _Prober, shape):
+    """A Normal's loc as ``offset + sum of terms``: each latent's part found from its own runs
+    (a known multiple of its elements, or a matrix times it), the offset from the base run, and
+    the sum checked on a run that moves all of them at once (which a product W @ z fails)."""
+    name, family_name = factor.name, factor.family_name
+    latents = prober.latents
+    terms = []
+    for u, values_b in users:
+        latent = latents[u]
+        xs = [v.expand(shape) for v in [value, *values_b]]
+        found = decode_affine(xs, list(latent.codes)) if latent.family.name == "Normal" else None
+        if found is not None:
+            terms.append(Term(u, index=found[0], coef=found[1]))
+            continue
+        if _dense_eligible(latent):
+            zero, units = prober.units(u)
+            A = dense_part(
+                _value(zero, name, slot).expand(shape),
+                [_value(run, name, slot).expand(shape) for run in units],
+                xs, list(latent.codes),
+            )  # fmt: skip
+            if A is not None:
+                if factor.assignments:
+                    raise _refuse(name, family_name, f"multiplies the latent vector {u!r} by a "
+                                  f"matrix in its parameter {shown!r} under the enumerated "
+                                  f"{factor.assignments}: conjugate, but not supported",
+                                  "keep matrix products out of mixtures")  # fmt: skip
+                terms.append(Term(u, matrix=A))
+                continue
+        if latent.family.name == "Normal" and latent.shape.numel() <= DENSE_LIMIT:
+            advice = ("a matrix product of a latent is supported when the latent is one vector: "
+                      "sample it with .to_event(1) outside any plate, or as a MultivariateNormal")
+        else:
+            advice = f"write {shown} as an affine function of the latents (indexed latents, " \
+                "known factors, sums, X @ w)"
+        raise _refuse(name, family_name, f"uses the latent {u!r} in its parameter {shown!r} "
+                      "through a transformation", advice)  # fmt: skip
+    codes0 = [latents[u].codes[0] for u, _ in users]
+    offset = value.expand(shape) - sum(_term_value(t, c) for t, c in zip(terms, codes0))
+    if len(users) > 1:
+        moved = _value(prober.joint([u for u, _ in users]), name, slot).expand(shape)
+        parts = [_term_value(t, latents[u].codes[1]) for t, (u, _) in zip(terms, users)]
+        size = moved.abs() + offset.abs() + sum(p.abs() for p in parts)
+        if not agree(moved, offset + sum(parts), size):
+            raise _refuse(name, family_name, f"multiplies the latents {[u for u, _ in users]} "
+                          f"in its parameter {shown!r} (a product such as W @ z): conjugate in "
+                          "each given the others, but auto_cavi supports sums of latents only",
+                          "fit this model by SVI")  # fmt: skip
+    terms = tuple(
+        Term(t.parent, index=minimal(t.index), coef=minimal(t.coef)) if t.matrix is None
+        else Term(t.parent, matrix=minimal(t.matrix, 1)) for t in terms
+    )  # fmt: skip
+    offset = None if bool((offset == 0).all()) else minimal(offset)
+    return Slot(factor.family.slots[slot], terms=terms, offset=offset)
+
+
+def _full_covariance(factors: list[Factor], latents: dict[str, Latent]) -> None:
+    """A Normal vector that a matrix multiplies takes a full-covariance q (its elements are
+    correlated a posteriori); every use of it must then be such a product, or its prior."""
+    dense = {t.parent for f in factors for s in f.slots.values() for t in s.terms
+             if t.matrix is not None}  # fmt: skip
+    for f in factors:
+        for slot_name, s in f.slots.items():
+            for t in s.terms:
+                if t.parent in dense and t.matrix is None:
+                    raise _refuse(f.name, f.family_name, f"uses the latent {t.parent!r} element "
+                                  f"by element in {slot_name!r}, and a matrix product elsewhere",
+                                  "use it in matrix products only (X @ w; pick an element as "
+                                  "X[:, [i]] @ w)")  # fmt: skip
+    for name in dense:
+        latents[name].family = Q_FAMILIES["MultivariateNormal"]

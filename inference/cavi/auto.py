@@ -174,8 +174,8 @@ def _check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
 
 def _default_params(latent: Latent) -> dict:
     """A start around the seeded prior draw d: Normal(d, 1), MultivariateNormal(d, I),
-    Gamma with mean d and shape 1, Beta and Dirichlet with mean d and total concentration 2
-    (resp. D)."""
+    Gamma with mean d and shape 1, InverseGamma(1, d), Beta and Dirichlet with mean d and total
+    concentration 2 (resp. D)."""
     d = latent.draw
     name = latent.family.name
     if name == "Normal":
@@ -183,8 +183,13 @@ def _default_params(latent: Latent) -> dict:
     if name == "MultivariateNormal":
         eye = torch.eye(d.shape[-1], dtype=d.dtype, device=d.device)
         return {"loc": d.clone(), "covariance_matrix": eye.expand(d.shape + d.shape[-1:]).clone()}
+    if name == "MultivariateNormal" and latent.prior == "Normal":  # a vector in a matrix product
+        return {"loc": d.clone(), "covariance_matrix": torch.eye(d.shape[-1], dtype=d.dtype,
+                                                                 device=d.device)}  # fmt: skip
     if name == "Gamma":
         return {"concentration": torch.ones_like(d), "rate": 1.0 / d}
+    if name == "InverseGamma":  # E[1 / v] = 1 / d
+        return {"concentration": torch.ones_like(d), "rate": d.clone()}
     if name == "Beta":
         return {"concentration1": 2.0 * d, "concentration0": 2.0 * (1.0 - d)}
     return {"concentration": d * d.shape[-1]}

@@ -16,14 +16,18 @@ variables. This module holds the two halves of that rule as data, one entry per 
   density E_q[log p(value | parents)] of one element, and the message to each parent slot and
   to the value.
 
-Expected statistics are dicts of tensors: ``mean`` (E v), ``sq`` (E v^2, Normal), ``outer``
-(E v v^T, MultivariateNormal), ``log`` (E log v), ``log1m`` (E log(1 - v), Beta). Accumulators
-("natural" parameters, shifted so that a flat prior is 0)::
+Expected statistics are dicts of tensors: ``mean`` (E v), ``sq`` (E v^2, Normal; the diagonal of
+``outer`` for a MultivariateNormal), ``outer`` (E v v^T, MultivariateNormal), ``log`` (E log v),
+``log1m`` (E log(1 - v), Beta). An InverseGamma latent v is held as the Gamma of its precision
+1 / v (if v ~ InverseGamma(a, b) then 1 / v ~ Gamma(a, b)): its ``mean`` and ``log`` are
+E[1 / v] = a / b and E log(1 / v) = psi(a) - log b, the statistics its Normal children need.
+Accumulators ("natural" parameters, shifted so that a flat prior is 0)::
 
     family              accumulator                        parameters (torch.distributions names)
     Normal              (precision, precision * loc)       loc, scale = precision^-1/2
     MultivariateNormal  (P, P m)  P: (.., D, D)            loc, covariance_matrix = P^-1
     Gamma               (concentration - 1, rate)          concentration, rate
+    InverseGamma        (concentration - 1, rate)          concentration, rate  (of 1 / v)
     Beta                (concentration1 - 1, conc.0 - 1)   concentration1, concentration0
     Dirichlet           (concentration - 1,)               concentration
 
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributions as tdist
 
-__all__ = ["FACTORS", "Q_FAMILIES", "FactorFamily", "QFamily", "SlotRule"]
+__all__ = ["FACTORS", "PRIOR_OF", "Q_FAMILIES", "FactorFamily", "QFamily", "SlotRule"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -78,7 +82,8 @@ def _mvn_params(nat):
 
 def _mvn_stats(p):
     m = p["loc"]
-    return {"mean": m, "outer": p["covariance_matrix"] + m.unsqueeze(-1) * m.unsqueeze(-2)}
+    outer = p["covariance_matrix"] + m.unsqueeze(-1) * m.unsqueeze(-2)
+    return {"mean": m, "outer": outer, "sq": torch.diagonal(outer, dim1=-2, dim2=-1)}
 
 
 def _gamma_stats(p):
@@ -103,7 +108,10 @@ class QFamily:
     ``distribution(params) -> torch Distribution``; ``vector`` if one draw is a vector (the
     last dim of the site is the family's own event dim), ``param_names`` in torch names;
     ``extra``: per accumulator component, how many dims of size D it has beyond the site's
-    shape (1 for a MultivariateNormal's precision matrix, else 0)."""
+    shape (1 for a MultivariateNormal's precision matrix, else 0); ``scaling``: the power of
+    a known factor c in each accumulator component when the latent enters a slot as c * v
+    (a Normal: precision c^2, precision * loc c; a Gamma rate or precision: shape 1, rate c),
+    or None where no known factor keeps the pair conjugate (Beta, Dirichlet)."""
 
     name: str
     param_names: tuple[str, ...]
@@ -112,12 +120,13 @@ class QFamily:
     stats: Callable
     distribution: Callable
     extra: tuple[int, ...] = (0, 0)
+    scaling: tuple[int, ...] | None = None
 
 
 Q_FAMILIES: dict[str, QFamily] = {
     "Normal": QFamily(
         "Normal", ("loc", "scale"), False, _normal_params, _normal_stats,
-        lambda p: tdist.Normal(p["loc"], p["scale"]),
+        lambda p: tdist.Normal(p["loc"], p["scale"]), scaling=(2, 1),
     ),
     "MultivariateNormal": QFamily(
         "MultivariateNormal", ("loc", "covariance_matrix"), True, _mvn_params, _mvn_stats,
@@ -127,7 +136,12 @@ Q_FAMILIES: dict[str, QFamily] = {
     "Gamma": QFamily(
         "Gamma", ("concentration", "rate"), False,
         lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
-        lambda p: tdist.Gamma(p["concentration"], p["rate"]),
+        lambda p: tdist.Gamma(p["concentration"], p["rate"]), scaling=(0, 1),
+    ),
+    "InverseGamma": QFamily(
+        "InverseGamma", ("concentration", "rate"), False,
+        lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
+        lambda p: tdist.InverseGamma(p["concentration"], p["rate"]), scaling=(0, 1),
     ),
     "Beta": QFamily(
         "Beta", ("concentration1", "concentration0"), False,
@@ -142,6 +156,11 @@ Q_FAMILIES: dict[str, QFamily] = {
 }  # fmt: skip
 
 
+# the q-family of a latent whose prior is of another family with the same conjugate children:
+# an Exponential(rate) prior is Gamma(1, rate)
+PRIOR_OF = {"Exponential": "Gamma"}
+
+
 # --------------------------------------------------------------------------------------------
 # Factor families: expected log density and messages
 # --------------------------------------------------------------------------------------------
@@ -152,31 +171,36 @@ class SlotRule:
     """A parameter slot of a factor family that a latent may fill.
 
     Attributes:
-        parent: the q-family of a conjugate parent. link: ``"identity"`` (the slot holds the
-        latent itself) or ``"precision"`` (the slot is a Normal's scale = precision^-1/2).
+        parents: the q-families of a conjugate parent, each with its ``link``: ``"identity"``
+            (the slot holds the latent itself), ``"precision"`` (the slot is a Normal's
+            scale = precision^-1/2) or ``"variance"`` (a Normal's scale = variance^1/2).
         const_stats: the statistics of a constant (known) slot value, same keys as the
-        parent's. message: ``(value_stats, slot_stats, consts) -> accumulator increments`` per
-        element (before the weight), in the parent's accumulator order, each as terms.
+            parent's. message: ``(value_stats, slot_stats, consts) -> accumulator increments``
+            per element (before the weight), in the parent's accumulator order, each as terms.
+        affine: whether the slot may be an affine function of several latents of the parent
+            family (a Normal's loc: ``w0 + X @ w``, ``a[group] + b[item]``; the message then
+            sees the value minus the other terms' mean).
     """
 
-    parent: str
-    link: str
+    parents: dict[str, str]
     const_stats: Callable
     message: Callable
+    affine: bool = False
 
 
 @dataclass(frozen=True)
 class FactorFamily:
     """A factor family: its conjugate slots (:class:`SlotRule`), ``elp(value_stats, slots,
     consts) -> E log p`` per element (per row for vector families) as terms, the statistics
-    of a data value ``data_stats(value, consts)``, and ``value_message(slots, consts)``: the
-    accumulator increments for a latent value of this family (the prior of that latent), or
-    None when a latent value of this family is not supported. ``consts`` are the slots no
-    latent can fill (a Binomial's total_count, a MultivariateNormal's precision_matrix)."""
+    of a data value ``data_stats(value, consts)`` (None if it cannot be observed with a latent
+    parameter), and ``value_message(slots, consts)``: the accumulator increments for a latent
+    value of this family (the prior of that latent), or None when a latent value of this
+    family is not supported. ``consts`` are the slots no latent can fill (a Binomial's
+    total_count, a Gamma's concentration)."""
 
     slots: dict[str, SlotRule]
     elp: Callable
-    data_stats: Callable
+    data_stats: Callable | None
     value_message: Callable | None = None
     vector: bool = False
     consts: tuple[str, ...] = ()
@@ -191,17 +215,21 @@ def _normal_elp(v, s, c):
     ]  # fmt: skip
 
 
+def _precision_const(t):
+    return {"mean": t.pow(-2), "log": -2.0 * torch.log(t)}
+
+
 _NORMAL = FactorFamily(
     slots={
         "loc": SlotRule(
-            "Normal", "identity", lambda t: {"mean": t, "sq": t.square()},
+            {"Normal": "identity"}, lambda t: {"mean": t, "sq": t.square()},
             lambda v, s, c: (
                 [(1.0, (s["scale"]["mean"],))], [(1.0, (s["scale"]["mean"], v["mean"]))]
             ),
+            affine=True,
         ),
         "scale": SlotRule(
-            "Gamma", "precision",
-            lambda t: {"mean": t.pow(-2), "log": -2.0 * torch.log(t)},
+            {"Gamma": "precision", "InverseGamma": "variance"}, _precision_const,
             lambda v, s, c: (
                 [(0.5, ())],
                 [(0.5, (v["sq"],)), (-1.0, (v["mean"], s["loc"]["mean"])),
@@ -231,8 +259,8 @@ def _matvec(P, x):
     return (P @ x.unsqueeze(-1)).squeeze(-1)
 
 
-def _categorical_message(v, s, c):
-    # d/dE[log pi] of log pi_v: the one-hot vector of v
+def _one_hot_message(v, s, c):
+    # d/dE[log pi] of log pi_v: the one-hot vector of v (a Categorical's outcome)
     num_categories = s["probs"]["log"].shape[-1]
     one_hot = torch.nn.functional.one_hot(v["index"], num_categories)
     return ([(1.0, (one_hot.to(s["probs"]["log"].dtype),))],)
@@ -241,7 +269,7 @@ def _categorical_message(v, s, c):
 _MVN = FactorFamily(
     slots={
         "loc": SlotRule(
-            "MultivariateNormal", "identity",
+            {"MultivariateNormal": "identity"},
             lambda t: {"mean": t, "outer": t.unsqueeze(-1) * t.unsqueeze(-2)},
             lambda v, s, c: (
                 [(1.0, (c["precision_matrix"],))],
@@ -274,11 +302,28 @@ def _binomial_data(k, c):
     return {"mean": k, "log_choose": log_choose, "total": torch.broadcast_to(n, k.shape)}
 
 
+def _multinomial_data(x, c):
+    # log of the multinomial coefficient n! / prod_d x_d!, n = sum_d x_d (per row)
+    log_coef = torch.lgamma(x.sum(-1) + 1.0) - torch.lgamma(x + 1.0).sum(-1)
+    return {"counts": x, "log_coef": log_coef}
+
+
 def _gamma_elp(v, s, c):
-    a, b = c["concentration"], c["rate"]
+    # log Gamma(v | a, b) = a log b - lgamma(a) + (a - 1) log v - b v
+    a, b = c["concentration"], s["rate"]
     return [
-        (1.0, (a * torch.log(b) - torch.lgamma(a),)), (1.0, (a - 1.0, v["log"])),
-        (-1.0, (b, v["mean"])),
+        (1.0, (a, b["log"])), (-1.0, (torch.lgamma(a),)), (1.0, (a - 1.0, v["log"])),
+        (-1.0, (b["mean"], v["mean"])),
+    ]  # fmt: skip
+
+
+def _inverse_gamma_elp(v, s, c):
+    # log InvGamma(v | a, b) = a log b - lgamma(a) - (a + 1) log v - b / v, with v's statistics
+    # those of its precision 1 / v: log v = -log(1 / v)
+    a, b = c["concentration"], s["rate"]
+    return [
+        (1.0, (a, b["log"])), (-1.0, (torch.lgamma(a),)), (1.0, (a + 1.0, v["log"])),
+        (-1.0, (b["mean"], v["mean"])),
     ]  # fmt: skip
 
 
@@ -302,20 +347,36 @@ def _categorical_elp(v, s, c):
     return [(1.0, (torch.gather(log_probs, -1, index.expand(batch).unsqueeze(-1)).squeeze(-1),))]
 
 
+def _multinomial_elp(v, s, c):
+    # log Mult(x | n, pi) = log n! - sum_d log x_d! + sum_d x_d log pi_d, per row
+    log_probs = s["probs"]["log"]
+    return [(1.0, (v["log_coef"] + (v["counts"] * log_probs).sum(-1),))]
+
+
+_RATE = {"Gamma": "identity"}  # a rate's conjugate prior
+
 FACTORS: dict[str, FactorFamily] = {
     "Normal": _NORMAL,
     "MultivariateNormal": _MVN,
     "Poisson": FactorFamily(
         # log Poisson(v | l) = v log l - l - log v!
-        slots={"rate": SlotRule("Gamma", "identity", _gamma_const,
+        slots={"rate": SlotRule(_RATE, _gamma_const,
                                 lambda v, s, c: ([(1.0, (v["mean"],))], [(1.0, ())]))},
         elp=lambda v, s, c: [(1.0, (v["mean"], s["rate"]["log"])), (-1.0, (s["rate"]["mean"],)),
                              (-1.0, (v["log_factorial"],))],
         data_stats=lambda x, c: {"mean": x, "log_factorial": torch.lgamma(x + 1.0)},
     ),
+    "Exponential": FactorFamily(
+        # log Exp(v | l) = log l - l v  (Gamma(1, l))
+        slots={"rate": SlotRule(_RATE, _gamma_const,
+                                lambda v, s, c: ([(1.0, ())], [(1.0, (v["mean"],))]))},
+        elp=lambda v, s, c: [(1.0, (s["rate"]["log"],)), (-1.0, (s["rate"]["mean"], v["mean"]))],
+        data_stats=lambda x, c: {"mean": x},
+        value_message=lambda s, c: ([(0.0, ())], [(1.0, (s["rate"]["mean"],))]),
+    ),
     "Bernoulli": FactorFamily(
         # log Bernoulli(v | p) = v log p + (1 - v) log(1 - p)
-        slots={"probs": SlotRule("Beta", "identity", _beta_const,
+        slots={"probs": SlotRule({"Beta": "identity"}, _beta_const,
                                  lambda v, s, c: ([(1.0, (v["mean"],))],
                                                   [(1.0, ()), (-1.0, (v["mean"],))]))},
         elp=lambda v, s, c: [(1.0, (v["mean"], s["probs"]["log"])),
@@ -325,7 +386,7 @@ FACTORS: dict[str, FactorFamily] = {
     ),
     "Binomial": FactorFamily(
         # log Binomial(k | n, p) = log C(n, k) + k log p + (n - k) log(1 - p)
-        slots={"probs": SlotRule("Beta", "identity", _beta_const,
+        slots={"probs": SlotRule({"Beta": "identity"}, _beta_const,
                                  lambda v, s, c: ([(1.0, (v["mean"],))],
                                                   [(1.0, (v["total"],)), (-1.0, (v["mean"],))]))},
         elp=lambda v, s, c: [(1.0, (v["log_choose"],)), (1.0, (v["mean"], s["probs"]["log"])),
@@ -335,15 +396,37 @@ FACTORS: dict[str, FactorFamily] = {
         consts=("total_count",),
     ),
     "Categorical": FactorFamily(
-        slots={"probs": SlotRule("Dirichlet", "identity", lambda t: {"log": torch.log(t)},
-                                 _categorical_message)},
+        slots={"probs": SlotRule({"Dirichlet": "identity"}, lambda t: {"log": torch.log(t)},
+                                 _one_hot_message)},
         elp=_categorical_elp,
         data_stats=lambda x, c: {"index": x.long()},
     ),
+    "Multinomial": FactorFamily(
+        slots={"probs": SlotRule({"Dirichlet": "identity"}, lambda t: {"log": torch.log(t)},
+                                 lambda v, s, c: ([(1.0, (v["counts"],))],))},
+        elp=_multinomial_elp,
+        data_stats=_multinomial_data,
+        vector=True,
+    ),
     "Gamma": FactorFamily(
-        slots={}, elp=_gamma_elp, data_stats=None, consts=("concentration", "rate"),
+        # a Gamma value (latent or data) with a known shape and a rate that may be a latent
+        slots={"rate": SlotRule(_RATE, _gamma_const,
+                                lambda v, s, c: ([(1.0, (c["concentration"],))],
+                                                 [(1.0, (v["mean"],))]))},
+        elp=_gamma_elp,
+        data_stats=lambda x, c: {"mean": x, "log": torch.log(x)},
+        consts=("concentration",),
         value_message=lambda s, c: ([(1.0, (c["concentration"] - 1.0,))],
-                                    [(1.0, (c["rate"],))]),
+                                    [(1.0, (s["rate"]["mean"],))]),
+    ),
+    "InverseGamma": FactorFamily(
+        # the prior of a variance; its accumulator is that of the precision's Gamma(a, b)
+        slots={"rate": SlotRule(_RATE, _gamma_const,
+                                lambda v, s, c: ([(1.0, (c["concentration"],))],
+                                                 [(1.0, (v["mean"],))]))},
+        elp=_inverse_gamma_elp, data_stats=None, consts=("concentration",),
+        value_message=lambda s, c: ([(1.0, (c["concentration"] - 1.0,))],
+                                    [(1.0, (s["rate"]["mean"],))]),
     ),
     "Beta": FactorFamily(
         slots={}, elp=_beta_elp, data_stats=None, consts=("concentration1", "concentration0"),

@@ -6,13 +6,22 @@ q-probabilities of every enumerated assignment, and performs the updates of vari
 message passing (Winn & Bishop 2005, §3-4): q(latent) from its prior's accumulator plus its
 children's messages, q(Z) as the softmax of the weighted expected log-densities that depend on
 Z, and the exact ELBO.
+
+A slot that is not one latent itself (:class:`inference.cavi.analysis.Slot`) has statistics
+built from its terms' (Winn & Bishop 2005, §4; Bishop 2006, PRML §10.3 for the linear
+regression): a known multiple ``c v`` of a Gamma latent has E = c E v, E log = log c + E log v;
+a Normal's affine loc ``b + sum_j c_j v_j[i_j] + sum_k A_k w_k`` has mean
+``b + sum_j c_j E v_j + sum_k A_k E w_k`` and second moment mean^2 + sum_j c_j^2 Var v_j +
+sum_k diag(A_k Cov w_k A_k^T) (the terms independent under q). The message to one term is the
+slot's message with the value replaced by the value minus the other terms' mean, scaled by
+c^2 (precision) and c (precision times mean) -- for a dense term, A^T diag(.) A and A^T (.).
 """
 
 from __future__ import annotations
 
 import torch
 
-from inference.cavi.analysis import Assignment, Factor, Latent, ModelStructure
+from inference.cavi.analysis import Assignment, Factor, Latent, ModelStructure, Slot, Term
 from inference.cavi.contract import Bilinear, contract, reduce_to
 
 __all__ = ["Sweeper"]
@@ -48,14 +57,14 @@ class Sweeper:
             static.update(id(v) for v in (f.const_elp, f.weight) if torch.is_tensor(v))
         self.bilinear = Bilinear(like, static)
         self.single = next(iter(s.assignments.values())) if len(s.assignments) == 1 else None
-        self.children: dict[str, list[tuple[Factor, str]]] = {n: [] for n in s.latents}
+        self.children: dict[str, list[tuple[Factor, str, Term]]] = {n: [] for n in s.latents}
         self.prior: dict[str, Factor] = {}
         for f in s.factors:
             if f.value_latent is not None:
                 self.prior[f.value_latent] = f
             for slot_name, slot in f.slots.items():
-                if slot.parent is not None:
-                    self.children[slot.parent].append((f, slot_name))
+                for term in slot.terms:
+                    self.children[term.parent].append((f, slot_name, term))
 
     # ---- q of continuous latents
     def set_params(self, name: str, params: dict) -> None:
@@ -65,12 +74,40 @@ class Sweeper:
     def _slot_stats(self, f: Factor) -> dict:
         out = {}
         for slot_name, slot in f.slots.items():
-            if slot.parent is None:
+            if slot.const is not None:
                 out[slot_name] = slot.const
+            elif slot.plain is not None:
+                t = slot.plain
+                out[slot_name] = _gather(self.stats[t.parent], self.s.latents[t.parent], t.index)
             else:
-                parent = self.s.latents[slot.parent]
-                out[slot_name] = _gather(self.stats[slot.parent], parent, slot.index)
+                out[slot_name] = self._composite_stats(slot)
         return out
+
+    def _term_moments(self, t: Term) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, variance) of one term of a Normal's affine loc, per slot element."""
+        stats = self.stats[t.parent]
+        if t.matrix is not None:
+            m = stats["mean"]
+            cov = stats["outer"] - m.unsqueeze(-1) * m.unsqueeze(-2)
+            A = t.matrix
+            return A @ m, ((A @ cov) * A).sum(-1)
+        g = _gather(stats, self.s.latents[t.parent], t.index)
+        return t.coef * g["mean"], t.coef.square() * (g["sq"] - g["mean"].square())
+
+    def _composite_stats(self, slot: Slot) -> dict:
+        """The statistics of a slot that is a known multiple of a Gamma latent, or a Normal's
+        affine loc (see the module's docstring)."""
+        if not slot.rule.affine:
+            (t,) = slot.terms
+            g = _gather(self.stats[t.parent], self.s.latents[t.parent], t.index)
+            return {"mean": t.coef * g["mean"], "log": torch.log(t.coef) + g["log"]}
+        mean, var = 0.0, 0.0
+        for t in slot.terms:
+            m, v = self._term_moments(t)
+            mean, var = mean + m, var + v
+        if slot.offset is not None:
+            mean = mean + slot.offset
+        return {"mean": mean, "sq": mean.square() + var}
 
     def _value_stats(self, f: Factor) -> dict:
         return self.stats[f.value_latent] if f.value_latent is not None else f.value_stats
@@ -98,35 +135,52 @@ class Sweeper:
         f = self.prior[name]
         parts = f.family.value_message(self._slot_stats(f), f.consts)
         acc = []
+        # a Normal prior of a vector in a full-covariance q: its precisions on the diagonal
+        diagonal = family.name == "MultivariateNormal" and f.family_name == "Normal"
         for terms, extra in zip(parts, family.extra):
-            target = tuple(latent.shape) + (D,) * extra
+            target = tuple(latent.shape) + (D,) * (0 if diagonal else extra)
             w = f.weight
             if torch.is_tensor(w):
                 w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
             value = contract(terms, target, target, self.like, [w])
+            if diagonal and extra:
+                value = torch.diag_embed(value)
             acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
         batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
         a = self.single
-        for child, slot_name in self.children[name]:
+        for child, slot_name, term in self.children[name]:
             slot = child.slots[slot_name]
-            parts = slot.rule.message(self._value_stats(child), self._slot_stats(child),
-                                      child.consts)  # fmt: skip
+            value_stats, slot_stats = self._value_stats(child), self._slot_stats(child)
+            if slot.rule.affine and slot.plain is None:  # the value less the other terms
+                m, _ = self._term_moments(term)
+                rest = slot_stats[slot_name]["mean"] - m
+                value_stats = {**value_stats, "mean": value_stats["mean"] - rest}
+            parts = slot.rule.message(value_stats, slot_stats, child.consts)
+            if term.coef is not None:  # a known factor c: each component times c^power
+                parts = [
+                    [(coef, (*ops, term.coef.pow(power))) for coef, ops in terms] if power
+                    else terms for terms, power in zip(parts, family.scaling)
+                ]  # fmt: skip
             weights = self._weights(child)
+            if term.matrix is not None:
+                self._dense_message(acc, child, parts, weights, term.matrix)
+                continue
             if (a is not None and not vec and child.assignments == (a.name,)
                     and tuple(child.layout) == tuple(a.layout)
                     and not torch.is_tensor(child.weight)):  # fmt: skip
                 for i, terms in enumerate(parts):
                     terms = [(coef * child.weight, ops) for coef, ops in terms]
-                    batched.append(((child.name, slot_name, i), terms, tuple(slot.index.shape),
-                                    tuple(child.base_shape), i, slot.index))  # fmt: skip
+                    batched.append(((child.name, slot_name, term.parent, i), terms,
+                                    tuple(term.index.shape), tuple(child.base_shape), i,
+                                    term.index))  # fmt: skip
                 continue
             for i, (terms, extra) in enumerate(zip(parts, family.extra)):
                 trailing = (D,) * (vec + extra)
                 pad = (1,) * (child.event_ndim + len(trailing))
                 w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
-                out = tuple(slot.index.shape) + trailing
+                out = tuple(term.index.shape) + trailing
                 total = contract(terms, out, tuple(child.base_shape) + trailing, self.like, w)
-                acc[i].index_add_(0, slot.index.reshape(-1), total.reshape((-1,) + trailing))
+                acc[i].index_add_(0, term.index.reshape(-1), total.reshape((-1,) + trailing))
         if batched:
             items = [(key, terms, out, full) for key, terms, out, full, _, _ in batched]
             totals = self.bilinear.through(self.probs[a.name], items, tuple(a.layout),
@@ -135,6 +189,17 @@ class Sweeper:
                 acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
         shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
         self.set_params(name, family.params(shaped))
+
+    def _dense_message(self, acc: list, child: Factor, parts, weights, A: torch.Tensor) -> None:
+        """A matrix term's message: the per-element precision p0 and precision-weighted
+        residual p1 of the child, summed over its elements as A^T diag(p0) A and A^T p1."""
+        pad = (1,) * child.event_ndim
+        w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
+        out = tuple(A.shape[:-1])
+        p0, p1 = (contract(terms, out, tuple(child.base_shape), self.like, w) for terms in parts)
+        A2 = A.reshape(-1, A.shape[-1])
+        acc[0][0] += A2.T @ (p0.reshape(-1, 1) * A2)
+        acc[1][0] += A2.T @ p1.reshape(-1)
 
     # ---- q of assignments
     def logits(self, a: Assignment) -> torch.Tensor:
