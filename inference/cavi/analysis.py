@@ -609,8 +609,8 @@ def _slot(factor: Factor, slot: str, shown: str, value, users, prober: _Prober) 
             return Slot(rule, terms=(Term(names[0], index=minimal(index), coef=minimal(coef)),))
     if len(users) > 1:
         raise _refuse(name, family_name, f"combines the latents {names} in its parameter "
-                      f"{shown!r}: a product of conjugate latents is conjugate in each given the "
-                      "others, but auto_cavi updates one latent per such parameter",
+                      f"{shown!r}: a sum of them is not conjugate, and a product is conjugate in "
+                      "each given the others but not supported",
                       "use one latent per parameter, indexed (times a known factor)")  # fmt: skip
     how = (
         "write scale = precision ** -0.5 (or variance ** 0.5), indexed, times a known factor"
@@ -641,11 +641,22 @@ def _term_value(term: Term, codes: torch.Tensor) -> torch.Tensor:
 
 
 def _affine(factor: Factor, slot: str, shown: str, value, users, prober: _Prober, shape):
-    """A Normal's loc as ``offset + sum of terms``: each latent's part found from its own runs
-    (a known multiple of its elements, or a matrix times it), the offset from the base run, and
-    the sum checked on a run that moves all of them at once (which a product W @ z fails)."""
+    """A Normal's loc as ``offset + sum of terms``: first, with several latents, a run that
+    moves all of them at once must move the slot by the sum of their own runs' moves (a
+    product W @ z does not); then each latent's part is found from its own runs (a known
+    multiple of its elements, or a matrix times it), and the offset from the base run."""
     name, family_name = factor.name, factor.family_name
     latents = prober.latents
+    if len(users) > 1:  # a sum moves by the sum of its parts' moves; a product W @ z does not
+        moved = _value(prober.joint([u for u, _ in users]), name, slot).expand(shape)
+        base = value.expand(shape)
+        parts = [v[0].expand(shape) - base for _, v in users]
+        size = moved.abs() + base.abs() + sum(v[0].abs() for _, v in users)
+        if not agree(moved, base + sum(parts), size):
+            raise _refuse(name, family_name, f"multiplies the latents {[u for u, _ in users]} "
+                          f"in its parameter {shown!r} (a product such as W @ z): conjugate in "
+                          "each given the others, but auto_cavi supports sums of latents only",
+                          "fit this model by SVI")  # fmt: skip
     terms = []
     for u, values_b in users:
         latent = latents[u]
@@ -670,24 +681,19 @@ def _affine(factor: Factor, slot: str, shown: str, value, users, prober: _Prober
                 terms.append(Term(u, matrix=A))
                 continue
         if latent.family.name == "Normal" and latent.shape.numel() <= DENSE_LIMIT:
-            advice = ("a matrix product of a latent is supported when the latent is one vector: "
-                      "sample it with .to_event(1) outside any plate, or as a MultivariateNormal")
+            advice = (
+                "a matrix product of a latent is supported when the latent is one vector: "
+                "sample it with .to_event(1) outside any plate, or as a MultivariateNormal"
+            )
         else:
-            advice = f"write {shown} as an affine function of the latents (indexed latents, " \
+            advice = (
+                f"write {shown} as an affine function of the latents (indexed latents, "
                 "known factors, sums, X @ w)"
+            )
         raise _refuse(name, family_name, f"uses the latent {u!r} in its parameter {shown!r} "
                       "through a transformation", advice)  # fmt: skip
     codes0 = [latents[u].codes[0] for u, _ in users]
     offset = value.expand(shape) - sum(_term_value(t, c) for t, c in zip(terms, codes0))
-    if len(users) > 1:
-        moved = _value(prober.joint([u for u, _ in users]), name, slot).expand(shape)
-        parts = [_term_value(t, latents[u].codes[1]) for t, (u, _) in zip(terms, users)]
-        size = moved.abs() + offset.abs() + sum(p.abs() for p in parts)
-        if not agree(moved, offset + sum(parts), size):
-            raise _refuse(name, family_name, f"multiplies the latents {[u for u, _ in users]} "
-                          f"in its parameter {shown!r} (a product such as W @ z): conjugate in "
-                          "each given the others, but auto_cavi supports sums of latents only",
-                          "fit this model by SVI")  # fmt: skip
     terms = tuple(
         Term(t.parent, index=minimal(t.index), coef=minimal(t.coef)) if t.matrix is None
         else Term(t.parent, matrix=minimal(t.matrix, 1)) for t in terms

@@ -233,6 +233,34 @@ def _checked_init(latent: Latent, given) -> dict:
     return out
 
 
+def _checked_probs(a: Assignment, given, like: torch.Tensor) -> torch.Tensor:
+    """The user's q(Z) for an enumerated site, ``{"probs": p}`` with p of shape batch_shape +
+    (K,) (a Categorical) or batch_shape (a Bernoulli's P(Z = 1)), in the enumerated layout;
+    or a ValueError naming the site."""
+    K = a.support.numel()
+    if not isinstance(given, dict) or set(given) != {"probs"}:
+        raise ValueError(f"init[{a.name!r}] must be a dict with exactly the key ['probs'] "
+                         f"({a.family}), got {given!r:.200}")  # fmt: skip
+    try:
+        p = torch.as_tensor(given["probs"], dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"init[{a.name!r}]['probs'] must be numbers: {err}") from None
+    if a.family == "Bernoulli":
+        p = torch.stack([1.0 - p, p], -1)
+    want = tuple(a.batch_shape) + (K,)
+    if tuple(p.shape) != want:
+        shown, got = (want[:-1], p.shape[:-1]) if a.family == "Bernoulli" else (want, p.shape)
+        raise ValueError(f"init[{a.name!r}]['probs'] must have shape {shown}, got "
+                         f"{tuple(got)}")  # fmt: skip
+    total = p.sum(-1)
+    if not (bool(torch.isfinite(p).all()) and bool((p >= 0).all())
+            and bool(((total - 1).abs() <= 1e-6).all())):  # fmt: skip
+        raise ValueError(f"init[{a.name!r}]['probs'] must be probabilities >= 0 summing to 1 "
+                         "over the last dim")  # fmt: skip
+    moved = torch.movedim(torch.empty(a.layout), a.enum_dim, -1).shape
+    return torch.movedim(p.reshape(moved), -1, a.enum_dim).contiguous()
+
+
 def _random_probs(a: Assignment, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Responsibilities drawn uniformly on the simplex (normalised exponentials), seeded."""
     u = torch.rand(a.layout, generator=gen, dtype=like.dtype).to(like.device)
@@ -262,10 +290,13 @@ def auto_cavi(
         num_steps: the most sweeps (>= 1). tol: stop when a sweep gains at most
             ``tol * |ELBO|`` (>= 0; 0 runs every sweep).
         init: site name -> that family's parameters (torch names, broadcastable to the site's
-            shape), for some or all continuous latents; the rest start around a seeded prior
-            draw. Without ``init``, a model with discrete latents starts from random
-            responsibilities (seeded) and one update of the continuous latents; the sweeps then
-            update the discrete latents first. With ``init``, the first sweep starts from it.
+            shape), for some or all continuous latents, and for enumerated sites
+            ``{"probs": p}`` (shape batch_shape + (K,); a Bernoulli's batch_shape). Without
+            ``init``, a model with discrete latents starts from random responsibilities
+            (seeded) and one update of the continuous latents; the sweeps then update the
+            discrete latents first. With ``init`` of continuous latents only, the first sweep
+            starts from it (the rest around a seeded prior draw); with given responsibilities,
+            the continuous latents not given start from one update given them.
         seed: seeds the prior draw, the random responsibilities and the check's draws.
         check_draws: after the sweeps, the closed-form ELBO is compared with Pyro's Monte Carlo
             ELBO of the returned guide from this many draws (:func:`monte_carlo_elbo`), and a
@@ -281,11 +312,11 @@ def auto_cavi(
     _check_settings(model, num_steps, tol, seed, init, check_draws)
     start = time.perf_counter()
     structure = analyse(model, args, kwargs, seed=seed)
-    unknown = set(init or {}) - set(structure.latents)
+    unknown = set(init or {}) - set(structure.latents) - set(structure.assignments)
     if unknown:
         raise ValueError(
-            f"init names {sorted(unknown)}, which are not continuous latent sites of the model "
-            f"(those are {list(structure.latents)})"
+            f"init names {sorted(unknown)}, which are not latent sites of the model (those are "
+            f"{list(structure.latents) + list(structure.assignments)})"
         )
     latents = list(structure.latents.values())
     if not latents and not structure.assignments:
@@ -298,12 +329,18 @@ def auto_cavi(
         sweeper.set_params(name, params)
     gen = torch.Generator().manual_seed(seed)
     for a in structure.assignments.values():
-        r = _random_probs(a, gen, sweeper.like)
+        given = (init or {}).get(a.name)
+        if given is None:
+            r = _random_probs(a, gen, sweeper.like)
+        else:
+            r = _checked_probs(a, given, sweeper.like)
         sweeper.probs[a.name] = r
         sweeper.neg_entropy[a.name] = a.scale * torch.xlogy(r, r).sum()
-    if init is None:
+    discrete_given = any(n in structure.assignments for n in init or {})
+    if init is None or discrete_given:  # the latents not given start from the q(Z) above
         for name in structure.latents:
-            sweeper.update_latent(name)
+            if name not in (init or {}):
+                sweeper.update_latent(name)
 
     analysed = time.perf_counter()
     history: list[torch.Tensor] = []

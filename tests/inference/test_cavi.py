@@ -287,17 +287,17 @@ def _normal_on_rate(y):
         pyro.sample("y", dist.Poisson(r), obs=y)
 
 
-def _scaled_loc(y):
-    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+def _rate_offset(y):
+    r = pyro.sample("r", dist.Gamma(3.0, 1.0))
     with pyro.plate("d", 3):
-        pyro.sample("y", dist.Normal(2.0 * mu + 1.0, 1.0), obs=y)
+        pyro.sample("y", dist.Poisson(r + 1.0), obs=y)
 
 
-def _two_latents(y):
+def _product(y):
     a = pyro.sample("a", dist.Normal(0.0, 1.0))
     b = pyro.sample("b", dist.Normal(0.0, 1.0))
     with pyro.plate("d", 3):
-        pyro.sample("y", dist.Normal(a + b, 1.0), obs=y)
+        pyro.sample("y", dist.Normal(a * b, 1.0), obs=y)
 
 
 def _subsampled(y):
@@ -310,8 +310,8 @@ def _subsampled(y):
     (_lognormal, r"'y' \(LogNormal\).*'mu'.*'loc'.*observe log\(y\) with a Normal"),
     (_gamma_on_scale, r"'y' \(Normal\).*'s'.*'scale'.*scale = precision \*\* -0\.5"),
     (_normal_on_rate, r"'y' \(Poisson\).*Normal latent 'r'.*'rate'.*Gamma prior"),
-    (_scaled_loc, r"'y' \(Normal\).*'mu'.*through a transformation"),
-    (_two_latents, r"'y' \(Normal\) combines the latents \['a', 'b'\]"),
+    (_rate_offset, r"'y' \(Poisson\).*'r'.*through a transformation.*times a known factor"),
+    (_product, r"'y' \(Normal\) multiplies the latents \['a', 'b'\].*conjugate in each given"),
     (_subsampled, r"'y' is in plate 'd' subsampled to 2 of 3"),
 ], ids=lambda v: getattr(v, "__name__", ""))  # fmt: skip
 def test_non_conjugate_models_are_refused_with_the_fix(model, pattern):
