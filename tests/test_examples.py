@@ -117,7 +117,13 @@ def test_svi_step_benchmark_runs_small(capsys):
 
 def test_auto_cavi_benchmark_runs_small(capsys):
     module = _load(BENCHMARKS_DIR / "auto_cavi.py")
-    args = ["--sizes", "300", "--k", "3", "--sweeps", "2", "--repeats", "1"]
-    row = module.main(module.build_parser().parse_args(args))["rows"][0]
+    args = ["--sizes", "300", "--k", "3", "--sweeps", "2", "--repeats", "1", "--peer-n", "400"]
+    result = module.main(module.build_parser().parse_args(args))
+    row = result["rows"][0]
     assert row["n"] == 300 and row["ratio"] == pytest.approx(row["auto_s"] / row["hand_s"])
-    assert "ratio auto/hand" in capsys.readouterr().out
+    assert [p["model"].split(",")[0] for p in result["bayespy"]] == [
+        "linear regression", "Gaussian mixture"
+    ]  # fmt: skip
+    assert all(p["ratio"] == pytest.approx(p["auto_s"] / p["bayespy_s"]) for p in result["bayespy"])
+    out = capsys.readouterr().out
+    assert "ratio auto/hand" in out and "ratio auto/BayesPy" in out

@@ -56,6 +56,8 @@ class Sweeper:
             static.update(id(v) for v in f.consts.values())
             static.update(id(v) for v in (f.const_elp, f.weight) if torch.is_tensor(v))
         self.bilinear = Bilinear(like, static)
+        self._composite: dict = {}  # slot id -> (its parents' statistics ids, its statistics)
+        self._gram: dict = {}  # id of a dense term's matrix -> A^T A
         self.single = next(iter(s.assignments.values())) if len(s.assignments) == 1 else None
         self.children: dict[str, list[tuple[Factor, str, Term]]] = {n: [] for n in s.latents}
         self.prior: dict[str, Factor] = {}
@@ -96,7 +98,16 @@ class Sweeper:
 
     def _composite_stats(self, slot: Slot) -> dict:
         """The statistics of a slot that is a known multiple of a Gamma latent, or a Normal's
-        affine loc (see the module's docstring)."""
+        affine loc (see the module's docstring); kept until one of its latents' q changes."""
+        key = tuple(id(self.stats[t.parent]) for t in slot.terms)
+        kept = self._composite.get(id(slot))
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        value = self._compute_composite(slot)
+        self._composite[id(slot)] = (key, value)
+        return value
+
+    def _compute_composite(self, slot: Slot) -> dict:
         if not slot.rule.affine:
             (t,) = slot.terms
             g = _gather(self.stats[t.parent], self.s.latents[t.parent], t.index)
@@ -152,9 +163,12 @@ class Sweeper:
             slot = child.slots[slot_name]
             value_stats, slot_stats = self._value_stats(child), self._slot_stats(child)
             if slot.rule.affine and slot.plain is None:  # the value less the other terms
-                m, _ = self._term_moments(term)
-                rest = slot_stats[slot_name]["mean"] - m
-                value_stats = {**value_stats, "mean": value_stats["mean"] - rest}
+                if len(slot.terms) == 1:
+                    rest = slot.offset
+                else:
+                    rest = slot_stats[slot_name]["mean"] - self._term_moments(term)[0]
+                if rest is not None:
+                    value_stats = {**value_stats, "mean": value_stats["mean"] - rest}
             parts = slot.rule.message(value_stats, slot_stats, child.consts)
             if term.coef is not None:  # a known factor c: each component times c^power
                 parts = [
@@ -198,7 +212,13 @@ class Sweeper:
         out = tuple(A.shape[:-1])
         p0, p1 = (contract(terms, out, tuple(child.base_shape), self.like, w) for terms in parts)
         A2 = A.reshape(-1, A.shape[-1])
-        acc[0][0] += A2.T @ (p0.reshape(-1, 1) * A2)
+        if all(step == 0 for step in p0.stride()):  # one precision for all: A^T A, kept
+            gram = self._gram.get(id(A))
+            if gram is None:
+                gram = self._gram[id(A)] = A2.T @ A2
+            acc[0][0] += p0.reshape(-1)[0] * gram
+        else:
+            acc[0][0] += A2.T @ (p0.reshape(-1, 1) * A2)
         acc[1][0] += A2.T @ p1.reshape(-1)
 
     # ---- q of assignments

@@ -372,8 +372,8 @@ def test_a_markov_chain_written_without_pyro_markov_runs_mean_field():
 # init of the discrete q's
 # ---------------------------------------------------------------------------------------------
 
-XG = torch.cat([torch.randn(20, generator=G, dtype=F64) - 4, torch.randn(20, generator=G,
-                                                                         dtype=F64) + 4])  # fmt: skip
+XG = torch.cat([torch.randn(20, generator=G, dtype=F64) - 4,
+                torch.randn(20, generator=G, dtype=F64) + 4])  # fmt: skip
 
 
 def gmm(x):
