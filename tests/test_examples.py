@@ -56,7 +56,7 @@ def test_example_runs_small(name, capsys, tmp_path):
 
 def test_cavi_benchmark_runs_small(capsys):
     module = _load(BENCHMARKS_DIR / "earthquake_cavi.py")
-    result = module.main(module.build_parser().parse_args(["--sizes", "500", "--iters", "2"]))
+    result = module.main(module.build_parser().parse_args(["--sizes", "500", "--iters", "30"]))
     row = result["rows"][0]
     assert row["n"] == 500 and row["sklearn_s"] > 0
     assert row["ratio"] == pytest.approx(row["ours_s"] / row["sklearn_s"])
