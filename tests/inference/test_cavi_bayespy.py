@@ -1,8 +1,9 @@
 """``auto_cavi`` against BayesPy (Luttinen 2016, JMLR 17(41)), an independent implementation
 of variational message passing, on the same data, priors and (for the mixtures) starts: twelve
-models, each run by both engines to convergence (relative change below 1e-14), whose final
-bounds must agree within 1e-10 relative -- the two engines compute the same optimum of the
-same ELBO with every constant kept, so only rounding separates them (measured: 2e-16 to 2e-14).
+models, each run by both engines to convergence (relative change per sweep below 1e-14 for
+BayesPy, 1e-13 for auto_cavi, whose bound jitters at 1e-15 by rounding), whose final bounds
+must agree within 1e-10 relative -- the two engines compute the same optimum of the same ELBO
+with every constant kept, so only rounding separates them (measured: 2e-16 to 2e-14).
 
 BayesPy writes an Exponential(l) as Gamma(1, l), a Normal's precision where Pyro writes its
 scale (scale = precision^-1/2), and the design matrix product as ``SumMultiply``.
@@ -50,7 +51,7 @@ def _bayespy_bound(observed, nodes):
 
 
 def _ours(model, *args, init=None):
-    fit = auto_cavi(model, *args, num_steps=5000, tol=1e-15, init=init, check_draws=0)
+    fit = auto_cavi(model, *args, num_steps=5000, tol=1e-13, init=init, check_draws=0)
     return float(fit.elbo)
 
 
