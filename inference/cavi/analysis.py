@@ -29,6 +29,8 @@ on latents, sequential enumeration.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyro
@@ -58,7 +60,16 @@ from inference.cavi.probe import (
     minimal,
 )
 
-__all__ = ["Assignment", "Factor", "Latent", "ModelStructure", "Slot", "Term", "analyse"]
+__all__ = [
+    "Assignment",
+    "Factor",
+    "Latent",
+    "ModelStructure",
+    "Slot",
+    "Term",
+    "analyse",
+    "quiet_wishart",
+]
 
 DENSE_LIMIT = 256  # the most elements of a latent probed one by one for a matrix product
 
@@ -76,6 +87,7 @@ _PARAM_NAMES = {
     "InverseGamma": ("concentration", "rate"),
     "Beta": ("concentration1", "concentration0"),
     "Dirichlet": ("concentration",),
+    "Wishart": ("df", "covariance_matrix"),
 }
 
 # where the refusals send the user: the table of supported pairs, and the route that needs none
@@ -88,8 +100,6 @@ _SEE_ALSO = (
 # latent families that are conjugate somewhere but have no update here: the truth, not "not
 # conjugate"
 _UNSUPPORTED_LATENTS = {
-    "Wishart": "is a Wishart latent: conjugate to a MultivariateNormal's precision, but "
-    "auto_cavi has no Wishart update",
     "LKJCholesky": "is an LKJ latent: no conjugate update exists",
 }
 
@@ -101,6 +111,8 @@ _ADVICE = {
     "or the variance an InverseGamma prior and write scale = variance ** 0.5 (a prior on the "
     "scale itself is not conjugate)",
     ("MultivariateNormal", "loc"): "give the loc a MultivariateNormal prior",
+    ("MultivariateNormal", "precision_matrix"): "give the precision a Wishart prior and pass "
+    "precision_matrix= (not covariance_matrix= or scale_tril=)",
     ("Poisson", "rate"): "give the rate a Gamma prior",
     ("Exponential", "rate"): "give the rate a Gamma prior",
     ("Gamma", "rate"): "give the rate a Gamma prior",
@@ -273,6 +285,16 @@ def _slot_values(base) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def quiet_wishart():
+    """Silence torch's "Singular sample detected" warning, which its Wishart sampler raises
+    for every valid draw (``rsample`` tests ``support.check(sample)`` where it means its
+    negation; torch 2.x, torch/distributions/wishart.py)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Singular sample detected")
+        yield
+
+
 def _sites(trace):
     return [s for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
 
@@ -355,8 +377,8 @@ def _classify(trace) -> tuple[dict, list, int]:
         if PRIOR_OF.get(family, family) not in Q_FAMILIES:
             raise _refuse(
                 name, family, "is a latent of a family with no conjugate update",
-                "use a Normal, MultivariateNormal, Gamma, InverseGamma, Exponential, Beta or "
-                "Dirichlet latent (for a scale, a Gamma prior on the precision)",
+                "use a Normal, MultivariateNormal, Gamma, InverseGamma, Exponential, Beta, "
+                "Dirichlet or Wishart latent (for a scale, a Gamma prior on the precision)",
             )  # fmt: skip
         if not (isinstance(site["scale"], (int, float)) and site["scale"] == 1.0):
             raise ValueError(
@@ -420,7 +442,7 @@ def _present(layout: torch.Size, assignments: dict[str, Assignment]) -> tuple[st
 def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
     """Trace ``model(*args, **kwargs)`` and return its conjugate structure, or raise the one
     ``ValueError`` that says which site breaks conjugacy and how to fix it."""
-    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False), quiet_wishart():
         torch.manual_seed(seed)
         try:
             plain = poutine.trace(model).get_trace(*args, **kwargs)
@@ -546,8 +568,8 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
         if not users:
             if slot in family.slots:
                 rule = family.slots[slot]
-                vector = int(any(Q_FAMILIES[p].vector for p in rule.parents))
-                factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, vector)))
+                rows = max(Q_FAMILIES[p].row_dims for p in rule.parents)
+                factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, rows)))
             else:
                 factor.consts[slot] = value
             continue
@@ -589,9 +611,9 @@ def _slot(factor: Factor, slot: str, shown: str, value, users, prober: _Prober) 
                           f"{shown!r}: not conjugate", advice)  # fmt: skip
     if len(users) == 1:  # the latent itself, elementwise (rows of a vector family)
         link = rule.parents.get(first.family.name, "identity")
-        vector = first.family.vector
+        rows = first.family.row_dims
         decoded = [
-            decode(minimal(v, int(vector)), codes, first.family.name, vector, link)
+            decode(minimal(v, rows), codes, first.family.name, first.family.vector, link)
             for v, codes in zip([value, *users[0][1]], first.codes)
         ]
         idx = decoded[0]

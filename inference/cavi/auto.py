@@ -38,7 +38,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 
-from inference.cavi.analysis import Assignment, Latent, ModelStructure, analyse
+from inference.cavi.analysis import Assignment, Latent, ModelStructure, analyse, quiet_wishart
 from inference.cavi.sweeps import Sweeper
 
 __all__ = ["AutoCaviGuide", "AutoCaviResult", "auto_cavi", "monte_carlo_elbo"]
@@ -92,7 +92,7 @@ class AutoCaviGuide:
             return dist.Categorical(probs=self.params[name]["probs"])
         latent = s.latents[name]
         q = getattr(dist, latent.family.name)(**self.params[name])
-        extra = latent.event_dim - (1 if latent.family.vector else 0)
+        extra = latent.event_dim - latent.family.row_dims
         return q.to_event(extra) if extra else q
 
     def __call__(self, *args, **kwargs) -> dict:
@@ -127,7 +127,12 @@ def monte_carlo_elbo(model, guide, args, kwargs, num_draws: int, seed: int):
     ``num_draws`` independent draws: (mean, standard error), floats. Seeded; the global random
     state is left as it was."""
     values = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.no_grad(),
+        pyro.validation_enabled(False),
+        quiet_wishart(),
+    ):
         torch.manual_seed(seed)
         for _ in range(num_draws):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -175,7 +180,7 @@ def _check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
 def _default_params(latent: Latent) -> dict:
     """A start around the seeded prior draw d: Normal(d, 1), MultivariateNormal(d, I),
     Gamma with mean d and shape 1, InverseGamma(1, d), Beta and Dirichlet with mean d and total
-    concentration 2 (resp. D)."""
+    concentration 2 (resp. D), Wishart with mean d and D + 2 degrees of freedom."""
     d = latent.draw
     name = latent.family.name
     if name == "Normal":
@@ -192,6 +197,9 @@ def _default_params(latent: Latent) -> dict:
         return {"concentration": torch.ones_like(d), "rate": d.clone()}
     if name == "Beta":
         return {"concentration1": 2.0 * d, "concentration0": 2.0 * (1.0 - d)}
+    if name == "Wishart":  # mean df W = d
+        df = torch.full(d.shape[:-2], d.shape[-1] + 2.0, dtype=d.dtype, device=d.device)
+        return {"df": df, "covariance_matrix": d / df[..., None, None]}
     return {"concentration": d * d.shape[-1]}
 
 
@@ -211,7 +219,7 @@ def _checked_init(latent: Latent, given) -> dict:
             value = torch.as_tensor(given[key], dtype=d.dtype, device=d.device)
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"init[{latent.name!r}][{key!r}] must be numbers: {err}") from None
-        want = d.shape + (d.shape[-1:] if key == "covariance_matrix" else ())
+        want = _default_params(latent)[key].shape
         try:
             value = value.expand(want).clone()
         except RuntimeError:
@@ -221,8 +229,10 @@ def _checked_init(latent: Latent, given) -> dict:
             ) from None
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"init[{latent.name!r}][{key!r}] must be finite")
-        if key != "loc" and key != "covariance_matrix" and not bool((value > 0).all()):
-            raise ValueError(f"init[{latent.name!r}][{key!r}] must be > 0, got {value.min()}")
+        low = d.shape[-1] - 1.0 if key == "df" else 0.0  # a Wishart's df > D - 1
+        if key != "loc" and key != "covariance_matrix" and not bool((value > low).all()):
+            raise ValueError(f"init[{latent.name!r}][{key!r}] must be > {low:g}, got "
+                             f"{value.min()}")  # fmt: skip
         out[key] = value
     if "covariance_matrix" in out:
         try:

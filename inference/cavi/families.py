@@ -18,12 +18,14 @@ variables. This module holds the two halves of that rule as data, one entry per 
 
 Expected statistics are dicts of tensors: ``mean`` (E v), ``sq`` (E v^2, Normal; the diagonal of
 ``outer`` for a MultivariateNormal), ``outer`` (E v v^T, MultivariateNormal), ``log`` (E log v),
-``log1m`` (E log(1 - v), Beta). An InverseGamma latent v is held as the Gamma of its precision
-1 / v (if v ~ InverseGamma(a, b) then 1 / v ~ Gamma(a, b)): its ``mean`` and ``log`` are
-E[1 / v] = a / b and E log(1 / v) = psi(a) - log b, the statistics its Normal children need.
+``log1m`` (E log(1 - v), Beta), ``logdet`` (E log|v|, Wishart). An InverseGamma latent v is
+held as the Gamma of its precision 1 / v (if v ~ InverseGamma(a, b) then 1 / v ~ Gamma(a, b)):
+its ``mean`` and ``log`` are E[1 / v] = a / b and E log(1 / v) = psi(a) - log b, the
+statistics its Normal children need.
 Accumulators ("natural" parameters, shifted so that a flat prior is 0)::
 
     family              accumulator                        parameters (torch.distributions names)
+    Wishart             (df, W^-1)  W: (.., D, D)          df, covariance_matrix = W
     Normal              (precision, precision * loc)       loc, scale = precision^-1/2
     MultivariateNormal  (P, P m)  P: (.., D, D)            loc, covariance_matrix = P^-1
     Gamma               (concentration - 1, rate)          concentration, rate
@@ -97,6 +99,25 @@ def _beta_stats(p):
     return {"log": torch.digamma(c1) - total, "log1m": torch.digamma(c0) - total}
 
 
+def _wishart_params(nat):
+    df, inverse_scale = nat
+    return {"df": df, "covariance_matrix": torch.cholesky_inverse(
+        torch.linalg.cholesky(inverse_scale))}  # fmt: skip
+
+
+def _wishart_stats(p):
+    # E L = df W; E log|L| = sum_{i=1..D} psi((df + 1 - i) / 2) + D log 2 + log|W|
+    df, W = p["df"], p["covariance_matrix"]
+    D = W.shape[-1]
+    i = torch.arange(1, D + 1, dtype=W.dtype, device=W.device)
+    logdet = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(W), dim1=-2, dim2=-1)).sum(-1)
+    return {
+        "mean": df[..., None, None] * W,
+        "logdet": torch.digamma((df[..., None] + 1.0 - i) / 2.0).sum(-1) + D * math.log(2.0)
+        + logdet,
+    }  # fmt: skip
+
+
 def _dirichlet_stats(p):
     c = p["concentration"]
     return {"log": torch.digamma(c) - torch.digamma(c.sum(-1, keepdim=True))}
@@ -105,53 +126,64 @@ def _dirichlet_stats(p):
 @dataclass(frozen=True)
 class QFamily:
     """A q-family: ``params(accumulator) -> params``, ``stats(params) -> Stats``,
-    ``distribution(params) -> torch Distribution``; ``vector`` if one draw is a vector (the
-    last dim of the site is the family's own event dim), ``param_names`` in torch names;
-    ``extra``: per accumulator component, how many dims of size D it has beyond the site's
-    shape (1 for a MultivariateNormal's precision matrix, else 0); ``scaling``: the power of
+    ``distribution(params) -> torch Distribution``, ``param_names`` in torch names;
+    ``row_dims``: the trailing dims of the site that one draw fills (0 for a scalar, 1 for a
+    vector, 2 for a Wishart's matrix), all of size D; ``component_dims``: per accumulator
+    component, its number of trailing dims of size D per draw (a MultivariateNormal's
+    precision 2 and precision times mean 1; a Wishart's df 0 and its inverse scale 2);
+    ``scaling``: the power of
     a known factor c in each accumulator component when the latent enters a slot as c * v
     (a Normal: precision c^2, precision * loc c; a Gamma rate or precision: shape 1, rate c),
     or None where no known factor keeps the pair conjugate (Beta, Dirichlet)."""
 
     name: str
     param_names: tuple[str, ...]
-    vector: bool
     params: Callable
     stats: Callable
     distribution: Callable
-    extra: tuple[int, ...] = (0, 0)
+    row_dims: int = 0
+    component_dims: tuple[int, ...] = (0, 0)
     scaling: tuple[int, ...] | None = None
+
+    @property
+    def vector(self) -> bool:
+        """Whether one draw spans trailing dims of the site (a vector or a matrix)."""
+        return self.row_dims > 0
 
 
 Q_FAMILIES: dict[str, QFamily] = {
     "Normal": QFamily(
-        "Normal", ("loc", "scale"), False, _normal_params, _normal_stats,
+        "Normal", ("loc", "scale"), _normal_params, _normal_stats,
         lambda p: tdist.Normal(p["loc"], p["scale"]), scaling=(2, 1),
     ),
     "MultivariateNormal": QFamily(
-        "MultivariateNormal", ("loc", "covariance_matrix"), True, _mvn_params, _mvn_stats,
+        "MultivariateNormal", ("loc", "covariance_matrix"), _mvn_params, _mvn_stats,
         lambda p: tdist.MultivariateNormal(p["loc"], covariance_matrix=p["covariance_matrix"]),
-        (1, 0),
+        1, (2, 1),
     ),
     "Gamma": QFamily(
-        "Gamma", ("concentration", "rate"), False,
+        "Gamma", ("concentration", "rate"),
         lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
         lambda p: tdist.Gamma(p["concentration"], p["rate"]), scaling=(0, 1),
     ),
     "InverseGamma": QFamily(
-        "InverseGamma", ("concentration", "rate"), False,
+        "InverseGamma", ("concentration", "rate"),
         lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
         lambda p: tdist.InverseGamma(p["concentration"], p["rate"]), scaling=(0, 1),
     ),
     "Beta": QFamily(
-        "Beta", ("concentration1", "concentration0"), False,
+        "Beta", ("concentration1", "concentration0"),
         lambda nat: {"concentration1": nat[0] + 1.0, "concentration0": nat[1] + 1.0},
         _beta_stats, lambda p: tdist.Beta(p["concentration1"], p["concentration0"]),
     ),
     "Dirichlet": QFamily(
-        "Dirichlet", ("concentration",), True,
+        "Dirichlet", ("concentration",),
         lambda nat: {"concentration": nat[0] + 1.0}, _dirichlet_stats,
-        lambda p: tdist.Dirichlet(p["concentration"]), (0,),
+        lambda p: tdist.Dirichlet(p["concentration"]), 1, (1,),
+    ),
+    "Wishart": QFamily(
+        "Wishart", ("df", "covariance_matrix"), _wishart_params, _wishart_stats,
+        lambda p: tdist.Wishart(p["df"], covariance_matrix=p["covariance_matrix"]), 2, (0, 2),
     ),
 }  # fmt: skip
 
@@ -245,18 +277,26 @@ _NORMAL = FactorFamily(
 )  # fmt: skip
 
 
+def _deviation(v, loc):
+    # E (v - m)(v - m)^T = E v v^T - E v E m^T - E m E v^T + E m m^T, v and m independent
+    cross = v["mean"].unsqueeze(-1) * loc["mean"].unsqueeze(-2)
+    return v["outer"] - cross - cross.transpose(-1, -2) + loc["outer"]
+
+
 def _mvn_elp(v, s, c):
     # log N(v | m, P^-1) = -D/2 log 2pi + 1/2 log|P| - 1/2 tr(P (v - m)(v - m)^T), per row
-    P, loc = c["precision_matrix"], s["loc"]
-    D = P.shape[-1]
-    cross = v["mean"].unsqueeze(-1) * loc["mean"].unsqueeze(-2)
-    dev = v["outer"] - cross - cross.transpose(-1, -2) + loc["outer"]
-    logdet = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(P), dim1=-2, dim2=-1)).sum(-1)
-    return [(1.0, (-0.5 * D * LOG_2PI + 0.5 * logdet - 0.5 * (P * dev).sum((-1, -2)),))]
+    P, loc = s["precision_matrix"], s["loc"]
+    D = P["mean"].shape[-1]
+    trace = (P["mean"] * _deviation(v, loc)).sum((-1, -2))
+    return [(1.0, (-0.5 * D * LOG_2PI + 0.5 * P["logdet"] - 0.5 * trace,))]
 
 
 def _matvec(P, x):
     return (P @ x.unsqueeze(-1)).squeeze(-1)
+
+
+def _logdet(P):
+    return 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(P), dim1=-2, dim2=-1)).sum(-1)
 
 
 def _one_hot_message(v, s, c):
@@ -272,20 +312,36 @@ _MVN = FactorFamily(
             {"MultivariateNormal": "identity"},
             lambda t: {"mean": t, "outer": t.unsqueeze(-1) * t.unsqueeze(-2)},
             lambda v, s, c: (
-                [(1.0, (c["precision_matrix"],))],
-                [(1.0, (_matvec(c["precision_matrix"], v["mean"]),))],
+                [(1.0, (s["precision_matrix"]["mean"],))],
+                [(1.0, (_matvec(s["precision_matrix"]["mean"], v["mean"]),))],
             ),
+        ),
+        # log N in the precision P: 1/2 log|P| - 1/2 tr(P S): a Wishart's df + 1, W^-1 + S
+        "precision_matrix": SlotRule(
+            {"Wishart": "identity"}, lambda t: {"mean": t, "logdet": _logdet(t)},
+            lambda v, s, c: ([(1.0, ())], [(1.0, (_deviation(v, s["loc"]),))]),
         ),
     },
     elp=_mvn_elp,
     data_stats=lambda x, c: {"mean": x, "outer": x.unsqueeze(-1) * x.unsqueeze(-2)},
     value_message=lambda s, c: (
-        [(1.0, (c["precision_matrix"],))],
-        [(1.0, (_matvec(c["precision_matrix"], s["loc"]["mean"]),))],
+        [(1.0, (s["precision_matrix"]["mean"],))],
+        [(1.0, (_matvec(s["precision_matrix"]["mean"], s["loc"]["mean"]),))],
     ),
     vector=True,
-    consts=("precision_matrix",),
 )  # fmt: skip
+
+
+def _wishart_elp(v, s, c):
+    # log W(L | n, W) = -n D/2 log 2 - n/2 log|W| - log Gamma_D(n/2) + (n - D - 1)/2 log|L|
+    #                   - 1/2 tr(W^-1 L), per matrix
+    n, W = c["df"], c["covariance_matrix"]
+    D = W.shape[-1]
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(W))
+    log_norm = (-0.5 * n * D * math.log(2.0) - 0.5 * n * _logdet(W)
+                - torch.mvlgamma(0.5 * n, p=D))  # fmt: skip
+    return [(1.0, (log_norm + 0.5 * (n - D - 1.0) * v["logdet"]
+                   - 0.5 * (inverse * v["mean"]).sum((-1, -2)),))]  # fmt: skip
 
 
 def _gamma_const(t):
@@ -436,5 +492,13 @@ FACTORS: dict[str, FactorFamily] = {
     "Dirichlet": FactorFamily(
         slots={}, elp=_dirichlet_elp, data_stats=None, consts=("concentration",), vector=True,
         value_message=lambda s, c: ([(1.0, (c["concentration"] - 1.0,))],),
+    ),
+    "Wishart": FactorFamily(
+        slots={}, elp=_wishart_elp, data_stats=None, consts=("df", "covariance_matrix"),
+        vector=True,
+        value_message=lambda s, c: (
+            [(1.0, (c["df"],))],
+            [(1.0, (torch.cholesky_inverse(torch.linalg.cholesky(c["covariance_matrix"])),))],
+        ),
     ),
 }  # fmt: skip

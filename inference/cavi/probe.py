@@ -54,7 +54,9 @@ def make_codes(family: str, like: torch.Tensor, band: int, gen: torch.Generator)
     - Gamma, InverseGamma: from 1e-3 to 1e3, a fifth of the decades per band;
     - Beta: logits from -6 to 6 (0.0025 to 0.9975), a fifth per band;
     - Dirichlet: rows of distinct weights from 20 to 1000, column ``band mod D`` scaled by 1e-2
-      (so every column takes values near 0 and near 1), normalised.
+      (so every column takes values near 0 and near 1), normalised;
+    - Wishart: symmetric positive definite matrices Q diag(e) Q^T, Q a random rotation, the
+      eigenvalues e from 1e-2 to 1e2, a fifth of the decades per band.
     """
     shape, name = like.shape, family
     n = shape.numel()
@@ -63,7 +65,15 @@ def make_codes(family: str, like: torch.Tensor, band: int, gen: torch.Generator)
         width = (high - low) / NUM_BANDS
         return _spread(n, low + band * width, low + (band + 1) * width, gen, like)
 
-    if name == "Dirichlet":
+    if name == "Wishart":  # symmetric positive definite: Q diag(e) Q^T, e spread in the band
+        D = shape[-1]
+        rows = n // (D * D)
+        e = torch.exp(in_band(math.log(1e-2), math.log(1e2))).reshape(-1)[: rows * D]
+        e = e.reshape(rows, D)
+        Q, _ = torch.linalg.qr(torch.randn(rows, D, D, generator=gen, dtype=like.dtype))
+        codes = (Q * e.unsqueeze(-2)) @ Q.transpose(-1, -2)
+        codes = 0.5 * (codes + codes.transpose(-1, -2))
+    elif name == "Dirichlet":
         D = shape[-1]
         weights = torch.exp(_spread(n, math.log(20.0), math.log(1000.0), gen, like))
         weights = weights.reshape(-1, D)
@@ -121,6 +131,17 @@ def decode(values, codes, family: str, vector: bool, link: str) -> torch.Tensor 
     probe values are ``codes`` behind each element or row of a slot's ``values``, read through
     the pair's ``link``; None if the slot is not that latent, elementwise, in this run."""
     x = link_inverse(values, link)
+    if family == "Wishart":  # each slot matrix must be one latent matrix, entry for entry
+        D = codes.shape[-1]
+        if x.shape[-2:] != (D, D):
+            return None
+        mats = codes.reshape(-1, D, D)
+        idx = _decode_scalar(x[..., 0, 0], mats[:, 0, 0])
+        if idx is None or not torch.allclose(
+            mats[idx], x.to(mats.dtype), rtol=_tolerance(x.dtype), atol=0.0
+        ):
+            return None
+        return idx
     if family == "Dirichlet":
         D = codes.shape[-1]
         if x.shape[-1] != D:

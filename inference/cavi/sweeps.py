@@ -28,12 +28,12 @@ __all__ = ["Sweeper"]
 
 
 def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
-    """The latent's expected statistics at the elements (rows) ``index``, in its shape."""
-    if latent.family.vector:
-        D = latent.shape[-1]
-        rows = latent.shape.numel() // D
+    """The latent's expected statistics at the elements (rows: vectors, matrices) ``index``."""
+    r = latent.family.row_dims
+    if r:
+        rows = latent.shape.numel() // latent.shape[-r:].numel()
         return {
-            k: v.reshape((rows,) + v.shape[len(latent.shape) - 1 :])[index]
+            k: v.reshape((rows,) + v.shape[len(latent.shape) - r :])[index]
             for k, v in stats.items()
         }
     return {k: v.reshape(-1)[index] for k, v in stats.items()}
@@ -140,23 +140,24 @@ class Sweeper:
         """q(latent) <- its family with accumulator = prior message + children's messages."""
         latent = self.s.latents[name]
         family = latent.family
-        D = latent.shape[-1] if family.vector else 1
-        rows = latent.shape.numel() // D
-        vec = 1 if family.vector else 0
+        r = family.row_dims
+        D = latent.shape[-1] if r else 1
+        rows = latent.shape.numel() // D**r
+        batch = tuple(latent.shape[: len(latent.shape) - r])  # one accumulator row each
         f = self.prior[name]
         parts = f.family.value_message(self._slot_stats(f), f.consts)
         acc = []
         # a Normal prior of a vector in a full-covariance q: its precisions on the diagonal
         diagonal = family.name == "MultivariateNormal" and f.family_name == "Normal"
-        for terms, extra in zip(parts, family.extra):
-            target = tuple(latent.shape) + (D,) * (0 if diagonal else extra)
+        for terms, dims in zip(parts, family.component_dims):
+            target = batch + (D,) * (min(dims, 1) if diagonal else dims)
             w = f.weight
             if torch.is_tensor(w):
-                w = w.reshape(w.shape + (1,) * (latent.event_dim + extra))
+                w = w.reshape(w.shape + (1,) * (len(target) - w.dim()))
             value = contract(terms, target, target, self.like, [w])
-            if diagonal and extra:
+            if diagonal and dims == 2:
                 value = torch.diag_embed(value)
-            acc.append(value.reshape((rows,) + (D,) * (vec + extra)).clone())
+            acc.append(value.reshape((rows,) + (D,) * dims).clone())
         batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
         a = self.single
         for child, slot_name, term in self.children[name]:
@@ -179,7 +180,7 @@ class Sweeper:
             if term.matrix is not None:
                 self._dense_message(acc, child, parts, weights, term.matrix)
                 continue
-            if (a is not None and not vec and child.assignments == (a.name,)
+            if (a is not None and not r and child.assignments == (a.name,)
                     and tuple(child.layout) == tuple(a.layout)
                     and not torch.is_tensor(child.weight)):  # fmt: skip
                 for i, terms in enumerate(parts):
@@ -188,8 +189,8 @@ class Sweeper:
                                     tuple(term.index.shape), tuple(child.base_shape), i,
                                     term.index))  # fmt: skip
                 continue
-            for i, (terms, extra) in enumerate(zip(parts, family.extra)):
-                trailing = (D,) * (vec + extra)
+            for i, (terms, dims) in enumerate(zip(parts, family.component_dims)):
+                trailing = (D,) * dims
                 pad = (1,) * (child.event_ndim + len(trailing))
                 w = [x.reshape(x.shape + pad) if torch.is_tensor(x) else x for x in weights]
                 out = tuple(term.index.shape) + trailing
@@ -201,7 +202,7 @@ class Sweeper:
                                            len(a.layout) + a.enum_dim)  # fmt: skip
             for (_, _, _, _, i, index), total in zip(batched, totals):
                 acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
-        shaped = tuple(a.reshape(latent.shape + (D,) * e) for a, e in zip(acc, family.extra))
+        shaped = tuple(a.reshape(batch + (D,) * e) for a, e in zip(acc, family.component_dims))
         self.set_params(name, family.params(shaped))
 
     def _dense_message(self, acc: list, child: Factor, parts, weights, A: torch.Tensor) -> None:

@@ -37,6 +37,7 @@ COUNTS = torch.poisson(EXPOSURE * torch.tensor([1.0, 2.0, 4.0], dtype=F64)[REGIO
 POSITIVE = torch.distributions.Gamma(torch.tensor(3.0, dtype=F64), 2.0).sample((25,))
 XN = 1.0 + torch.randn(30, generator=G, dtype=F64)
 ROWS = torch.tensor([[3.0, 0, 5], [1, 2, 2], [0, 0, 7]], dtype=F64)
+YV = torch.randn(N, D, generator=G, dtype=F64)
 
 
 def _zero_spread(model, fit, *args):
@@ -197,6 +198,29 @@ def test_one_block_pairs_reach_the_exact_posterior(model, data, posterior):
     assert all(abs(v - elbo) < 1e-9 * abs(elbo) for v in _zero_spread(model, fit, data))
 
 
+W0 = torch.tensor([[1.0, 0.2, 0.0], [0.2, 1.0, 0.1], [0.0, 0.1, 0.5]], dtype=F64)
+
+
+def wishart_precision(y):
+    P = pyro.sample("P", dist.Wishart(torch.tensor(5.0, dtype=F64), covariance_matrix=W0))
+    with pyro.plate("n", len(y)):
+        pyro.sample("y", dist.MultivariateNormal(torch.zeros(D, dtype=F64),
+                                                 precision_matrix=P), obs=y)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:Singular sample detected")  # torch's Wishart sampler
+def test_a_wishart_precision_is_exact():
+    """Wishart(n, W) on the precision of N rows of known mean 0: the posterior is
+    Wishart(n + N, (W^-1 + sum y y^T)^-1), and Pyro's log p - log q (its own Wishart and
+    MultivariateNormal densities) is the bound at every draw."""
+    fit = auto_cavi(wishart_precision, YV)
+    assert float(fit.params["P"]["df"]) == 5.0 + N
+    scale = torch.linalg.inv(torch.linalg.inv(W0) + YV.T @ YV)
+    torch.testing.assert_close(fit.params["P"]["covariance_matrix"], scale, rtol=1e-10, atol=0)
+    elbo = float(fit.elbo)
+    assert all(abs(v - elbo) < 1e-9 * abs(elbo) for v in _zero_spread(wishart_precision, fit, YV))
+
+
 # ---------------------------------------------------------------------------------------------
 # Mean-field models: Pyro's Monte Carlo ELBO of the returned q
 # ---------------------------------------------------------------------------------------------
@@ -247,11 +271,20 @@ def slope_intercept(x, y):
         pyro.sample("y", dist.Normal(a + b * x, 0.5), obs=y)
 
 
+def normal_wishart(y):
+    m = pyro.sample("m", dist.MultivariateNormal(torch.zeros(D, dtype=F64),
+                                                 10.0 * torch.eye(D, dtype=F64)))  # fmt: skip
+    P = pyro.sample("P", dist.Wishart(torch.tensor(5.0, dtype=F64), covariance_matrix=W0))
+    with pyro.plate("n", len(y)):
+        pyro.sample("y", dist.MultivariateNormal(m, precision_matrix=P), obs=y)
+
+
 @pytest.mark.parametrize("model, args", [
     (regression_unknown_noise, (X, Y)), (ard_regression, (X, Y)),
     (random_effects, (GROUP, ITEM, YR)), (normal_gamma_prior, (XN,)),
-    (slope_intercept, (X[:, 0], Y)),
+    (slope_intercept, (X[:, 0], Y)), (normal_wishart, (YV,)),
 ], ids=lambda v: getattr(v, "__name__", ""))  # fmt: skip
+@pytest.mark.filterwarnings("ignore:Singular sample detected")
 def test_mean_field_linear_gaussian_models_match_pyros_monte_carlo_elbo(model, args):
     fit = auto_cavi(model, *args, num_steps=2000)
     h = fit.elbo_history
@@ -280,8 +313,6 @@ def test_a_latent_in_a_matrix_product_gets_a_full_covariance_guide():
 # Conjugate but not supported, or not conjugate: refused by what it is
 # ---------------------------------------------------------------------------------------------
 
-YV = torch.randn(N, D, generator=G, dtype=F64)
-
 
 def factor_analysis(y):
     W = pyro.sample("W", dist.Normal(torch.zeros(D, 2, dtype=F64), 1.0).to_event(2))
@@ -300,11 +331,11 @@ def hmm(y):
         pyro.sample(f"y{t}", dist.Normal(Vindex(mu)[..., x], 1.0), obs=y[t])
 
 
-def wishart(y):
+def covariance_given(y):
     P = pyro.sample("P", dist.Wishart(torch.tensor(5.0, dtype=F64), torch.eye(D, dtype=F64)))
     with pyro.plate("n", len(y)):
         pyro.sample("y", dist.MultivariateNormal(torch.zeros(D, dtype=F64),
-                                                 precision_matrix=P), obs=y)  # fmt: skip
+                                                 covariance_matrix=P), obs=y)  # fmt: skip
 
 
 def weights_in_a_plate(y):
@@ -336,8 +367,8 @@ def mixture_of_regressions(y):
 @pytest.mark.parametrize("model, data, pattern", [
     (factor_analysis, YV, r"multiplies the latents \['W', 'z'\].*conjugate in each given"),
     (hmm, Y[:6], r"'x0' and 'x2' share enumeration dim.*pyro\.markov"),
-    pytest.param(wishart, YV, r"'P' \(Wishart\) is a Wishart latent: conjugate to a "
-                 r"MultivariateNormal's precision, but auto_cavi has no Wishart update",
+    pytest.param(covariance_given, YV, r"'P' in its parameter 'precision_matrix' through a "
+                 r"transformation.*pass precision_matrix=",
                  marks=pytest.mark.filterwarnings("ignore:Singular sample detected")),
     (weights_in_a_plate, Y, r"'w'.*supported when the latent is one vector.*to_event\(1\)"),
     (relu_weights, Y, r"'w' in its parameter 'loc' through a transformation"),
