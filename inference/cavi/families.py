@@ -277,22 +277,32 @@ _NORMAL = FactorFamily(
 )  # fmt: skip
 
 
-def _deviation(v, loc):
-    # E (v - m)(v - m)^T = E v v^T - E v E m^T - E m E v^T + E m m^T, v and m independent
-    cross = v["mean"].unsqueeze(-1) * loc["mean"].unsqueeze(-2)
-    return v["outer"] - cross - cross.transpose(-1, -2) + loc["outer"]
+def _deviation_terms(v, loc):
+    # E (v - m)(v - m)^T = E v v^T - E v E m^T - E m E v^T + E m m^T, v and m independent, as
+    # terms: summed over the data by einsum, never formed per (component, row)
+    v_col, m_row = v["mean"].unsqueeze(-1), loc["mean"].unsqueeze(-2)
+    m_col, v_row = loc["mean"].unsqueeze(-1), v["mean"].unsqueeze(-2)
+    return [(1.0, (v["outer"],)), (-1.0, (v_col, m_row)), (-1.0, (m_col, v_row)),
+            (1.0, (loc["outer"],))]  # fmt: skip
 
 
 def _mvn_elp(v, s, c):
-    # log N(v | m, P^-1) = -D/2 log 2pi + 1/2 log|P| - 1/2 tr(P (v - m)(v - m)^T), per row
+    # log N(v | m, P^-1) = -D/2 log 2pi + 1/2 log|P| - 1/2 tr(P (v - m)(v - m)^T), per row;
+    # tr(P E(v - m)(v - m)^T) = <P, E v v^T> - 2 E v . P E m + <P, E m m^T> by einsum
     P, loc = s["precision_matrix"], s["loc"]
     D = P["mean"].shape[-1]
-    trace = (P["mean"] * _deviation(v, loc)).sum((-1, -2))
+    Pm = _matvec(P["mean"], loc["mean"])
+    trace = (
+        torch.einsum("...ij,...ij->...", P["mean"], v["outer"])
+        - 2.0 * torch.einsum("...i,...i->...", v["mean"], Pm)
+        + torch.einsum("...ij,...ij->...", P["mean"], loc["outer"])
+    )
     return [(1.0, (-0.5 * D * LOG_2PI + 0.5 * P["logdet"] - 0.5 * trace,))]
 
 
 def _matvec(P, x):
-    return (P @ x.unsqueeze(-1)).squeeze(-1)
+    # P x over the last dims, broadcasting the rest (einsum: no (.., D, 1) batch of matmuls)
+    return torch.einsum("...ij,...j->...i", P, x)
 
 
 def _logdet(P):
@@ -319,7 +329,7 @@ _MVN = FactorFamily(
         # log N in the precision P: 1/2 log|P| - 1/2 tr(P S): a Wishart's df + 1, W^-1 + S
         "precision_matrix": SlotRule(
             {"Wishart": "identity"}, lambda t: {"mean": t, "logdet": _logdet(t)},
-            lambda v, s, c: ([(1.0, ())], [(1.0, (_deviation(v, s["loc"]),))]),
+            lambda v, s, c: ([(1.0, ())], _deviation_terms(v, s["loc"])),
         ),
     },
     elp=_mvn_elp,

@@ -91,8 +91,8 @@ class Sweeper:
         if t.matrix is not None:
             m = stats["mean"]
             cov = stats["outer"] - m.unsqueeze(-1) * m.unsqueeze(-2)
-            A = t.matrix
-            return A @ m, ((A @ cov) * A).sum(-1)
+            A = t.matrix  # diag(A Cov A^T) by einsum: 3x the mult-and-sum, no (N, L) product
+            return A @ m, torch.einsum("...i,...i->...", A @ cov, A)
         g = _gather(stats, self.s.latents[t.parent], t.index)
         return t.coef * g["mean"], t.coef.square() * (g["sq"] - g["mean"].square())
 
