@@ -157,7 +157,7 @@ class Sweeper:
             value = contract(terms, target, target, self.like, [w])
             if diagonal and dims == 2:
                 value = torch.diag_embed(value)
-            acc.append(value.reshape((rows,) + (D,) * dims).clone())
+            acc.append(value.reshape((rows,) + (D,) * dims).to(self.like.dtype).clone())
         batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
         a = self.single
         for child, slot_name, term in self.children[name]:

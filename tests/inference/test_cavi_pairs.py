@@ -433,3 +433,18 @@ def test_init_sets_the_responsibilities():
 def test_bad_responsibilities_are_named(given, pattern):
     with pytest.raises(ValueError, match=r"init\['z'\].*" + pattern):
         auto_cavi(gmm, XG, init={"z": given})
+
+
+def test_a_prior_parameter_in_another_dtype_is_promoted():
+    """A float32 df (``torch.tensor(5.0)``) in a float64 model: the accumulators are in the
+    model's dtype (this raised "index_add_(): self (Float) and source (Double)")."""
+
+    def mixed(y):
+        P = pyro.sample("P", dist.Wishart(torch.tensor(5.0), covariance_matrix=W0))
+        with pyro.plate("n", len(y)):
+            pyro.sample("y", dist.MultivariateNormal(torch.zeros(D, dtype=F64),
+                                                     precision_matrix=P), obs=y)  # fmt: skip
+
+    fit = auto_cavi(mixed, YV)
+    assert fit.params["P"]["covariance_matrix"].dtype == F64
+    torch.testing.assert_close(fit.elbo, auto_cavi(wishart_precision, YV).elbo)
