@@ -122,7 +122,7 @@ def test_auto_cavi_benchmark_runs_small(capsys):
     row = result["rows"][0]
     assert row["n"] == 300 and row["ratio"] == pytest.approx(row["auto_s"] / row["hand_s"])
     assert [p["model"].split(",")[0] for p in result["bayespy"]] == [
-        "linear regression", "full-covariance GMM"
+        "linear regression", "full-covariance GMM", "LDA"
     ]  # fmt: skip
     assert all(p["ratio"] == pytest.approx(p["auto_s"] / p["bayespy_s"]) for p in result["bayespy"])
     out = capsys.readouterr().out
