@@ -212,12 +212,16 @@ class SlotRule:
         affine: whether the slot may be an affine function of several latents of the parent
             family (a Normal's loc: ``w0 + X @ w``, ``a[group] + b[item]``; the message then
             sees the value minus the other terms' mean).
+        one_hot: whether the message is the one-hot vector of the value's ``index`` (a
+            Categorical's): the sweep then adds each weight at its (row, category) by
+            ``index_put_`` instead of forming one-hot rows of the vocabulary's length.
     """
 
     parents: dict[str, str]
     const_stats: Callable
     message: Callable
     affine: bool = False
+    one_hot: bool = False
 
 
 @dataclass(frozen=True)
@@ -463,7 +467,7 @@ FACTORS: dict[str, FactorFamily] = {
     ),
     "Categorical": FactorFamily(
         slots={"probs": SlotRule({"Dirichlet": "identity"}, lambda t: {"log": torch.log(t)},
-                                 _one_hot_message)},
+                                 _one_hot_message, one_hot=True)},
         elp=_categorical_elp,
         data_stats=lambda x, c: {"index": x.long()},
     ),

@@ -180,6 +180,9 @@ class Sweeper:
             if term.matrix is not None:
                 self._dense_message(acc, child, parts, weights, term.matrix)
                 continue
+            if slot.rule.one_hot:
+                self._one_hot_message(acc[0], child, weights, term.index, value_stats["index"])
+                continue
             if (a is not None and not r and child.assignments == (a.name,)
                     and tuple(child.layout) == tuple(a.layout)
                     and not torch.is_tensor(child.weight)):  # fmt: skip
@@ -204,6 +207,23 @@ class Sweeper:
                 acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
         shaped = tuple(a.reshape(batch + (D,) * e) for a, e in zip(acc, family.component_dims))
         self.set_params(name, family.params(shaped))
+
+    def _one_hot_message(self, acc, child: Factor, weights, rows, categories) -> None:
+        """A Categorical's message to its Dirichlet rows: each element's weight (scale, mask,
+        q of its assignments) added at (its row of the parent, its category), by one
+        ``index_put_``: the sum over elements of w one_hot(category), without the one-hot
+        rows (N x V for N words of a vocabulary of V)."""
+        shape = tuple(child.base_shape)
+        w = torch.ones((), dtype=self.like.dtype, device=self.like.device)
+        pad = (1,) * child.event_ndim  # weights are per element of the layout, without them
+        for x in weights:
+            w = w * (x.reshape(x.shape + pad) if torch.is_tensor(x) else x)
+        w = w.expand(shape) if w.dim() <= len(shape) else w.sum_to_size(shape)
+        acc.index_put_(
+            (rows.expand(shape).reshape(-1), categories.expand(shape).reshape(-1)),
+            w.reshape(-1).to(acc.dtype),
+            accumulate=True,
+        )
 
     def _dense_message(self, acc: list, child: Factor, parts, weights, A: torch.Tensor) -> None:
         """A matrix term's message: the per-element precision p0 and precision-weighted
