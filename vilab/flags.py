@@ -21,11 +21,13 @@ __all__ = [
     "catalog_schema",
     "check_floats",
     "check_ints",
+    "check_range",
     "check_not_an_input",
     "check_output_file",
     "check_output_paths",
     "jit_mode",
     "join_negative_values",
+    "physical_memory",
     "positive_int",
     "seed",
     "weights",
@@ -202,6 +204,26 @@ def check_floats(args: argparse.Namespace, names) -> None:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{_flag(name)} must be a finite number > 0, got {value}")
+
+
+def check_range(args: argparse.Namespace, name: str, low: float, high: float, why: str) -> None:
+    """The flag ``name`` (a number or a list of numbers), when given, lies in [low, high]: the
+    range where the run means something in float64, ``why`` saying so in the error, which names
+    the flag and the value before any work."""
+    value = getattr(args, name)
+    if value is None:
+        return
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if not (math.isfinite(v) and low <= v <= high):
+            raise ValueError(f"{_flag(name)} must be in [{low:g}, {high:g}] ({why}), got {v:g}")
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _nearest_existing(path: Path) -> Path:

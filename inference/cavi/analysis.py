@@ -295,6 +295,15 @@ def quiet_wishart():
         yield
 
 
+def _layout(site) -> torch.Size:
+    """The shape of a site's log-density in the trace: its distribution's batch shape
+    broadcast with its value's (enumerated values bring their enumeration dims), found without
+    evaluating the density (which for a Categorical over a long vocabulary, expanded to the
+    plates, takes the log of every probability of every row)."""
+    fn, value = site["fn"], site["value"]
+    return torch.broadcast_shapes(fn.batch_shape, value.shape[: value.dim() - fn.event_dim])
+
+
 def _sites(trace):
     return [s for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
 
@@ -408,8 +417,7 @@ def _assignments(trace, discrete) -> dict[str, Assignment]:
     for name in discrete:
         site = trace.nodes[name]
         e = site["infer"]["_enumerate_dim"]
-        log_prob = site["fn"].log_prob(site["value"])
-        layout = list(log_prob.shape)
+        layout = list(_layout(site))
         for d in enum_dims - {e}:
             if -d <= len(layout):
                 layout[d] = 1
@@ -509,6 +517,18 @@ class _Prober:
         return self._units[name]
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two slot values are equal, compared without the dims along which both are
+    broadcast copies (stride 0): a Categorical's probabilities expanded over N rows are
+    compared once, not N times."""
+    if a.shape != b.shape:
+        return False
+    for d in range(a.dim()):
+        if a.shape[d] > 1 and a.stride(d) == 0 and b.stride(d) == 0:
+            a, b = a.narrow(d, 0, 1), b.narrow(d, 0, 1)
+    return torch.equal(a, b)
+
+
 def _value(run, site: str, slot: str) -> torch.Tensor:
     return _slot_values(_unwrap(run.nodes[site]["fn"])[0])[slot]
 
@@ -519,12 +539,12 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
     base, event_ndim, mask = _unwrap(site["fn"])
     family_name = _family_name(base)
     family = FACTORS.get(family_name)
-    log_prob = site["fn"].log_prob(site["value"]).detach()
-    layout = log_prob.shape
+    layout = _layout(site)
     weight = site["scale"]
     for m in (mask, site["mask"]):
         if m is not None:
-            weight = weight * m.to(log_prob.dtype)
+            weight = weight * m.to(site["value"].dtype if site["value"].is_floating_point()
+                                   else torch.get_default_dtype())  # fmt: skip
     if name in assignments and isinstance(weight, (int, float)):
         weight = float(weight)
     # one term per element of the family's (or per row of a vector family's) batch; an
@@ -547,7 +567,7 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
         users = []
         for latent_name, runs in prober.bands.items():
             values_b = [_value(run, name, slot) for run in runs]
-            if any(v.shape != value.shape or not torch.equal(v, value) for v in values_b):
+            if any(not _same(v, value) for v in values_b):
                 users.append((latent_name, values_b))
         uses[slot] = users
     if family is None:
@@ -560,7 +580,7 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
                 raise _refuse(name, family_name, "is a latent with no conjugate update", advice)
             raise _refuse(name, family_name, f"uses the latent {used[0]!r} in its parameter "
                           f"{shown!r}: no closed-form update", advice)  # fmt: skip
-        factor.const_elp = minimal(log_prob)
+        factor.const_elp = minimal(site["fn"].log_prob(site["value"]).detach())
         return factor
     factor.consts = {}
     for slot, value in slot_a.items():
@@ -580,7 +600,7 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
                           "observe a Normal, MultivariateNormal, Poisson, Exponential, Gamma, "
                           "Bernoulli, Binomial, Categorical or Multinomial site")  # fmt: skip
         if not factor.latents:
-            factor.const_elp = minimal(log_prob)
+            factor.const_elp = minimal(site["fn"].log_prob(site["value"]).detach())
         else:
             factor.value_stats = family.data_stats(site["value"].detach(), factor.consts)
     elif family.value_message is None or latents[name].prior != family_name:

@@ -170,6 +170,9 @@ def minimal(t: torch.Tensor, event_dims: int = 0) -> torch.Tensor:
     """``t`` with every dim along which it is constant kept at size 1 (but its rightmost
     ``event_dims``): an index map or a known parameter without its broadcast copies, so that
     the sweeps never compute on them."""
+    for d in range(t.dim() - event_dims):  # a broadcast copy (stride 0) first: no comparison
+        if t.shape[d] > 1 and t.stride(d) == 0:
+            t = t.narrow(d, 0, 1)
     for d in range(t.dim() - event_dims):
         if t.shape[d] > 1 and bool((t == t.narrow(d, 0, 1)).all()):
             t = t.narrow(d, 0, 1)

@@ -170,6 +170,10 @@ class Sweeper:
                     rest = slot_stats[slot_name]["mean"] - self._term_moments(term)[0]
                 if rest is not None:
                     value_stats = {**value_stats, "mean": value_stats["mean"] - rest}
+            if slot.rule.one_hot:
+                weights = self._weights(child)
+                self._one_hot_message(acc[0], child, weights, term.index, value_stats["index"])
+                continue
             parts = slot.rule.message(value_stats, slot_stats, child.consts)
             if term.coef is not None:  # a known factor c: each component times c^power
                 parts = [
@@ -179,9 +183,6 @@ class Sweeper:
             weights = self._weights(child)
             if term.matrix is not None:
                 self._dense_message(acc, child, parts, weights, term.matrix)
-                continue
-            if slot.rule.one_hot:
-                self._one_hot_message(acc[0], child, weights, term.index, value_stats["index"])
                 continue
             if (a is not None and not r and child.assignments == (a.name,)
                     and tuple(child.layout) == tuple(a.layout)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -41,6 +43,19 @@ def count(text: str) -> int:
     if not (math.isfinite(value) and value >= 1 and value == int(value)):
         raise ValueError(f"expected an integer >= 1 (1e8 allowed), got {text!r}")
     return int(value)
+
+
+def _check_disk(path: str, num_events: int, row_bytes: int) -> None:
+    """Refuse a simulation whose uncompressed columns (``row_bytes`` an event) exceed the free
+    space of the output's folder, naming the flag, before drawing anything."""
+    folder = Path(path).resolve().parent
+    free = shutil.disk_usage(folder).free
+    need = num_events * row_bytes
+    if need > free:
+        raise ValueError(
+            f"--num-events {num_events} writes up to {need / 2**30:.3g} GiB of columns, more "
+            f"than the {free / 2**30:.3g} GiB free in {folder}"
+        )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -125,6 +140,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         hp = hyperparameters(args)
         dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+        _check_disk(args.parquet, args.num_events, 2 * dtype.itemsize + 8)
         summary = simulate_parquet(args.parquet, hp, args.num_events, seed=args.seed,
                                    chunk_size=args.chunk_size, dtype=dtype,
                                    progress=not args.quiet)  # fmt: skip

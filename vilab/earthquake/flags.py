@@ -18,9 +18,16 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    check_range,
     jit_mode,
+    physical_memory,
     weights,
 )
+
+# the ranges where a flag's run means something in float64 (see check_arguments)
+MAX_LR = 10.0  # Adam moves each parameter by about lr a step; the guide's are log-scales
+MAX_PASSES = 1e6
+MAX_MEAN_RATE = 1e9  # alpha / beta: strengths are Poisson counts, exact in float64 below 2**53
 
 __all__ = ["add_arguments", "add_model_arguments", "check_arguments", "hyperparameters"]
 
@@ -230,6 +237,14 @@ def check_arguments(args) -> None:
                       "chunk_size", "batch_size"))  # fmt: skip
     check_ints(args, ("steps",), low=0)
     check_floats(args, ("lr", "lr_final", "strength_scale"))
+    for name in ("lr", "lr_final"):
+        check_range(args, name, 0.0, MAX_LR, "Adam moves each parameter by about lr a step, "
+                    "and the guide's are log-precisions and log-rates")  # fmt: skip
+    if args.data is None:
+        _check_memory(args.num_events, args.k)
+        if args.batch_size is not None and args.batch_size > args.num_events:
+            raise ValueError(f"--batch-size must be at most --num-events ({args.num_events}), "
+                             f"got {args.batch_size}")  # fmt: skip
     if args.chunk_size is not None:
         if args.data is None or not is_parquet(args.data):
             raise ValueError(
@@ -253,6 +268,7 @@ def check_arguments(args) -> None:
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
     check_floats(args, ("passes", "eval_every"))
+    check_range(args, "passes", 0.0, MAX_PASSES, "passes over the data")
     if not (math.isfinite(args.tau0) and args.tau0 >= 0):
         raise ValueError(f"--tau0 must be a finite number >= 0, got {args.tau0}")
     if not 0.5 < args.kappa <= 1:
@@ -261,10 +277,35 @@ def check_arguments(args) -> None:
     check_output_paths(args, {"--data": args.data})
 
 
+def _check_memory(num_events: int, k: int) -> None:
+    """A simulated catalog is held in memory: about 8 (4 + 3 K) bytes an event (coordinates,
+    strength, label, responsibilities and their work space); refuse what exceeds half of this
+    machine's memory, naming the flag and the streamed route."""
+    need, have = 8 * (4 + 3 * k) * num_events, physical_memory()
+    if have and need > have / 2:
+        raise ValueError(
+            f"--num-events {num_events} needs about {need / 2**30:.3g} GiB in memory (this "
+            f"machine has {have / 2**30:.3g} GiB): write the catalog with vilab catalog "
+            "simulate OUT.parquet and stream it with --data OUT.parquet --chunk-size"
+        )
+
+
 def hyperparameters(args) -> Hyperparameters:
     """The model flags (:func:`add_model_arguments`) as checked :class:`Hyperparameters`."""
     check_ints(args, ("k",))
     check_floats(args, ("tau", "rho", "alpha", "beta"))
+    for name, what in (("tau", "an event's"), ("rho", "a centre's")):
+        check_range(args, name, 1e-12, 1e12, f"{what} spread, precision^-1/2, between 1e-6 and "
+                    "1e6 degrees")  # fmt: skip
+    check_range(args, "nu", -1e6, 1e6, "the centres' prior mean within 1e6 degrees of 0")
+    for name in ("alpha", "beta"):
+        check_range(args, name, 1e-6, 1e6, "a Gamma prior on the rates")
+    if args.alpha / args.beta > MAX_MEAN_RATE:
+        raise ValueError(
+            f"--alpha / --beta, the prior mean of the strength rates, must be at most "
+            f"{MAX_MEAN_RATE:g} (strengths are Poisson counts, exact in float64 below 2**53), "
+            f"got {args.alpha:g} / {args.beta:g} = {args.alpha / args.beta:g}"
+        )
     if args.mixing is not None and len(args.mixing) != args.k:
         raise ValueError(f"--mixing needs --k={args.k} weights, got {len(args.mixing)}")
     return Hyperparameters(args.k, mixing=args.mixing, tau=args.tau, nu=args.nu, rho=args.rho,

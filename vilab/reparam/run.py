@@ -28,7 +28,13 @@ from torch.distributions import Categorical, Exponential, RelaxedOneHotCategoric
 
 from analytic.reparam import exponential_rsample, gumbel_max_sample, gumbel_softmax_rsample
 from vilab.devices import resolve_device
-from vilab.flags import add_output_arguments, check_floats, check_ints, check_output_paths
+from vilab.flags import (
+    add_output_arguments,
+    check_floats,
+    check_ints,
+    check_output_paths,
+    check_range,
+)
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
@@ -75,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_args(args) -> None:
     check_ints(args, ("num_samples",), low=2)
     check_floats(args, ("rate",))
+    check_range(args, "rate", 1e-150, 1e150, "its square enters dE[z]/d rate = -1 / rate^2")
     if len(args.probs) < 2 or not all(math.isfinite(p) and p > 0 for p in args.probs):
         raise ValueError(f"--probs must be at least two numbers > 0, got {args.probs}")
     if abs(sum(args.probs) - 1) > 1e-6:

@@ -90,12 +90,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+MAX_RADIUS = 1e6
+
+
 def _check_args(args) -> None:
     check_ints(args, ("num_components", "num_samples", "num_init"))
     for flag, radii in (("--radius", args.radius), ("--error-radii", args.error_radii)):
         for r in radii:
-            if not (math.isfinite(r) and r >= 0):
-                raise ValueError(f"{flag} values must be finite numbers >= 0, got {r}")
+            if not (math.isfinite(r) and 0 <= r <= MAX_RADIUS):
+                raise ValueError(
+                    f"{flag} values must be in [0, {MAX_RADIUS:g}] (unit Gaussians on the circle: "
+                    "beyond, squared distances of about R^2 keep fewer than 4 digits of the unit "
+                    f"spread in float64), got {r:g}"
+                )
     if args.num_samples < args.num_components:
         raise ValueError(
             f"--num-samples {args.num_samples} is fewer than --num-components {args.num_components}"
