@@ -203,6 +203,27 @@ CASES += [
     ("rp-temperature-zero", [*RP, "--temperatures", "0"], ["--temperatures", "0"]),
     ("rp-temperature-nan", [*RP, "--temperatures", "nan"], ["--temperatures", "nan"]),
 ]
+# -- numbers outside the range where the run means anything in float64 (issue #37): named by
+# their flag and value, not by the consequence (non-finite simulated data, divergent SVI) ---
+CASES += [
+    ("eq-tau-underflow", [*EQ, "--tau", "1e-300"], ["--tau", "1e-300", "spread"]),
+    ("eq-rho-overflow", [*EQ, "--rho", "1e300"], ["--rho", "1e+300"]),
+    ("eq-alpha-huge", [*EQ, "--alpha", "1e300"], ["--alpha", "1e+300"]),
+    ("eq-beta-tiny", [*EQ, "--beta", "1e-300"], ["--beta", "1e-300"]),
+    ("eq-mean-rate-huge", [*EQ, "--alpha", "1e5", "--beta", "1e-5"],
+     ["--alpha / --beta", "1e+10", "2**53"]),
+    ("eq-nu-huge", [*EQ, "--nu", "1e200,1e200"], ["--nu", "1e+200"]),
+    ("eq-lr-huge", [*EQ, "--lr", "1e30"], ["--lr", "1e+30", "Adam"]),
+    ("eq-passes-endless", [*EQ, "--cavi", "stochastic", "--passes", "1e300"],
+     ["--passes", "1e+300"]),
+    ("eq-batch-beyond-n", [*EQ, "--cavi", "stochastic", "--batch-size", "41"],
+     ["--batch-size", "40", "41"]),
+    ("eq-num-events-beyond-memory", [*EQ, "--num-events", "10000000000000"],
+     ["--num-events", "GiB", "vilab catalog simulate"]),
+    ("rp-rate-tiny", [*RP, "--rate", "1e-300"], ["--rate", "1e-300"]),
+    ("rp-rate-huge", [*RP, "--rate", "1e300"], ["--rate", "1e+300"]),
+    ("ring-radius-huge", ["ring", "--radius", "1e200"], ["--radius", "1e+200", "float64"]),
+]  # fmt: skip
 # -- gradvar -----------------------------------------------------------------------------------
 CASES += [
     ("gv-model-unknown", [*GV, "--model", "ring"], ["--model", "ring"]),

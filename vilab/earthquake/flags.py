@@ -167,8 +167,8 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--batch-size",
         type=int,
-        default=1000,
-        help="stochastic CAVI: events per minibatch, per process (default 1000)",
+        help="stochastic CAVI: events per minibatch, per process (default 1000, or all the "
+        "simulated events if fewer)",
     )
     fit.add_argument(
         "--passes",
@@ -245,6 +245,8 @@ def check_arguments(args) -> None:
         if args.batch_size is not None and args.batch_size > args.num_events:
             raise ValueError(f"--batch-size must be at most --num-events ({args.num_events}), "
                              f"got {args.batch_size}")  # fmt: skip
+    if args.batch_size is None:
+        args.batch_size = min(1000, args.num_events) if args.data is None else 1000
     if args.chunk_size is not None:
         if args.data is None or not is_parquet(args.data):
             raise ValueError(
