@@ -11,6 +11,8 @@ built by :func:`inference.stl.guide.path_derivative_guide`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pyro.infer
 import torch
 
@@ -21,6 +23,19 @@ __all__ = ["StickingTheLanding"]
 
 
 _STL_BASES = {"trace": pyro.infer.Trace_ELBO, "enum": pyro.infer.TraceEnum_ELBO}
+
+
+@contextmanager
+def _one_line_refusal():
+    """Our refusal of a guide, as we wrote it: Pyro's trace appends the trace shapes of every
+    site (tens of lines) to an error raised inside the guide, which buries the one line."""
+    try:
+        yield
+    except ValueError as err:
+        text = str(err)
+        if not text.startswith("estimator 'stl'"):
+            raise
+        raise ValueError(text.splitlines()[0]) from None
 
 
 class StickingTheLanding(pyro.infer.ELBO):
@@ -61,7 +76,8 @@ class StickingTheLanding(pyro.infer.ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         """One (model trace, guide trace) pair of the base, with the path-derivative guide
         (Pyro's abstract hook; the losses below go through the base's own)."""
-        return self.base._get_trace(model, path_derivative_guide(guide), args, kwargs)
+        with _one_line_refusal():
+            return self.base._get_trace(model, path_derivative_guide(guide), args, kwargs)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate (a float): the base estimator's, which STL's value equals exactly."""
@@ -69,8 +85,12 @@ class StickingTheLanding(pyro.infer.ELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """-ELBO estimate whose gradient is the path-derivative gradient."""
-        return self.base.differentiable_loss(model, path_derivative_guide(guide), *args, **kwargs)
+        with _one_line_refusal():
+            return self.base.differentiable_loss(
+                model, path_derivative_guide(guide), *args, **kwargs
+            )
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """As :meth:`loss`, and accumulates the path-derivative gradient into the params."""
-        return self.base.loss_and_grads(model, path_derivative_guide(guide), *args, **kwargs)
+        with _one_line_refusal():
+            return self.base.loss_and_grads(model, path_derivative_guide(guide), *args, **kwargs)

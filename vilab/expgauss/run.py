@@ -37,6 +37,7 @@ from vilab.flags import (
     check_floats,
     check_ints,
     check_output_paths,
+    check_range,
     jit_mode,
 )
 from vilab.io import atomic_write_json
@@ -95,6 +96,11 @@ def _check_args(args) -> None:
     if not math.isfinite(args.x):
         raise ValueError(f"--x must be finite, got {args.x}")
     check_floats(args, ("init_theta", "init_phi", "lr", "lr_final"))
+    if args.x > 0:  # x <= 0 is explained below, by the ELBO having no maximiser there
+        check_range(args, "x", 1e-30, 1e30, "where the optimum theta* ~ 2 / x keeps SVI's "
+                    "float64 terms and the plot's log axes finite; tested end to end")  # fmt: skip
+    for name in ("init_theta", "init_phi"):
+        check_range(args, name, 1e-100, 1e100, "the contour plot's log axes span the start")
     x = torch.tensor([args.x], dtype=torch.float64)
     try:
         optimum, _ = joint_optimum(x)  # explains x <= 0
