@@ -629,7 +629,7 @@ def _slot(factor: Factor, slot: str, shown: str, value, users, prober: _Prober) 
         if q not in rule.parents and not (rule.affine and q == "MultivariateNormal"):
             raise _refuse(name, family_name, f"uses the {latents[u].prior} latent {u!r} as its "
                           f"{shown!r}: not conjugate", advice)  # fmt: skip
-    if len(users) == 1:  # the latent itself, elementwise (rows of a vector family)
+    if len(users) == 1 and first.family.name in rule.parents:  # the latent itself, by element
         link = rule.parents.get(first.family.name, "identity")
         rows = first.family.row_dims
         decoded = [

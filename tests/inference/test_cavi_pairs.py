@@ -448,3 +448,26 @@ def test_a_prior_parameter_in_another_dtype_is_promoted():
     fit = auto_cavi(mixed, YV)
     assert fit.params["P"]["covariance_matrix"].dtype == F64
     torch.testing.assert_close(fit.elbo, auto_cavi(wishart_precision, YV).elbo)
+
+
+def test_a_multivariate_normal_latent_in_a_diagonal_normal_equals_the_mvn_likelihood():
+    """Normal(mu, s).to_event(1) with mu a MultivariateNormal latent is the same model as
+    MultivariateNormal(mu, s^2 I): the same bound (mu enters as X @ mu with X = I, through the
+    full-covariance route, not as elements of a diagonal q)."""
+    prior = torch.tensor([[4.0, 1.0], [1.0, 2.0]], dtype=F64)
+    rows = torch.tensor([[0.5, -1.0], [1.5, 0.2], [-0.3, 2.2]], dtype=F64)
+
+    def diagonal(y):
+        mu = pyro.sample("mu", dist.MultivariateNormal(torch.zeros(2, dtype=F64), prior))
+        with pyro.plate("n", 3):
+            pyro.sample("y", dist.Normal(mu, 0.5).to_event(1), obs=y)
+
+    def full(y):
+        mu = pyro.sample("mu", dist.MultivariateNormal(torch.zeros(2, dtype=F64), prior))
+        with pyro.plate("n", 3):
+            pyro.sample("y", dist.MultivariateNormal(mu, 0.25 * torch.eye(2, dtype=F64)), obs=y)
+
+    a, b = auto_cavi(diagonal, rows), auto_cavi(full, rows)
+    assert abs(float(a.elbo) - float(b.elbo)) < 1e-12 * abs(float(b.elbo))
+    torch.testing.assert_close(a.params["mu"]["covariance_matrix"],
+                               b.params["mu"]["covariance_matrix"])  # fmt: skip
