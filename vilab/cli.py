@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from importlib import metadata
 
@@ -101,11 +103,27 @@ def _one_line_warning(command: str):
     return show
 
 
+class _Signals:
+    """SIGTERM (a cluster's scheduler, ``kill``, the torchrun launcher stopping its workers)
+    ends a command as Ctrl-C does: raised as KeyboardInterrupt where the program is, so files
+    stay whole and one line is printed; the exit code is the shell's 143, not 130."""
+
+    terminated = False
+
+    @classmethod
+    def on_sigterm(cls, signum, frame) -> None:
+        cls.terminated = True
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     threads = torch.get_num_threads()
     torch.set_num_threads(getattr(args, "threads", None) or choose_threads(threads))
+    _Signals.terminated = False
+    installed = threading.current_thread() is threading.main_thread()  # only there it can be
+    previous = signal.signal(signal.SIGTERM, _Signals.on_sigterm) if installed else None
     try:
         with warnings.catch_warnings():  # a warning reads as one line, not file:line + source
             warnings.showwarning = _one_line_warning(args.command)
@@ -114,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"vilab {args.command}: error: {err}\n")
     except KeyboardInterrupt as err:  # Ctrl-C: one line, no traceback, the shell's code 130
         reason = f" {err}" if str(err) else ""
+        if _Signals.terminated:  # SIGTERM: the same, as "terminated", code 128 + 15
+            parser.exit(143, f"\nvilab {args.command}: terminated (SIGTERM){reason}\n")
         parser.exit(130, f"\nvilab {args.command}: interrupted{reason}\n")
     except BrokenPipeError:  # e.g. `vilab ... | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+    finally:  # a caller in the same process (a test, a notebook) keeps its own settings
         torch.set_num_threads(threads)
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
 
 
