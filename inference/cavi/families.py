@@ -66,6 +66,16 @@ Stats = dict[str, torch.Tensor]
 # --------------------------------------------------------------------------------------------
 
 
+def _logdet(P):
+    """log |P| of symmetric positive definite matrices, by Cholesky."""
+    return 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(P), dim1=-2, dim2=-1)).sum(-1)
+
+
+def _spd_inverse(P):
+    """P^-1 of symmetric positive definite matrices, by Cholesky."""
+    return torch.cholesky_inverse(torch.linalg.cholesky(P))
+
+
 def _normal_params(nat):
     precision, precision_loc = nat
     return {"loc": precision_loc / precision, "scale": precision.rsqrt()}
@@ -78,7 +88,7 @@ def _normal_stats(p):
 
 def _mvn_params(nat):
     P, Pm = nat
-    cov = torch.cholesky_inverse(torch.linalg.cholesky(P))
+    cov = _spd_inverse(P)
     return {"loc": (cov @ Pm.unsqueeze(-1)).squeeze(-1), "covariance_matrix": cov}
 
 
@@ -101,8 +111,7 @@ def _beta_stats(p):
 
 def _wishart_params(nat):
     df, inverse_scale = nat
-    return {"df": df, "covariance_matrix": torch.cholesky_inverse(
-        torch.linalg.cholesky(inverse_scale))}  # fmt: skip
+    return {"df": df, "covariance_matrix": _spd_inverse(inverse_scale)}
 
 
 def _wishart_stats(p):
@@ -110,7 +119,7 @@ def _wishart_stats(p):
     df, W = p["df"], p["covariance_matrix"]
     D = W.shape[-1]
     i = torch.arange(1, D + 1, dtype=W.dtype, device=W.device)
-    logdet = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(W), dim1=-2, dim2=-1)).sum(-1)
+    logdet = _logdet(W)
     return {
         "mean": df[..., None, None] * W,
         "logdet": torch.digamma((df[..., None] + 1.0 - i) / 2.0).sum(-1) + D * math.log(2.0)
@@ -309,10 +318,6 @@ def _matvec(P, x):
     return torch.einsum("...ij,...j->...i", P, x)
 
 
-def _logdet(P):
-    return 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(P), dim1=-2, dim2=-1)).sum(-1)
-
-
 def _one_hot_message(v, s, c):
     # d/dE[log pi] of log pi_v: the one-hot vector of v (a Categorical's outcome)
     num_categories = s["probs"]["log"].shape[-1]
@@ -351,7 +356,7 @@ def _wishart_elp(v, s, c):
     #                   - 1/2 tr(W^-1 L), per matrix
     n, W = c["df"], c["covariance_matrix"]
     D = W.shape[-1]
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(W))
+    inverse = _spd_inverse(W)
     log_norm = (-0.5 * n * D * math.log(2.0) - 0.5 * n * _logdet(W)
                 - torch.mvlgamma(0.5 * n, p=D))  # fmt: skip
     return [(1.0, (log_norm + 0.5 * (n - D - 1.0) * v["logdet"]
@@ -512,7 +517,7 @@ FACTORS: dict[str, FactorFamily] = {
         vector=True,
         value_message=lambda s, c: (
             [(1.0, (c["df"],))],
-            [(1.0, (torch.cholesky_inverse(torch.linalg.cholesky(c["covariance_matrix"])),))],
+            [(1.0, (_spd_inverse(c["covariance_matrix"]),))],
         ),
     ),
 }  # fmt: skip
