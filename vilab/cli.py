@@ -104,16 +104,26 @@ def _one_line_warning(command: str):
 
 
 class _Signals:
-    """SIGTERM (a cluster's scheduler, ``kill``, the torchrun launcher stopping its workers)
-    ends a command as Ctrl-C does: raised as KeyboardInterrupt where the program is, so files
-    stay whole and one line is printed; the exit code is the shell's 143, not 130."""
+    """Ctrl-C (SIGINT) and SIGTERM (a cluster's scheduler, ``kill``, the torchrun launcher
+    stopping its workers) end a command alike: raised as KeyboardInterrupt where the program
+    is, so files stay whole and one line is printed, with the shell's code 130 or 143. Which
+    signal came is recorded, so an interrupt that a C++ callback re-raised as another
+    exception (the TorchScript interpreter wraps it in a RuntimeError) still ends as one."""
 
-    terminated = False
+    received: int | None = None
 
     @classmethod
-    def on_sigterm(cls, signum, frame) -> None:
-        cls.terminated = True
+    def on_signal(cls, signum, frame) -> None:
+        cls.received = signum
         raise KeyboardInterrupt
+
+
+def _stopped(parser: argparse.ArgumentParser, command: str, err: BaseException) -> None:
+    """Exit with one line for a Ctrl-C or SIGTERM; ``err`` may carry what the run left."""
+    reason = f" {err}" if isinstance(err, KeyboardInterrupt) and str(err) else ""
+    if _Signals.received == signal.SIGTERM:
+        parser.exit(143, f"\nvilab {command}: terminated (SIGTERM){reason}\n")
+    parser.exit(130, f"\nvilab {command}: interrupted{reason}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,26 +131,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     threads = torch.get_num_threads()
     torch.set_num_threads(getattr(args, "threads", None) or choose_threads(threads))
-    _Signals.terminated = False
+    _Signals.received = None
     installed = threading.current_thread() is threading.main_thread()  # only there it can be
-    previous = signal.signal(signal.SIGTERM, _Signals.on_sigterm) if installed else None
+    previous = {}
+    if installed:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _Signals.on_signal)
     try:
         with warnings.catch_warnings():  # a warning reads as one line, not file:line + source
             warnings.showwarning = _one_line_warning(args.command)
             args.run(args)
-    except (ValueError, FloatingPointError) as err:
-        parser.exit(2, f"vilab {args.command}: error: {err}\n")
-    except KeyboardInterrupt as err:  # Ctrl-C: one line, no traceback, the shell's code 130
-        reason = f" {err}" if str(err) else ""
-        if _Signals.terminated:  # SIGTERM: the same, as "terminated", code 128 + 15
-            parser.exit(143, f"\nvilab {args.command}: terminated (SIGTERM){reason}\n")
-        parser.exit(130, f"\nvilab {args.command}: interrupted{reason}\n")
-    except BrokenPipeError:  # e.g. `vilab ... | head`: stop quietly, as Unix tools do
+    except KeyboardInterrupt as err:
+        _stopped(parser, args.command, err)
+    except Exception as err:
+        if _Signals.received is not None:  # an interrupt that came back as another exception
+            _stopped(parser, args.command, err)
+        if isinstance(err, (ValueError, FloatingPointError)):
+            parser.exit(2, f"vilab {args.command}: error: {err}\n")
+        if not isinstance(err, BrokenPipeError):
+            raise
+        # e.g. `vilab ... | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:  # a caller in the same process (a test, a notebook) keeps its own settings
         torch.set_num_threads(threads)
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     return 0
 
 

@@ -41,6 +41,11 @@ _HARMLESS = ("are registered as constants in the trace",)
 _LIBRARIES = tuple(os.path.dirname(m.__file__) + os.sep for m in (pyro, torch))
 
 
+#: How the TorchScript interpreter words a KeyboardInterrupt raised in a Python callback
+#: (an autograd function such as Pyro's ``safe_log``) that it wraps in a RuntimeError.
+_INTERRUPTED = "KeyboardInterrupt: "
+
+
 class _Graph(NamedTuple):
     """A traced loss: ``fn(*leaves, *tensor_args)`` -> -ELBO (value-preserving surrogate).
     ``names[i]`` is the Pyro param name of leaf i (looked up afresh at each call), or None for a
@@ -124,8 +129,13 @@ class CompiledELBO(pyro.infer.ELBO):
         graph = self._graphs.get(signature)
         if graph is None:
             return self._compile(signature, model, guide, args, kwargs)
-        with torch.jit.optimized_execution(False):  # (no effect on an Inductor graph)
-            return graph.fn(*self._inputs(graph), *replay.tensor_args(args, kwargs))
+        try:
+            with torch.jit.optimized_execution(False):  # (no effect on an Inductor graph)
+                return graph.fn(*self._inputs(graph), *replay.tensor_args(args, kwargs))
+        except RuntimeError as err:  # Ctrl-C in Python code the graph calls back into
+            if _INTERRUPTED in str(err):  # the interpreter wrapped it: give it back as such
+                raise KeyboardInterrupt from None
+            raise
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate as a float (no gradient: the eager estimator's)."""

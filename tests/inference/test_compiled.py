@@ -331,3 +331,25 @@ def test_no_grad_evaluation_uses_the_eager_loss():
     with torch.no_grad():
         assert torch.isfinite(module(torch.tensor([0.5], dtype=torch.float64)))
     assert not module.elbo._graphs and not module.elbo.uncompiled
+
+
+def test_ctrl_c_inside_a_compiled_graph_arrives_as_keyboard_interrupt(monkeypatch):
+    """A Ctrl-C (or a SIGTERM handler that raises it) landing in Python code the graph calls
+    back into (Pyro's ``safe_log`` autograd function in the earthquake's enumerated loss) is
+    wrapped by the TorchScript interpreter as a RuntimeError; it reaches the caller as the
+    KeyboardInterrupt it was, so ``except KeyboardInterrupt`` and the CLI's one line work."""
+    import pyro.ops.special
+
+    make_guide, args = _earthquake(True)
+    guide = make_guide()
+    elbo = get_elbo("enum", jit=True, max_plate_nesting=1)(earthquake_model.model, guide)
+    pyro.set_rng_seed(0)
+    elbo(*args)  # compiled
+    assert len(elbo.elbo._graphs) == 1
+
+    def interrupted(ctx, x):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyro.ops.special._SafeLog, "forward", staticmethod(interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        elbo(*args)
