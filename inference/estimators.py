@@ -51,17 +51,18 @@ def get_elbo(name: str, *, jit: bool | str = False, **kwargs) -> pyro.infer.ELBO
     Raises:
         ValueError: for an unknown name, listing the known ones; for impossible combinations
             (``stl`` on ``meanfield``), saying what to use instead; for a ``jit`` that is not
-            a bool, ``"torchscript"`` or ``"inductor"``.
+            a bool, ``"torchscript"`` or ``"inductor"``; for an option Pyro's ELBO does not
+            take, or a yes/no option that is not a bool.
     """
     try:
         cls = ESTIMATORS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a name that is not hashable (a list)
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
     if "base" in kwargs and name != "stl":
         raise ValueError(f"'base' is an option of estimator 'stl' only, not of {name!r}")
     if not (isinstance(jit, bool) or jit in ("torchscript", "inductor")):
         raise ValueError(f"jit must be True, False, 'torchscript' or 'inductor', got {jit!r}")
-    check_elbo_options(kwargs)
+    check_elbo_options({k: v for k, v in kwargs.items() if k != "base"})  # (stl's own option)
     if not jit:
         return cls(**kwargs)
     ignore = kwargs.pop("ignore_jit_warnings", False)

@@ -127,6 +127,22 @@ CASES = [
     ),
     # -- estimators ------------------------------------------------------------------------------
     ("get-elbo-unknown", lambda: get_elbo("best"), "estimator must be one of.*'best'"),
+    ("get-elbo-list", lambda: get_elbo(["trace"]), r"estimator must be one of.*\['trace'\]"),
+    (
+        "get-elbo-unknown-option",
+        lambda: get_elbo("trace", particles=4),
+        r"unknown ELBO option\(s\) \['particles'\]; the options are \['num_particles'",
+    ),
+    (
+        "get-elbo-vectorize-text",
+        lambda: get_elbo("trace", vectorize_particles="yes"),
+        "vectorize_particles must be True or False, got 'yes'",
+    ),
+    (
+        "stl-unknown-option",
+        lambda: StickingTheLanding(num_particle=2),
+        r"unknown ELBO option\(s\) \['num_particle'\]",
+    ),
     (
         "get-elbo-particles-zero",
         lambda: get_elbo("trace", num_particles=0),

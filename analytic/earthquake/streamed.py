@@ -159,9 +159,14 @@ def global_factors(q: MeanField, num_clusters: int) -> MeanField:
     return MeanField(None, *fields)
 
 
-def _pass(chunks: Chunks, W: torch.Tensor, reduce: Reduce | None):
+def _pass(chunks: Chunks, totals: DataTotals, W: torch.Tensor, reduce: Reduce | None):
     """One pass with the assignment weights W (4, K): the statistics of ``r = softmax(G W)``
-    summed over the events (and the processes), and ``sum_nk r_nk log r_nk``."""
+    summed over the events (and the processes), and ``sum_nk r_nk log r_nk``.
+
+    Since each row of r sums to 1, the statistics summed over k are the pass's ``N``,
+    ``sum x`` and ``sum s``: they must be the first pass's ``totals``, to rounding (1e-9
+    relative, of ``sqrt(N sum |x|^2) >= sum |x|`` for the locations), or the chunks gave other
+    events this pass (a file rewritten, a generator that does not start over)."""
     K = W.shape[1]
     moments = torch.zeros(K, 4, dtype=torch.float64)
     sum_lse = torch.zeros(1, dtype=torch.float64)
@@ -172,15 +177,33 @@ def _pass(chunks: Chunks, W: torch.Tensor, reduce: Reduce | None):
         sum_lse += lse.sum()
     flat = summed([moments, sum_lse], reduce)
     moments, sum_lse = flat[: 4 * K].reshape(K, 4), flat[4 * K]
+    _check_same_events(moments.sum(0), totals)
     stats = SufficientStats(moments[:, 0], moments[:, 1:3], moments[:, 3])
     return stats, (moments * W.T).sum() - sum_lse
+
+
+def _check_same_events(seen: torch.Tensor, totals: DataTotals) -> None:
+    """``seen = (N, sum x_1, sum x_2, sum s)`` of one pass against the first pass's totals."""
+    N = totals.num_events
+    scale_x = math.sqrt(N * float(totals.consts.sum_sq_x))
+    worst = max(
+        abs(float(seen[0]) - N) / N,
+        float((seen[1:3] - totals.sum_x).abs().max()) / max(scale_x, 1e-300),
+        abs(float(seen[3] - totals.sum_s)) / max(float(totals.sum_s), 1e-300),
+    )
+    if worst > 1e-9:
+        raise ValueError(
+            f"the chunks changed between passes: this pass read {float(seen[0]):.0f} events "
+            f"with strengths summing to {float(seen[3]):.6g}, the first {N} summing to "
+            f"{float(totals.sum_s):.6g}; chunks() must give the same events on every call"
+        )
 
 
 def _sweep(
     chunks: Chunks, totals: DataTotals, hp: Hyperparameters, q: MeanField, reduce: Reduce | None
 ) -> tuple[MeanField, torch.Tensor, torch.Tensor]:
     """One streamed CAVI sweep: returns (new globals, their ELBO, the counts N_k of the r used)."""
-    stats, neg_entropy_z = _pass(chunks, assignment_weights(hp, q), reduce)
+    stats, neg_entropy_z = _pass(chunks, totals, assignment_weights(hp, q), reduce)
     loc, precision = locations_from_stats(stats, hp)
     concentration, rate = rates_from_stats(stats, hp)
     q = MeanField(None, loc, precision, concentration, rate)
@@ -205,7 +228,7 @@ def streamed_elbo(
         (ELBO 0-dim, counts (K,)), float64.
     """
     q = global_factors(q, hp.num_clusters)
-    stats, neg_entropy_z = _pass(chunks, assignment_weights(hp, q), reduce)
+    stats, neg_entropy_z = _pass(chunks, totals, assignment_weights(hp, q), reduce)
     return elbo_from_stats(stats, neg_entropy_z, totals.consts, hp, q), stats.counts
 
 

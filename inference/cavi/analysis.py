@@ -329,6 +329,19 @@ def _check_observed(site) -> None:
     value = site["value"]
     if not torch.is_tensor(value):
         return
+    fn = site["fn"]
+    shape = fn.batch_shape + fn.event_shape
+    try:
+        joint = torch.broadcast_shapes(value.shape, shape)
+    except RuntimeError:
+        joint = None
+    if joint is None or joint[len(joint) - len(shape) :] != shape:  # the data would not fit
+        raise ValueError(
+            f"auto_cavi: observed site {site['name']!r} has shape {tuple(value.shape)}, which "
+            f"does not fit its {type(getattr(fn, 'base_dist', fn)).__name__}'s batch and event "
+            f"shape {tuple(shape)}; check the data's shape against the model's plates and "
+            "to_event"
+        )
     finite = torch.isfinite(value)
     try:
         ok = site["fn"].support.check(value)  # the batch shape: event dims already reduced

@@ -27,6 +27,7 @@ no Python loop over data.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -144,13 +145,14 @@ def monte_carlo_elbo(model, guide, args, kwargs, num_draws: int, seed: int):
     return mean, sd / math.sqrt(num_draws)
 
 
-def _check_bound(model, guide, args, kwargs, elbo: torch.Tensor, num_draws: int, seed: int):
+def _check_bound(model, guide, args, kwargs, elbo, num_draws: int, seed: int, dtype) -> None:
     """Raise unless ``elbo`` agrees with :func:`monte_carlo_elbo` of the returned guide within
-    6 standard errors (plus 1000 ulps of the dtype times |ELBO|, for a q so exact that every
-    draw gives the same number): the second line of defence, should a model use a latent in a
-    way no probe run showed."""
+    6 standard errors, plus 1000 ulps of the model's coarsest ``dtype`` times |ELBO| (for a q so
+    exact that every draw gives the same number, and for float32 constants that Pyro's own
+    densities round): the second line of defence, should a model use a latent in a way no
+    probe run showed."""
     mean, se = monte_carlo_elbo(model, guide, args, kwargs, num_draws, seed)
-    slack = 6 * se + 1000 * torch.finfo(elbo.dtype).eps * max(1.0, abs(elbo.item()))
+    slack = 6 * se + 1000 * torch.finfo(dtype).eps * max(1.0, abs(elbo.item()))
     if not abs(elbo.item() - mean) <= slack:
         raise ValueError(
             f"auto_cavi: the closed-form ELBO {elbo.item():.6g} disagrees with Pyro's Monte "
@@ -243,6 +245,33 @@ def _checked_init(latent: Latent, given) -> dict:
     return out
 
 
+def _working_dtypes(structure) -> tuple[torch.Tensor, torch.dtype]:
+    """A scalar of the dtype and device every update runs in: the promotion of the latents'
+    draws and the observations (float64 data under float32 priors written as ``Normal(0.,
+    10.)`` is float64, as Pyro's own log densities promote it; float64 if nothing is a float);
+    and the coarsest float dtype among them, whose rounding Pyro's own ELBO carries."""
+    found = [latent.draw for latent in structure.latents.values()]
+    found += [a.value for a in structure.assignments.values()]
+    for factor in structure.factors:
+        found += list(_tensors(factor.value_stats))
+    floats = [t.dtype for t in found if t.is_floating_point()] or [torch.float64]
+    dtype = functools.reduce(torch.promote_types, floats)
+    coarsest = max(floats, key=lambda d: torch.finfo(d).eps)
+    return torch.zeros((), dtype=dtype, device=found[0].device if found else None), coarsest
+
+
+def _tensors(tree):
+    """The tensors of a nest of dicts, lists and tuples."""
+    if torch.is_tensor(tree):
+        yield tree
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            yield from _tensors(value)
+    elif isinstance(tree, (list, tuple)):
+        for value in tree:
+            yield from _tensors(value)
+
+
 def _checked_probs(a: Assignment, given, like: torch.Tensor) -> torch.Tensor:
     """The user's q(Z) for an enumerated site, ``{"probs": p}`` with p of shape batch_shape +
     (K,) (a Categorical) or batch_shape (a Bernoulli's P(Z = 1)), in the enumerated layout;
@@ -331,8 +360,8 @@ def auto_cavi(
     latents = list(structure.latents.values())
     if not latents and not structure.assignments:
         raise ValueError("auto_cavi: the model has no latent sites: there is nothing to infer")
-    like = latents[0].draw if latents else next(iter(structure.assignments.values())).value
-    sweeper = Sweeper(structure, like if like.is_floating_point() else like.double())
+    like, coarsest = _working_dtypes(structure)
+    sweeper = Sweeper(structure, like)
     for name, latent in structure.latents.items():
         given = (init or {}).get(name)
         params = _default_params(latent) if given is None else _checked_init(latent, given)
@@ -383,7 +412,7 @@ def auto_cavi(
     params = sweeper.result_params()
     guide = AutoCaviGuide(structure, params)
     if check_draws:
-        _check_bound(model, guide, args, kwargs, history[-1], check_draws, seed)
+        _check_bound(model, guide, args, kwargs, history[-1], check_draws, seed, coarsest)
     return AutoCaviResult(
         guide=guide,
         elbo=history[-1],

@@ -19,6 +19,8 @@ c^2 (precision) and c (precision times mean) -- for a dense term, A^T diag(.) A 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from inference.cavi.analysis import Assignment, Factor, Latent, ModelStructure, Slot, Term
@@ -39,10 +41,29 @@ def _gather(stats: dict, latent: Latent, index: torch.Tensor) -> dict:
     return {k: v.reshape(-1)[index] for k, v in stats.items()}
 
 
+def _cast(tree, dtype: torch.dtype):
+    """``tree`` (a dataclass, named tuple, dict, list or tuple of them) with every floating
+    tensor in ``dtype``; a tensor already in it, and anything else, is kept as it is."""
+    if torch.is_tensor(tree):
+        return tree.to(dtype) if tree.is_floating_point() else tree
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        fields = {f.name: _cast(getattr(tree, f.name), dtype)
+                  for f in dataclasses.fields(tree) if f.init}  # fmt: skip
+        return dataclasses.replace(tree, **fields)
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_cast(v, dtype) for v in tree))
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cast(v, dtype) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _cast(v, dtype) for k, v in tree.items()}
+    return tree
+
+
 class Sweeper:
     """The state of q and the updates, for one analysed model."""
 
     def __init__(self, s: ModelStructure, like: torch.Tensor) -> None:
+        s = _cast(s, like.dtype)  # float32 constants of a float64 model: one dtype throughout
         self.s = s
         self.like = like  # the model's dtype and device
         self.params: dict[str, dict] = {}

@@ -198,6 +198,14 @@ def _stamp(path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
+def _check_rank(rank, world_size) -> None:
+    """``world_size`` processes share the row groups; ``rank`` is this one, in [0, world_size)."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in [0, {world_size - 1}], got {rank!r}")
+
+
 def _check_chunk_size(chunk_size) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
@@ -240,7 +248,9 @@ class ParquetCatalog:
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"catalog {str(path)!r} cannot be read as Parquet: {err}") from None
+            raise ValueError(
+                f"catalog {str(path)!r} cannot be read as Parquet: {str(err).strip()}"
+            ) from None
         self.path = str(path)
         names = self._file.schema_arrow.names
         given = (schema.lat_col, schema.lon_col, schema.mag_col)
@@ -255,14 +265,27 @@ class ParquetCatalog:
                 self.columns = [names[i] for i in schema.find_columns(names, planar)]
             except ValueError as err:
                 raise ValueError(f"catalog {self.path!r}: {err}") from None
+        self._check_types()
         self.schema = schema
         self.chunk_size = chunk_size
         self.num_rows = self._file.metadata.num_rows
         self.num_row_groups = self._file.num_row_groups
+        _check_rank(rank, world_size)
         self.row_groups = list(range(rank, self.num_row_groups, world_size))
         self.num_invalid = self.num_outside = 0
         self._stamp = _stamp(path)
         self._clean = False  # a full pass found no invalid row: later passes skip the rules
+
+    def _check_types(self) -> None:
+        """Each column read must hold plain numbers: integers or floats, not booleans (a bool
+        latitude read as 0 and 1 degrees), strings, lists or dates."""
+        for name in self.columns:
+            kind = self._file.schema_arrow.field(name).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                raise ValueError(
+                    f"catalog {self.path!r}: column {name!r} holds {kind}, not numbers "
+                    "(integers or floats)"
+                )
 
     def _rules(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> list:
         """The row rules for one chunk's columns: (mask of rows breaking it, reason, column)."""
@@ -300,9 +323,7 @@ class ParquetCatalog:
         starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         for group in self.row_groups:
             offset = int(starts[group])
-            for batch in self._file.iter_batches(
-                batch_size=self.chunk_size, row_groups=[group], columns=self.columns
-            ):
+            for batch in self._group_batches(group):
                 cols = [
                     torch.from_numpy(
                         batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -311,6 +332,32 @@ class ParquetCatalog:
                 ]
                 yield group, offset, cols
                 offset += batch.num_rows
+
+    def _group_batches(self, group: int) -> Iterator[pa.RecordBatch]:
+        """The batches of one row group; a page that cannot be decoded is named by file, row
+        group and column (each column is read alone to find which)."""
+        batches = self._file.iter_batches(
+            batch_size=self.chunk_size, row_groups=[group], columns=self.columns
+        )
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as err:
+                raise ValueError(self._corrupt(group, err)) from None
+            yield batch
+
+    def _corrupt(self, group: int, err: Exception) -> str:
+        for name in self.columns:
+            try:
+                self._file.read_row_group(group, columns=[name])
+            except (pa.ArrowException, OSError) as column_err:
+                return (
+                    f"catalog {self.path!r}: row group {group}, column {name!r} cannot be "
+                    f"read ({str(column_err).strip()}); the file is damaged: write it again"
+                )
+        return f"catalog {self.path!r}: row group {group} cannot be read ({str(err).strip()})"
 
     def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over this process's rows: ``(X (n, 2), S (n,))`` float64 chunks, checked.

@@ -231,3 +231,26 @@ def test_the_relabelling_step_keeps_the_budget_and_tolerance_of_the_in_memory_ru
     assert a.num_iter == (8 if "max_iter" in options else 5)
     assert rel_diff(b.elbo_history, a.elbo_history) < 1e-10
     assert rel_diff(b.q.loc, a.q.loc) < 1e-10
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda X, S, call: (X[: 599 if call else 600], S[: 599 if call else 600]),  # one lost
+        lambda X, S, call: (X, S + (1.0 if call else 0.0) * (torch.arange(600) == 5)),  # s + 1
+        lambda X, S, call: (X + (1e-3 if call else 0.0), S),  # every location moved a little
+    ],
+    ids=["an event dropped", "one strength + 1", "locations moved"],
+)
+def test_chunks_that_change_between_passes_are_refused(change):
+    """A chunks() that gives other events after the first pass (a file rewritten under the
+    run, a generator that does not start over) used to return a fit of no catalog. Each pass's
+    N, sum x and sum s (free: r's rows sum to 1) must be the first pass's, to 1e-9 relative."""
+    calls = []
+
+    def chunks():
+        calls.append(None)
+        yield change(X, S, len(calls) > 1)
+
+    with pytest.raises(ValueError, match="the chunks changed between passes"):
+        streamed_cavi(chunks, HP, sample=(X, S), num_init=1, max_iter=3)

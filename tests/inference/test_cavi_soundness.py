@@ -330,3 +330,35 @@ def test_vector_observations_are_checked_row_by_row():
     with pytest.raises(ValueError, match=r"observed site 'x' holds \[nan, 0.2\] at \[1\]"):
         auto_cavi(_mvn, rows)
     assert torch.isfinite(auto_cavi(_mvn, ROWS, num_steps=2).elbo)
+
+
+def _vector_mean(rows):
+    mu = pyro.sample("mu", dist.Normal(torch.zeros(3), 10.0).to_event(1))
+    with pyro.plate("data", 5):
+        pyro.sample("x", dist.Normal(mu, 1.0).to_event(1), obs=rows)
+
+
+def test_observations_of_the_wrong_shape_are_named_with_both_shapes():
+    """Rows of 4 where the model has 3 coordinates: a RuntimeError from a reshape deep in the
+    sweeps before; now the site, the data's shape and the model's."""
+    with pytest.raises(ValueError, match=r"site 'x' has shape \(5, 4\).*shape \(5, 3\)"):
+        auto_cavi(_vector_mean, torch.randn(5, 4, dtype=torch.float64))
+
+
+def _float32_prior(y):
+    mu = pyro.sample("mu", dist.Normal(0.0, 10.0))  # float literals: float32 parameters
+    with pyro.plate("d", y.shape[0]):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_float64_data_under_float32_prior_literals_runs_in_float64_and_is_exact():
+    """``Normal(0., 10.)`` with float64 data, as most users write it, failed with an
+    ``index_add_`` dtype error. The fit now runs in the promoted dtype, float64, and its bound
+    is the exact log evidence, log N(y; 0, I + 100 11^T) (0 and 10 are exact in float32, so
+    the float64 answer is exact: 1e-12 relative)."""
+    y = torch.tensor([0.3, -1.2, 2.5, 0.8], dtype=torch.float64)
+    fit = auto_cavi(_float32_prior, y)
+    cov = torch.eye(4, dtype=torch.float64) + 100.0
+    evidence = dist.MultivariateNormal(torch.zeros(4, dtype=torch.float64), cov).log_prob(y)
+    assert fit.elbo.dtype == torch.float64
+    assert fit.elbo.item() == pytest.approx(evidence.item(), rel=1e-12)

@@ -125,6 +125,62 @@ def test_columns_found_as_for_csv_and_named_when_missing(tmp_path):
         ParquetCatalog(tmp_path / "h.parquet")
 
 
+@pytest.mark.parametrize(
+    "column, kind",
+    [
+        (pa.array([True, False]), "bool"),  # was read as 1 and 0 degrees, without a word
+        (pa.array(["1.0", "2.0"]), "string"),  # numpy's words, no file or column
+        (pa.array([[1.0], [2.0]]), "list<element: double>"),
+    ],
+    ids=["bool", "string", "list"],
+)
+def test_a_column_that_does_not_hold_numbers_is_named_with_its_type(tmp_path, column, kind):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"Latitude": column, "Longitude": [2.0, 3.0], "Mag": [6.0, 6.5]}),
+                   path)  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        ParquetCatalog(path)
+    assert str(info.value) == (
+        f"catalog {str(path)!r}: column 'Latitude' holds {kind}, not numbers (integers or floats)"
+    )
+
+
+def test_a_damaged_data_page_is_named_by_row_group_and_column(tmp_path):
+    """Zeroed bytes inside the second row group's longitude pages (snappy-compressed, so they
+    cannot decode): pyarrow's words alone named neither the file nor the column."""
+    rows = 400
+    path = _geographic_parquet(tmp_path / "g.parquet", [1.0 + i / rows for i in range(rows)],
+                               [2.0 + i / rows for i in range(rows)], [6.0] * rows,
+                               row_group_size=rows // 2)  # fmt: skip
+    pq.write_table(pq.read_table(path), path, row_group_size=rows // 2, compression="snappy",
+                   use_dictionary=False)  # fmt: skip
+    page = pq.ParquetFile(path).metadata.row_group(1).column(1).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[page + 40 : page + 240] = bytes(200)  # past the page header, inside its values
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as info:
+        list(ParquetCatalog(path).chunks())
+    assert str(info.value).startswith(
+        f"catalog {str(path)!r}: row group 1, column 'Longitude' cannot be read ("
+    )
+    assert str(info.value).endswith("); the file is damaged: write it again")
+
+
+@pytest.mark.parametrize(
+    "rank, world_size, message",
+    [
+        (0, 0, "world_size must be an integer >= 1, got 0"),
+        (2, 2, r"rank must be an integer in \[0, 1\], got 2"),
+        (-1, 1, r"rank must be an integer in \[0, 0\], got -1"),
+        (0, 1.5, "world_size must be an integer >= 1, got 1.5"),
+    ],
+)
+def test_ranks_outside_the_world_are_refused_by_name(tmp_path, rank, world_size, message):
+    path = _geographic_parquet(tmp_path / "g.parquet", [1.0], [2.0], [6.0])
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        ParquetCatalog(path, rank=rank, world_size=world_size)
+
+
 def test_not_parquet_folder_missing(tmp_path):
     csv = _csv(tmp_path)
     with pytest.raises(ValueError) as info:
