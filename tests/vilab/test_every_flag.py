@@ -37,6 +37,7 @@ from inference.data import simulate_parquet
 from ppl_models.earthquake import simulate
 from tests.idx_files import write_mnist_dir
 from vilab.cli import build_parser, main
+from vilab.vae.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -573,7 +574,7 @@ def _(cli):
 
 
 def _checkpoint(r: Result, path: Path | None = None) -> dict:
-    return vae_train.load_checkpoint(path or r.out / "checkpoint.pt")
+    return load_checkpoint(path or r.out / "checkpoint.pt")
 
 
 @case("vae", "--data-dir", "--train-size", "--test-size")

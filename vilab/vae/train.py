@@ -16,7 +16,6 @@ batch; the last checkpoint, from the previous epoch, is left as it was.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import time
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyro
-import pyro.util
 import torch
 from tqdm.auto import tqdm
 
@@ -34,16 +32,15 @@ from inference.data import binarize
 from inference.estimators import get_elbo
 from inference.svi import SVIStep
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
-from vilab.io import atomic_write_bytes, remove_stale_temporaries
+from vilab.io import remove_stale_temporaries
+from vilab.vae.checkpoint import load_checkpoint, restore, rng_state, save_checkpoint
 from vilab.vae.evaluate import negative_elbo
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "EpochRecord",
     "VAEConfig",
     "VAEResult",
     "build_vae",
-    "load_checkpoint",
     "train_vae",
 ]
 
@@ -101,84 +98,6 @@ class VAEResult(NamedTuple):
     guide: VAEGuide
     history: list[EpochRecord]
     test_images: torch.Tensor
-
-
-CHECKPOINT_FORMAT = "pyro-vi-lab/vae-checkpoint/1"
-
-
-def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
-    """Every random state, as tensors and plain Python values only (so that the checkpoint
-    loads with ``weights_only=True``): numpy's MT19937 state is stored as lists."""
-    rng = pyro.util.get_rng_state()
-    name, keys, pos, has_gauss, cached = rng["numpy"]
-    state = {
-        "torch": rng["torch"],
-        "random": rng["random"],
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "data": gen.get_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, gen: torch.Generator) -> None:
-    import numpy as np
-
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    numpy_state = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
-    pyro.util.set_rng_state(
-        {"torch": state["torch"], "random": _as_tuples(state["random"]), "numpy": numpy_state}
-    )
-    gen.set_state(state["data"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuples(value):
-    """Python's random state is nested tuples; a round trip may return lists."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _save(path: Path, payload: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """A checkpoint written by :func:`train_vae`, loaded without running code from the file.
-
-    ``torch.load(weights_only=True)`` unpickles only tensors and plain Python values; anything
-    else (a foreign pickle, a file that would run code) is refused before it is built. Then the
-    format tag and the keys are checked.
-
-    Raises:
-        ValueError: naming the file, for a missing, empty, corrupt, foreign or unsafe file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"checkpoint {str(path)!r} is empty")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle/zip/torch all raise their own types
-        reason = str(err).splitlines()[0][:200]
-        raise ValueError(
-            f"checkpoint {str(path)!r} is not a vilab VAE checkpoint that loads safely "
-            f"(only tensors and plain values are accepted; nothing in it was run): {reason}"
-        ) from None
-    keys = {"format", "config", "data", "model", "guide", "optimizer", "history", "rng"}
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(
-            f"checkpoint {str(path)!r} is not a vilab VAE checkpoint of format "
-            f"{CHECKPOINT_FORMAT!r} (found {found!r}); start a new run without --resume"
-        )
-    if not keys <= set(state):
-        raise ValueError(f"checkpoint {str(path)!r} lacks {sorted(keys - set(state))}")
-    return state
 
 
 def build_vae(
@@ -274,9 +193,9 @@ def train_vae(
                     "guide": guide.state_dict(),
                     "optimizer": step.optimizer.state_dict(),
                     "history": [tuple(r) for r in history],
-                    "rng": _rng_state(gen, device),
+                    "rng": rng_state(gen, device),
                 }
-                _save(Path(checkpoint), state)
+                save_checkpoint(checkpoint, state)
             if on_epoch is not None:
                 on_epoch(record, model, guide)
     except KeyboardInterrupt:
@@ -320,7 +239,8 @@ def _check_arguments(train_images, test_images, epochs, checkpoint, resume) -> N
 
 def _resume(path: Path, config, data_id, model, guide, step, gen, device) -> list[EpochRecord]:
     """Load the weights, Adam's state and the random states of the run that wrote ``path``;
-    return its history. Refuses a missing file or one from another config or data."""
+    return its history. Refuses a missing file, one from another config or data, and one
+    whose contents are not whole (:func:`vilab.vae.checkpoint.load_checkpoint`)."""
     if not path.is_file():
         raise ValueError(f"--resume: no checkpoint at {str(path)!r}")
     state = load_checkpoint(path, map_location=device)
@@ -329,10 +249,7 @@ def _resume(path: Path, config, data_id, model, guide, step, gen, device) -> lis
             f"--resume: checkpoint {str(path)!r} is from another run "
             f"(config {state['config']}, data {state['data']}); give the same flags"
         )
-    model.load_state_dict(state["model"])
-    guide.load_state_dict(state["guide"])
-    step.optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"], gen)
+    restore(path, state, {"model": model, "guide": guide}, step.optimizer, gen)
     return [EpochRecord(*r) for r in state["history"]]
 
 

@@ -75,7 +75,7 @@ def test_ctrl_c_exits_with_one_line_and_leaves_a_checkpoint_that_resumes(tmp_pat
     import sys
     import time
 
-    from vilab.vae.train import load_checkpoint
+    from vilab.vae.checkpoint import load_checkpoint
 
     out = tmp_path / "out"
     flags = ["--data-dir", data_dir, *TINY, "--out", str(out)]

@@ -16,9 +16,10 @@ from inference.estimators import get_elbo
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
 from tests.conftest import SHARED_DATA
 from tests.idx_files import write_mnist_dir
+from vilab.vae.checkpoint import load_checkpoint
 from vilab.vae.evaluate import importance_weighted_bound, log_weights, negative_elbo
 from vilab.vae.plain import source_loss
-from vilab.vae.train import VAEConfig, load_checkpoint, train_vae
+from vilab.vae.train import VAEConfig, train_vae
 
 TINY = {"latent_dim": 3, "hidden_dim": 16}
 
@@ -254,3 +255,61 @@ def test_a_nan_in_the_first_epoch_does_not_point_to_a_checkpoint_that_does_not_e
         train_vae(train, test, VAEConfig(**TINY, lr=1e30), epochs=1, progress=False,
                   checkpoint=ckpt)  # fmt: skip
     assert not ckpt.exists()
+
+
+def _nan_weight(state):
+    next(iter(state["model"].values())).view(-1)[0] = float("nan")
+
+
+def _wrong_shape(state):
+    key = next(iter(state["guide"]))
+    state["guide"][key] = torch.zeros(7, 5)
+
+
+def _missing_key(state):
+    state["model"].pop(next(iter(state["model"])))
+
+
+def _nan_in_adam(state):
+    moments = next(iter(state["optimizer"]["state"].values()))
+    moments["exp_avg"].view(-1)[0] = float("inf")
+
+
+TAMPERED = {
+    "nan weight": (_nan_weight, r"model\.[\w.]+ holds non-finite values"),
+    "wrong shape": (_wrong_shape, r"guide\.[\w.]+ has shape \(7, 5\), where this config's"),
+    "missing weight": (_missing_key, r"its model weights lack \['[\w.]+'\] and have extra \[\]"),
+    "nan in Adam": (_nan_in_adam, r"optimizer\.state\.\d+\.exp_avg holds non-finite values"),
+    "history not epochs": (lambda s: s.update(history=[(2, 1.0, 1.0, 0.1)]),
+                           r"history entry 0 is \(2, 1.0, 1.0, 0.1\), not \(epoch 1"),
+    "history a string": (lambda s: s.update(history="epoch 1"), "its history is a str"),
+    "nan loss in history": (lambda s: s.update(history=[(1, math.nan, 1.0, 0.1)]),
+                            "history entry 0 is"),
+    "rng not bytes": (lambda s: s["rng"].update(torch=torch.zeros(3)),
+                      "its torch random state is not a byte tensor"),
+    "numpy rng short": (lambda s: s["rng"].update(numpy=["MT19937", [1, 2], 0, 0, 0.0]),
+                        "its numpy random state is not MT19937's"),
+    "rng missing": (lambda s: s.update(rng={}), "its random state lacks"),
+    "Adam of another net": (lambda s: s["optimizer"]["param_groups"][0].update(params=[0]),
+                            "its optimizer or random state does not fit this run"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_tampered_checkpoint_is_refused_by_name_before_anything_is_loaded(mnist, tmp_path, case):
+    """A checkpoint with the right config but NaN weights was resumed (and, with no epochs
+    left, exited 0 with null metrics); a wrong shape, a missing key or a malformed history or
+    random state ended in a raw RuntimeError/TypeError/IndexError. Each is now one ValueError
+    naming the file and the part; the file is left as it is."""
+    train, test = mnist
+    config = VAEConfig(**TINY, batch_size=100)
+    ckpt = tmp_path / "ckpt.pt"
+    train_vae(train, test, config, epochs=1, progress=False, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    tamper, pattern = TAMPERED[case]
+    tamper(state)
+    torch.save(state, ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=f"^checkpoint '{ckpt}': {pattern}"):
+        train_vae(train, test, config, epochs=2, progress=False, checkpoint=ckpt, resume=True)
+    assert ckpt.read_bytes() == before
