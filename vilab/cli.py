@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             _stopped(parser, args.command, err)
         if isinstance(err, (ValueError, FloatingPointError)):
             parser.exit(2, f"vilab {args.command}: error: {err}\n")
+        if isinstance(err, OSError) and not isinstance(err, BrokenPipeError):  # a full disk...
+            where = f"{err.filename!r}: " if err.filename else ""
+            parser.exit(1, f"vilab {args.command}: error: {where}{err.strerror or err}\n")
         if not isinstance(err, BrokenPipeError):
             raise
         # e.g. `vilab ... | head`: stop quietly, as Unix tools do

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from inference.data.atomic import replaced_atomically
 from vilab.flags import check_ints
 from vilab.io import atomic_write_text, save_figure
 from vilab.report import format_table
@@ -72,15 +71,8 @@ def check_arguments(args) -> None:
 
 def write_netcdf(idata, path: Path) -> Path:
     """``idata.to_netcdf`` to a temporary name beside ``path``, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path) as tmp:
         idata.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

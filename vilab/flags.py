@@ -8,6 +8,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "weights",
 ]
 
+MIN_FREE_BYTES = 2**20  # an output folder's file system must have this much room before a run
 MAX_SEED = 2**32 - 1  # numpy's limit; pyro.set_rng_seed seeds numpy, random and torch alike
 
 # a number, or a comma-separated list of numbers, that starts with a minus sign: -1e-3, -40,-10
@@ -248,11 +250,17 @@ def _check_output_path(flag: str, value: str, folder: bool) -> None:
     try:
         with tempfile.TemporaryFile(dir=base):
             pass
+        free = shutil.disk_usage(base).free
     except OSError as err:
         raise ValueError(
             f"{flag} {value!r} cannot be written: no file can be created in {str(base)!r} "
             f"({err.strerror or err})"
         ) from None
+    if free < MIN_FREE_BYTES:  # an empty file fits on a full disk: ask for room too
+        raise ValueError(
+            f"{flag} {value!r} cannot be written: {str(base)!r} has {free} bytes free "
+            f"(at least {MIN_FREE_BYTES // 2**20} MiB needed)"
+        )
 
 
 def check_output_file(flag: str, value: str) -> None:

@@ -1,18 +1,18 @@
-"""Atomic output: every file is written to a temporary name beside its target, then renamed, so
-a crash or a bad input never leaves a half-written file behind. Files get the permissions of
-any file the user creates (0666 less the umask), not ``mkstemp``'s private 0600; JSON is
-strict (RFC 8259: no NaN or Infinity)."""
+"""Atomic output (:func:`inference.data.atomic.replaced_atomically`): every file is written to
+a temporary name beside its target, then renamed, so a crash or a bad input never leaves a
+half-written file behind, and stale temporaries of dead runs are removed. JSON is strict (RFC
+8259: no NaN or Infinity)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
+from inference.data.atomic import replaced_atomically
+
 __all__ = [
-    "remove_stale_temporaries",
     "save_figure",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -24,37 +24,9 @@ NON_FINITE_NOTE = "non_finite"  # key of the note listing the values written as 
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it; it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files an interrupted atomic write of ``path`` left beside it
-    (``.NAME.*.tmp``); returns those removed."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
-    return stale
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

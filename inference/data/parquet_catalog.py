@@ -20,9 +20,7 @@ an interrupted or refused conversion leaves nothing behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analytic.earthquake import MAX_LOCATION, MAX_STRENGTH, Hyperparameters
+from inference.data.atomic import replaced_atomically
 from inference.data.csv_catalog import Catalog, iter_csv_rows, not_utf8_error
 from inference.data.schema import CatalogSchema, check_catalog_path, invalid_rows_error
 from ppl_models.earthquake import simulate_chunks
@@ -68,16 +67,10 @@ def _write_batches(
     progress: bool,
 ) -> int:
     """Write record batches (one row group each) to ``path`` through a temporary file renamed
-    at the end; nothing is left behind on an error. Returns the rows written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # the permissions of any file the user creates, not 0600
-    os.close(fd)
+    at the end (:func:`inference.data.atomic.replaced_atomically`); nothing is left behind on
+    an error. Returns the rows written."""
     written = 0
-    try:
+    with replaced_atomically(path) as tmp:
         with pq.ParquetWriter(tmp, columns) as writer, tqdm(
             total=total, desc=desc, unit="event", unit_scale=True, leave=False,
             disable=not progress,
@@ -86,10 +79,6 @@ def _write_batches(
                 writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
                 written += batch.num_rows
                 bar.update(batch.num_rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return written
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import pytest
 
 from vilab.io import _atomic, atomic_write_json
@@ -56,3 +60,30 @@ def test_files_get_the_users_umask_not_mkstemps_0600(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def _limit_file_size():  # in the child: writes past 64 KiB fail with EFBIG (no SIGXFSZ kill)
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_a_write_the_file_system_refuses_ends_with_one_line_naming_the_file(tmp_path):
+    """A real refused write (the file-size limit, EFBIG: as a full disk's ENOSPC, the kernel
+    fails the write): a bare OSError traceback before; now one line naming the file and the
+    cause, exit code 1, no partial file, no temporary, and the earlier output kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "big.parquet"
+    earlier.write_bytes(b"earlier")
+    argv = ["catalog", "simulate", str(earlier), "--num-events", "20000"]
+    done = subprocess.run([sys.executable, "-m", "vilab", *argv], capture_output=True, text=True,
+                          preexec_fn=_limit_file_size, timeout=300)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("vilab ")]
+    assert line.startswith(f"vilab catalog: error: '{earlier}': ")  # (pyarrow's words, then)
+    assert "File too large; nothing was written there (an earlier file is kept)" in line
+    assert earlier.read_bytes() == b"earlier"
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))

@@ -32,7 +32,6 @@ from inference.data import binarize
 from inference.estimators import get_elbo
 from inference.svi import SVIStep
 from ppl_models.vae import MAX_PLATE_NESTING, VAEModel
-from vilab.io import remove_stale_temporaries
 from vilab.vae.checkpoint import load_checkpoint, restore, rng_state, save_checkpoint
 from vilab.vae.evaluate import negative_elbo
 
@@ -165,8 +164,6 @@ def train_vae(
     # the test set is binarised once, the same way every run (a fixed stochastic one for "sample")
     test_gen = torch.Generator().manual_seed(config.seed + 1)
     test_x = binarize(test_images, config.binarize, test_gen).to(device)
-    if checkpoint is not None:
-        remove_stale_temporaries(checkpoint)
     if resume:
         history = _resume(Path(checkpoint), config, data_id, model, guide, step, gen, device)
 
