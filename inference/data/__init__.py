@@ -1,7 +1,10 @@
 """Data readers: earthquake catalogs in CSV (:mod:`.csv_catalog`) and Parquet
 (:mod:`.parquet_catalog`, read and written in chunks), both through one
-:class:`~inference.data.schema.CatalogSchema`; MNIST through torchvision (:mod:`.mnist`)."""
+:class:`~inference.data.schema.CatalogSchema`; MNIST through torchvision (:mod:`.mnist`); files
+replaced whole or not at all (:mod:`.atomic`)."""
 
+from inference.data.atomic import remove_stale_temporaries as remove_stale_temporaries
+from inference.data.atomic import replaced_atomically as replaced_atomically
 from inference.data.csv_catalog import Catalog as Catalog
 from inference.data.csv_catalog import load_catalog as load_catalog
 from inference.data.mnist import MNIST_FILES as MNIST_FILES
@@ -35,5 +38,7 @@ __all__ = [
     "load_catalog",
     "load_mnist",
     "parse_bbox",
+    "remove_stale_temporaries",
+    "replaced_atomically",
     "simulate_parquet",
 ]
