@@ -102,6 +102,18 @@ class GlobalsGuide(torch.nn.Module):
     def forward(self, X, S, hp, subsample_size=None, likelihood_scale=1.0) -> None:
         self._sample_globals(hp.num_clusters)
 
+    @torch.no_grad()
+    def permute_clusters_(self, perm) -> None:
+        """Relabel the clusters in place: the new cluster ``k`` is the old ``perm[k]`` (so a
+        fit matched to another fit's labels draws its samples, and its diagnostics name its
+        clusters, under those labels)."""
+        perm = torch.as_tensor(perm, dtype=torch.long, device=self.scaled_loc.device)
+        K = self.scaled_loc.shape[0]
+        if sorted(perm.tolist()) != list(range(K)):
+            raise ValueError(f"perm must be a permutation of 0..{K - 1}, got {perm.tolist()}")
+        for name in ("scaled_loc", "log_precision", "log_concentration", "log_mean_lam"):
+            getattr(self, name).copy_(getattr(self, name)[perm])
+
     def mean_field(self, *, differentiable: bool = False) -> MeanField:
         """The current globals as a :class:`MeanField` with ``probs`` None: detached by
         default; ``differentiable=True`` keeps the graph to the parameters."""
@@ -172,6 +184,13 @@ class EarthquakeGuide(GlobalsGuide):
         ):
             logits = self.scaled_logits[idx] * self.logit_scale
             pyro.sample("z", dist.Categorical(logits=logits), infer=infer)
+
+    @torch.no_grad()
+    def permute_clusters_(self, perm) -> None:
+        """Relabel the clusters in place, the assignment logits' columns with them."""
+        super().permute_clusters_(perm)
+        perm = torch.as_tensor(perm, dtype=torch.long, device=self.scaled_logits.device)
+        self.scaled_logits.copy_(self.scaled_logits[:, perm])
 
     def mean_field(self, *, differentiable: bool = False) -> MeanField:
         """The current parameters as a :class:`MeanField`: detached by default; with

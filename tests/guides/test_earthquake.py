@@ -60,3 +60,21 @@ def test_globals_guide_round_trips_and_refuses_bad_starts():
         GlobalsGuide(q, loc_scale=0.0)
     with pytest.raises(ValueError, match="precision"):
         GlobalsGuide(q._replace(precision=-q.precision))
+
+
+@pytest.mark.parametrize("cls", [EarthquakeGuide, GlobalsGuide])
+def test_permuting_a_guide_relabels_every_parameter_and_refuses_a_non_permutation(cls):
+    """New cluster k is old perm[k]: the guide's mean field afterwards is the old one's
+    clusters (and the assignment columns) taken in the order perm."""
+    q = _q()
+    guide = cls(q) if cls is EarthquakeGuide else cls(q._replace(probs=None))
+    before = guide.mean_field()
+    perm = [2, 0, 1]
+    guide.permute_clusters_(perm)
+    after = guide.mean_field()
+    for name in ("loc", "precision", "concentration", "rate"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name)[perm])
+    if cls is EarthquakeGuide:
+        torch.testing.assert_close(after.probs, before.probs[:, perm])
+    with pytest.raises(ValueError, match=r"perm must be a permutation of 0..2, got \[0, 0, 1\]"):
+        guide.permute_clusters_([0, 0, 1])

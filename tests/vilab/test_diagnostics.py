@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pyro.infer
 import pytest
+import torch
 
+import vilab.earthquake.run as earthquake_run
 from inference.diagnostics.common import az
 from tests.idx_files import write_mnist_dir
 from vilab.cli import main
@@ -42,9 +45,21 @@ def _rows(path):
 
 
 def test_earthquake_diagnostics_write_netcdf_csv_forest(tmp_path, capsys, monkeypatch):
+    """The files, their sizes, and the cluster labels: SVI's clusters are matched to CAVI's
+    for the main table, and the diagnostics used to draw from the guide under its own labels
+    (their ``mu[0]`` was the table's k = 2). A matching that swaps the two clusters (forced,
+    so the test cannot pass by luck) must reach the diagnostics: the mean of ``mu[k]``'s
+    draws is the table's SVI mean k, not the other."""
     out, mcmc = tmp_path / "out", _spy_mcmc(monkeypatch)
+    monkeypatch.setattr(earthquake_run, "match_clusters", lambda a, b: torch.tensor([1, 0]))
     flags = ["--num-events", "80", "--k", "2", "--steps", "50", "--num-init", "1"]
     assert main(["earthquake", *flags, *NUTS, "--out", str(out)]) == 0
+    means = json.loads((out / "summary.json").read_text())["svi"]["means"]
+    rows = {r["parameter"]: r for r in _rows(out / "summary.csv")}
+    for k in range(2):
+        drawn = [float(rows[f"mu[{k}, {c}]"]["vi_mean"]) for c in ("lon", "lat")]
+        dist = [sum((a - b) ** 2 for a, b in zip(drawn, m)) for m in means]
+        assert min(range(2), key=dist.__getitem__) == k, (k, drawn, means)
     for name in ("posterior.nc", "summary.csv", "forest.png", "elbo_trace.png"):
         assert (out / name).stat().st_size > 0
     idata = _check_sizes(out, mcmc)

@@ -264,6 +264,7 @@ def _run(args, hp: Hyperparameters, device: torch.device, group: Collective):
         # SVI's labels are arbitrary: match its clusters to CAVI's before comparing them
         perm = match_clusters(q_cavi.loc, svi.q.loc)
         fits["SVI"] = q_svi = permute_clusters(svi.q, perm)
+        svi.guide.permute_clusters_(perm)  # its draws (diagnostics) under the same labels
         svi_fit = {"elbo": svi.elbo, "iterations": svi.fit.num_steps,
                    "estimator": args.estimator, "jit": bool(jit), "jit_backend": jit or None,
                    "guide": "mean field" if args.chunk_size is None else "globals (Z summed out "
