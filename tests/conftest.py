@@ -64,6 +64,24 @@ def _one_thread_in_a_worker():
 
 
 @pytest.fixture(autouse=True)
+def _every_saved_figure_is_readable(monkeypatch):
+    """Every figure any test has a command save is checked as drawn (:mod:`tests.figures`):
+    the commands' own runs are the test of their figures, at no extra run."""
+    import matplotlib.figure
+
+    from tests.figures import problems
+
+    save = matplotlib.figure.Figure.savefig
+
+    def checked(fig, fname, *args, **kwargs):
+        found = problems(fig)
+        assert not found, f"figure {getattr(fname, 'name', fname)}: " + "; ".join(found)
+        return save(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_pyro_state():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()

@@ -47,15 +47,24 @@ def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate bloc
         model_names=list(posteriors),
         combined=True,
         hdi_prob=0.9,
-        figsize=(7, 1.2 + 0.4 * _num_scalars(next(iter(posteriors.values())))),
+        figsize=(8, 1.6 + 0.4 * _num_scalars(next(iter(posteriors.values())))),
     )
     ax = np.ravel(axes)[0]
     fig = ax.figure
     if reference is not None:
         ax.set_xlabel(f"(value - {reference} mean) / {reference} sd")
         ax.axvline(0.0, color="0.6", lw=0.8)
-    if title:
-        fig.suptitle(title)
+    # one title (ArviZ's "90.0% HDI" sat on top of a suptitle), and the legend beside the
+    # rows rather than over them
+    ax.set_title(f"{title}: central 90% intervals" if title else "central 90% intervals",
+                 fontsize=11)  # fmt: skip
+    legend = ax.get_legend()
+    if legend is not None:
+        labels = [text.get_text() for text in legend.get_texts()]
+        handles = legend.legend_handles
+        legend.remove()
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
     return fig
 
 

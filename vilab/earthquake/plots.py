@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
 from analytic.earthquake import MeanField  # noqa: E402
@@ -43,7 +44,7 @@ def plot_elbo_traces(path, cavi_history, svi_steps, svi_exact, svi_mc) -> os.Pat
         g = best - values
         return np.maximum(g, floor) if floor else np.where(g > 0, g, np.nan)
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     ax.plot(
         np.arange(1, len(svi_mc) + 1),
         gap(svi_mc),
@@ -72,55 +73,71 @@ def plot_elbo_traces(path, cavi_history, svi_steps, svi_exact, svi_mc) -> os.Pat
     ax.set_xlim(left=0)
     ax.set_yscale("log")
     ax.set_xlabel("CAVI iteration / SVI step")
-    ax.set_ylabel(f"best final ELBO - ELBO (nats; best = {best:.2f}; floor {_FLOOR:g})")
-    ax.set_title("Earthquake mixture: convergence of CAVI and SVI")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("best final ELBO - ELBO (nats)")
+    ax.set_title(
+        f"Earthquake mixture: convergence of CAVI and SVI\n(best final ELBO {best:.2f}; gaps "
+        f"below {_FLOOR:g} nats drawn at {_FLOOR:g})",
+        fontsize=10,
+    )
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
 def plot_map(path, X, S, fits: dict[str, MeanField], tau: float) -> os.PathLike:
-    """Events coloured by most probable cluster, marker area by strength; each q(mu_k) mean
-    (cross) with its 95% region (solid circle, radius sqrt(chi2_2(0.95) / p_k)) and the 95%
+    """Events coloured by most probable cluster, marker area by strength (legend: the
+    smallest, median and largest); each q(mu_k) mean (a small cross, numbered k) with its 95%
+    region (solid circle, radius sqrt(chi2_2(0.95) / p_k), drawn over the events) and the 95%
     region of events around it (dashed, radius sqrt(chi2_2(0.95) / tau)). One panel per fit.
 
     Args:
         X: (N, 2) locations (longitude, latitude); S: (N,) strengths; fits: name -> MeanField.
     """
     X, S = np.asarray(X), np.asarray(S)
-    sizes = 3 + 40 * (S - S.min()) / max(S.max() - S.min(), 1)
-    fig, axes = plt.subplots(
-        1, len(fits), figsize=(6 * len(fits), 5), squeeze=False, sharex=True, sharey=True
-    )
+    low, high = float(S.min()), float(S.max())
+
+    def area(s):  # marker area (points^2) by strength
+        return 3 + 40 * (np.asarray(s) - low) / max(high - low, 1)
+
+    # the panels get the same limits below, not sharex/sharey: constrained layout then keeps
+    # the titles of equal-aspect panels inside the canvas (shared, they reached 7 px above it)
+    fig, axes = plt.subplots(1, len(fits), figsize=(6 * len(fits), 5.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
     cmap = plt.get_cmap("tab10")
     for ax, (name, q) in zip(axes[0], fits.items()):
         labels = np.asarray(q.probs.argmax(-1))
-        ax.scatter(
-            X[:, 0], X[:, 1], s=sizes, c=[cmap(k % 10) for k in labels], alpha=0.5, linewidths=0
-        )
+        ax.scatter(X[:, 0], X[:, 1], s=area(S), c=[cmap(k % 10) for k in labels], alpha=0.45,
+                   linewidths=0, zorder=1)  # fmt: skip
         for k, (centre, precision) in enumerate(zip(np.asarray(q.loc), np.asarray(q.precision))):
-            ax.plot(*centre, "kx", ms=8, mew=2)
-            ax.add_patch(
-                Circle(centre, math.sqrt(_CHI2_2_95 / precision), fill=False, color="k", lw=1.5)
-            )
-            ax.add_patch(
-                Circle(
-                    centre,
-                    math.sqrt(_CHI2_2_95 / tau),
-                    fill=False,
-                    color=cmap(k % 10),
-                    lw=1,
-                    ls="--",
-                )
-            )
-        ax.set_title(
-            f"{name}: clusters (x = E[mu_k]; solid: 95% of q(mu_k); dashed: 95% of events)",
-            fontsize=8,
-        )
+            # the 95% region of q(mu_k) is small: drawn over the events, with a small centre
+            # mark that does not cover it
+            ax.add_patch(Circle(centre, math.sqrt(_CHI2_2_95 / tau), fill=False,
+                                color=cmap(k % 10), lw=1, ls="--", zorder=2))  # fmt: skip
+            ax.add_patch(Circle(centre, math.sqrt(_CHI2_2_95 / precision), fill=False,
+                                color="k", lw=1.5, zorder=4))  # fmt: skip
+            ax.plot(*centre, "k+", ms=5, mew=1, zorder=5)
+            ax.annotate(str(k), centre, xytext=(6, 6), textcoords="offset points", fontsize=9,
+                        fontweight="bold", zorder=5)  # fmt: skip
+        ax.set_title(f"{name}: events by most probable cluster k", fontsize=10)
         ax.set_xlabel("longitude (deg)")
-        ax.set_aspect("equal", adjustable="box")
+        ax.set_aspect("equal", adjustable="datalim")
         ax.grid(alpha=0.3)
+    for get, set_ in (("get_xlim", "set_xlim"), ("get_ylim", "set_ylim")):
+        limits = np.array([getattr(ax, get)() for ax in axes[0]])
+        for ax in axes[0]:
+            getattr(ax, set_)(limits[:, 0].min(), limits[:, 1].max())
     axes[0, 0].set_ylabel("latitude (deg)")
-    fig.tight_layout()
+    grey = "0.5"
+    handles = [
+        Line2D([], [], color="k", marker="+", ls="", ms=7, label="E[mu_k] (k beside it)"),
+        Line2D([], [], color="k", marker="o", mfc="none", ls="", ms=9,
+               label="95% region of q(mu_k) (solid)"),
+        Line2D([], [], color=grey, marker="o", mfc="none", ls="", ms=9, mew=0.8,
+               label="95% of cluster k's events (dashed)"),
+    ]  # fmt: skip
+    for s in np.unique(np.quantile(S, [0.0, 0.5, 1.0]).round()):
+        handles.append(Line2D([], [], color=grey, marker="o", ls="", alpha=0.6, mew=0,
+                              ms=math.sqrt(area(s)), label=f"strength {s:g}"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8, frameon=False,
+               ncols=len(handles) if len(fits) > 1 else (len(handles) + 1) // 2)  # fmt: skip
     return save_figure(fig, path, dpi=120)

@@ -41,7 +41,7 @@ def plot_elbo_contour(path, x: float, paths: dict, optimum, theta_ml: float) -> 
     T, P = torch.meshgrid(grid, grid, indexing="xy")
     gap = (best - elbo(x, T, P)).clamp_min(1e-6).numpy()
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     top = int(np.ceil(np.log10(gap.max())))
     levels = np.logspace(-3, top, 2 * (top + 3) + 1)
     cs = left.contourf(grid, grid, gap, levels=levels, norm=LogNorm(), cmap="viridis_r")
@@ -68,9 +68,8 @@ def plot_elbo_contour(path, x: float, paths: dict, optimum, theta_ml: float) -> 
     right.set(xscale="log", yscale="log", xlabel="SVI step (1 = start)")
     right.set(ylabel="L* - L(theta_t, phi_t)  (nats)")
     gap = (log_evidence(x, theta_star) - best).item()
-    right.set_title(f"distance below the optimum along each path (log p(x) - L* = {gap:.4f})")
+    right.set_title(f"distance below the optimum along each path\n(log p(x) - L* = {gap:.4f})")
     right.legend(fontsize=8)
-    fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 

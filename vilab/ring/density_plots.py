@@ -42,7 +42,8 @@ def _grid(X: torch.Tensor, n: int = 160):
 def plot_maps(path, studies: list[dict]) -> os.PathLike:
     """Rows: radii; columns: the true density, EM's, the KDE's and the EBM's (filled contours
     of the density on a common colour scale per row), with the test log-likelihood in titles."""
-    fig, axes = plt.subplots(len(studies), 4, figsize=(16, 4 * len(studies)), squeeze=False)
+    fig, axes = plt.subplots(len(studies), 4, figsize=(16, 4.3 * len(studies)), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for row, s in zip(axes, studies):
         m = s["_maps"]
         gx, gy, grid = _grid(m["X"])
@@ -62,7 +63,6 @@ def plot_maps(path, studies: list[dict]) -> os.PathLike:
             score = s["test_log_likelihood"][key]["mean"]
             ax.set(title=f"R = {s['radius']:g}, {titles[key]}: {score:.3f}", aspect="equal",
                    xticks=[], yticks=[])  # fmt: skip
-    fig.tight_layout()
     return save_figure(fig, path)
 
 

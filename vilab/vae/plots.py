@@ -49,10 +49,11 @@ def plot_reconstructions(path, model, guide, images: torch.Tensor) -> os.PathLik
     recon = torch.sigmoid(model.decoder(loc))
     n = images.shape[0]
     both = np.concatenate([images.cpu().numpy(), recon.cpu().numpy()])
-    fig, ax = plt.subplots(figsize=(n * 0.6, 1.5))
+    fig, ax = plt.subplots(figsize=(max(n * 0.6, 4.0), 1.8))
     ax.imshow(_grid(both, 2, n), cmap="gray_r", vmin=0, vmax=1)
     ax.set_axis_off()
-    ax.set_title("test images (top) and reconstructions sigmoid(g(mu(x))) (bottom)", fontsize=9)
+    ax.set_title("test images (top) and their reconstructions\nsigmoid(g(mu(x))) (bottom)",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 
