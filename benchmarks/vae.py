@@ -55,7 +55,7 @@ def _evaluate(model, guide, test_x, k, seed):
 
 
 def main(args) -> dict:
-    data = load_mnist(args.data_dir)
+    data = load_mnist(args.data_dir, download=args.data_dir is None)
     train = data.train_images[: args.train_size]
     test = data.test_images[: args.test_size]
     test_x = binarize(test, "round")

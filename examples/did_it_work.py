@@ -70,7 +70,7 @@ def main(args) -> dict:
     rows.append(_nuts_row("exponential-Gaussian, q at (2/x, 2/x)", psis, comparison))
 
     # ---- VAE: k-hat per test image --------------------------------------------------------
-    data = load_mnist(args.data_dir)
+    data = load_mnist(args.data_dir, download=args.data_dir is None)
     config = VAEConfig(latent_dim=args.latent_dim, hidden_dim=args.hidden_dim, seed=args.seed)
     result = train_vae(
         data.train_images[: args.vae_train_size],

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import struct
 from pathlib import Path
 
 import torch
+
+from tests.http_server import serving
 
 _UBYTE = 0x08
 
@@ -35,3 +39,24 @@ def write_mnist_dir(folder: Path, num_train: int = 64, num_test: int = 32, seed:
             with gzip.open(folder / f"{split}-{kind}-ubyte.gz", "wb") as f:
                 f.write(idx_bytes(array))
     return folder
+
+
+@contextlib.contextmanager
+def mnist_mirror(folder: Path, monkeypatch):
+    """torchvision's MNIST downloads from a local server that serves the four files of
+    ``folder`` (with their md5s in place of the official ones, which torchvision checks);
+    yields the server's base URL and the requests it saw."""
+    from torchvision.datasets import MNIST
+
+    names = [name for name, _ in MNIST.resources]
+    files = {name: (Path(folder) / name).read_bytes() for name in names}
+
+    def answer(path: str, query: dict) -> tuple[int, bytes]:
+        name = path.rsplit("/", 1)[-1]
+        return (200, files[name]) if name in files else (404, b"not here")
+
+    with serving(answer) as (base, seen):
+        monkeypatch.setattr(MNIST, "mirrors", [f"{base}/mnist/"])
+        md5s = [(name, hashlib.md5(data).hexdigest()) for name, data in files.items()]
+        monkeypatch.setattr(MNIST, "resources", md5s)
+        yield base, seen

@@ -17,6 +17,7 @@ from inference.data import CatalogSchema, parse_bbox
 __all__ = [
     "add_catalog_arguments",
     "add_jit_argument",
+    "add_mnist_arguments",
     "add_output_arguments",
     "argparse_type",
     "catalog_schema",
@@ -313,6 +314,23 @@ def check_output_paths(
             _check_output_path(_flag(name), value, folder=False)
             outputs[_flag(name)] = value
     check_not_an_input(outputs, inputs or {})
+
+
+def add_mnist_arguments(group) -> None:
+    """``--data-dir FOLDER`` (the four MNIST .gz files, offline) or ``--download`` (fetch
+    them into the cache through torchvision); with neither, the cache is read."""
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--data-dir",
+        help="folder with the four MNIST .gz files (offline); without it MNIST is read from "
+        "$VILAB_CACHE or ~/.cache/vilab",
+    )
+    where.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch MNIST into $VILAB_CACHE or ~/.cache/vilab through torchvision (11 MB, "
+        "md5-checked) if it is not there yet",
+    )
 
 
 def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:

@@ -1,10 +1,10 @@
-"""MNIST through ``torchvision.datasets.MNIST``: downloaded when online, or read from a folder.
+"""MNIST through ``torchvision.datasets.MNIST``: downloaded when asked, or read from a folder.
 
 Two ways in:
 
-- ``load_mnist(data_dir=None)``: torchvision downloads the four IDX files into ``cache_dir``
+- ``load_mnist(download=True)``: torchvision downloads the four IDX files into ``cache_dir``
   (default ``$VILAB_CACHE`` or ``~/.cache/vilab``) and checks their md5s; needs the network
-  once.
+  once. Later ``load_mnist()`` reads the cache and never touches the network.
 - ``load_mnist(data_dir=FOLDER)``: offline. FOLDER holds the four ``.gz`` files under their
   official names (``MNIST_FILES``). They are decompressed into a
   temporary folder and read by torchvision's own IDX reader, so nothing is written beside them.
@@ -64,7 +64,14 @@ def default_cache_dir() -> Path:
 def _where_to_put(data_dir) -> str:
     return (
         f"put the four MNIST files ({', '.join(MNIST_FILES)}) in {data_dir} "
-        "(the names torchvision downloads), or run online without --data-dir to download"
+        "(the names torchvision downloads), or pass --download instead of --data-dir"
+    )
+
+
+def _download_failed(root: Path, err: Exception) -> str:
+    reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+    return f"could not download MNIST into {str(root)!r} ({reason}); offline, " + _where_to_put(
+        "a folder and pass it as --data-dir"
     )
 
 
@@ -100,29 +107,46 @@ def _read_split(root: Path, train: bool, label: str):
     return images.reshape(images.shape[0], -1).float() / 255.0, labels.long()
 
 
-def load_mnist(data_dir: str | os.PathLike | None = None, *, cache_dir=None) -> Mnist:
-    """Both splits of MNIST, from ``data_dir`` (offline) or downloaded by torchvision.
+def load_mnist(
+    data_dir: str | os.PathLike | None = None, *, download: bool = False, cache_dir=None
+) -> Mnist:
+    """Both splits of MNIST, from ``data_dir`` (offline) or from the cache, which
+    ``download=True`` fills through torchvision (its mirrors, md5-checked) when it is empty.
 
     Args:
-        data_dir: folder with the four official ``.gz`` files, or None to download.
-        cache_dir: where torchvision downloads to (default :func:`default_cache_dir`).
+        data_dir: folder with the four official ``.gz`` files (then ``download`` must be
+            False), or None for the cache.
+        download: fetch the files into the cache if they are not there (never otherwise: a
+            run without it does not touch the network).
+        cache_dir: the cache (default :func:`default_cache_dir`); torchvision keeps the files
+            in its ``MNIST/raw``.
 
     Raises:
-        ValueError: a missing folder or file, a corrupt archive, a truncated IDX file, or a
-            failed download -- each saying where the files should be.
+        ValueError: a missing folder or file, a corrupt archive, a truncated IDX file, an
+            empty cache without ``download``, or a failed download -- each saying where the
+            files should be.
     """
+    if not isinstance(download, bool):
+        raise ValueError(f"download must be True or False, got {download!r}")
+    if data_dir is not None and download:
+        raise ValueError("--download fills the cache; it does not go with --data-dir")
     if data_dir is None:
         from torchvision.datasets import MNIST
 
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         try:
             for train in (True, False):
-                MNIST(str(root), train=train, download=True)
-        except Exception as err:  # network errors come in many types
+                MNIST(str(root), train=train, download=download)
+        except RuntimeError as err:
+            if download or "not found" not in str(err):
+                raise ValueError(_download_failed(root, err)) from None
             raise ValueError(
-                f"could not download MNIST into {root} ({type(err).__name__}: {err}); offline, "
-                + _where_to_put("a folder and pass it as --data-dir")
+                f"MNIST is not in the cache {str(root)!r}: pass --download to fetch it (four "
+                "files, 11 MB, through torchvision), or --data-dir FOLDER with the four .gz "
+                "files"
             ) from None
+        except Exception as err:  # network errors come in many types
+            raise ValueError(_download_failed(root, err)) from None
         train_images, train_labels = _read_split(root, True, str(root))
         test_images, test_labels = _read_split(root, False, str(root))
         return Mnist(train_images, train_labels, test_images, test_labels, str(root), True)

@@ -9,7 +9,7 @@ import torch
 
 from inference.data import MNIST_FILES, binarize, load_mnist
 from tests.conftest import shared_data
-from tests.idx_files import idx_bytes, write_mnist_dir
+from tests.idx_files import idx_bytes, mnist_mirror, write_mnist_dir
 
 
 def test_reads_idx_files_we_write(tmp_path):
@@ -74,3 +74,28 @@ def test_shared_mnist_is_the_official_md5_verified_set():
     assert data.md5_verified
     assert data.train_images.shape == (60000, 784) and data.test_images.shape == (10000, 784)
     assert data.train_images.mean().item() == pytest.approx(0.130660, abs=1e-6)
+
+
+def test_download_fills_the_cache_once_and_later_runs_stay_offline(tmp_path, monkeypatch):
+    """``download=True`` fetches the four files through torchvision (its md5 check included)
+    from a local mirror; a later call without it reads the cache with the mirror gone."""
+    files = write_mnist_dir(tmp_path / "served", num_train=30, num_test=7)
+    cache = tmp_path / "cache"
+    with mnist_mirror(files, monkeypatch) as (_, seen):
+        data = load_mnist(download=True, cache_dir=cache)
+    assert {path.rsplit("/", 1)[-1] for path, _ in seen} == set(MNIST_FILES)
+    assert data.train_images.shape == (30, 784) and data.test_images.shape == (7, 784)
+    again = load_mnist(cache_dir=cache)  # nothing listens now: the cache alone
+    assert torch.equal(again.train_images, data.train_images)
+
+
+def test_an_empty_cache_asks_for_download_and_a_failed_one_says_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"MNIST is not in the cache '.*empty': pass --download"):
+        load_mnist(cache_dir=tmp_path / "empty")
+    files = write_mnist_dir(tmp_path / "served")
+    with mnist_mirror(files, monkeypatch):
+        pass  # the mirror is closed again
+    with pytest.raises(ValueError, match=r"could not download MNIST into .*; offline, put the"):
+        load_mnist(download=True, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="--download fills the cache; it does not go with"):
+        load_mnist(files, download=True)

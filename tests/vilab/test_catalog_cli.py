@@ -1,5 +1,6 @@
-"""``vilab catalog convert|simulate``: every flag run once with its effect checked, and the
-refusals (one line, exit 2, nothing written)."""
+"""``vilab catalog fetch|convert|simulate``: every flag run once with its effect checked, and
+the refusals (one line, exit 2, nothing written). ``fetch`` talks to a local server that
+answers as the USGS service does (:mod:`tests.fdsn_service`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 from inference.data import ParquetCatalog, load_catalog
 from ppl_models.earthquake import simulate
+from tests.fdsn_service import HEADER, usgs_rows, usgs_service
+from tests.http_server import serving
 from vilab.catalog.run import count
 from vilab.cli import build_parser, main
 from vilab.earthquake.flags import hyperparameters
@@ -156,6 +159,38 @@ def _(tmp_path, csv, capsys):
     assert torch.allclose(shares, torch.tensor([1, 2, 3]) / 6.0, atol=4 * 0.0092)
 
 
+@case("fetch", "--start", "--end", "--min-magnitude", "--bbox", "--url", "--page-size",
+      "--retries", "--json", "--quiet")  # fmt: skip
+def _(tmp_path, csv, capsys):
+    """The query's flags reach the service as FDSN parameters; pages of --page-size; a page
+    that fails once is tried again (--retries 1, the wait of 1 s); then `vilab earthquake
+    --data` reads the file."""
+    rows = usgs_rows(25)
+    out, summary = tmp_path / "usgs.csv", tmp_path / "fetch.json"
+    with serving(usgs_service(rows, failures={11: [503]})) as (base, seen):
+        capsys.readouterr()
+        _run("fetch", str(out), "--start", "2020-01-01", "--end", "2020-01-02T12:00:00",
+             "--min-magnitude", "5.5", "--bbox", "-40,40,100,160", "--url", base,
+             "--page-size", "10", "--retries", "1", "--json", str(summary), "--quiet")  # fmt: skip
+    printed = capsys.readouterr()
+    assert f"wrote 25 events to {out} (3 request(s) to {base})" in printed.out
+    assert "it/s" not in printed.err and "event/s" not in printed.err
+    queries = [q for path, q in seen if path.endswith("/query")]
+    assert [q["offset"] for q in queries] == ["1", "11", "11", "21"]
+    assert queries[0]["endtime"] == "2020-01-02T12:00:00" and queries[0]["minmagnitude"] == "5.5"
+    assert (queries[0]["minlongitude"], queries[0]["maxlatitude"]) == ("100.0", "40.0")
+    assert out.read_text().splitlines() == [HEADER, *rows]
+    assert json.loads(summary.read_text())["num_events"] == 25
+    assert main(["earthquake", "--data", str(out), "--k", "2", "--steps", "0", "--num-init", "1",
+                 "--out", str(tmp_path / "fit"), "--quiet"]) == 0  # fmt: skip
+    with serving(usgs_service([])) as (closed, _):
+        pass
+    err = _fails(capsys, "fetch", str(tmp_path / "x.csv"), "--start", "2020-01-01", "--end",
+                 "2020-02-01", "--url", closed, "--retries", "0")  # fmt: skip
+    assert err.startswith("vilab catalog: error: cannot reach the FDSN service at 127.0.0.1:")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.csv").exists()
+
+
 def _actions() -> dict:
     parser = build_parser()
     command = next(a for a in parser._actions if a.dest == "command").choices["catalog"]
@@ -167,7 +202,7 @@ def test_flag_has_its_effect(key, tmp_path, csv, capsys):
     CASES[key](tmp_path, csv, capsys)
 
 
-@pytest.mark.parametrize("action", ["convert", "simulate"])
+@pytest.mark.parametrize("action", ["fetch", "convert", "simulate"])
 def test_every_flag_is_exercised(action):
     flags = {max(a.option_strings, key=len) for a in _actions()[action]._actions
              if a.option_strings and a.dest != "help"}  # fmt: skip

@@ -35,7 +35,7 @@ from analytic.earthquake import Hyperparameters, initial_mean_field
 from analytic.expgauss import joint_optimum, log_evidence
 from inference.data import simulate_parquet
 from ppl_models.earthquake import simulate
-from tests.idx_files import write_mnist_dir
+from tests.idx_files import mnist_mirror, write_mnist_dir
 from vilab.cli import build_parser, main
 from vilab.vae.checkpoint import load_checkpoint
 
@@ -164,9 +164,12 @@ class Cli:
 
     def fails(self, command: str, *flags: str) -> str:
         """The one-line error of a run that must be refused (exit 2)."""
+        return self.fails_argv(self.argv(command, *flags))
+
+    def fails_argv(self, argv: list[str]) -> str:
         self.capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
-            main(self.argv(command, *flags))
+            main(argv)
         assert exc.value.code == 2
         return self.capsys.readouterr().err
 
@@ -585,6 +588,24 @@ def _(cli):
     assert (data["num_train"], data["num_test"]) == (25, 4)
 
 
+@case("vae", "--download")
+def _(cli):
+    """--download fills $VILAB_CACHE through torchvision (from a local mirror here); a run
+    without it or --data-dir then reads the cache, and with an empty cache asks for it."""
+    cli.monkeypatch.setenv("VILAB_CACHE", str(cli.tmp / "cache"))
+    base = cli.argv("vae")
+    del base[base.index("--data-dir") : base.index("--data-dir") + 2]
+    with mnist_mirror(cli.mnist, cli.monkeypatch) as (_, seen):
+        assert main([*base, "--download"]) == 0
+    assert seen
+    out = Path(base[base.index("--out") + 1])
+    source = json.loads((out / "summary.json").read_text())["data"]["source"]
+    assert source == str(cli.tmp / "cache")
+    assert main(base) == 0  # the mirror is gone: the cache alone
+    cli.monkeypatch.setenv("VILAB_CACHE", str(cli.tmp / "empty"))
+    assert "pass --download to fetch it" in cli.fails_argv(base)
+
+
 @case("vae", "--binarize")
 def _(cli):
     calls = cli.spy(vae_train, "binarize")
@@ -731,17 +752,24 @@ def _(cli):
     assert (calls[0][1]["lr"], calls[0][1]["lr_final"]) == (0.02, 0.001)
 
 
-@case("gradvar", "--data-dir", "--batch-size", "--latent-dim", "--hidden-dim", "--train-steps")
+@case("gradvar", "--data-dir", "--download", "--batch-size", "--latent-dim", "--hidden-dim",
+      "--train-steps")  # fmt: skip
 def _(cli):
     calls = cli.spy(gradvar_run, "build_case")
     images = cli.spy(gradvar_run, "_vae_images")
-    r = cli.run("gradvar", "--model", "vae", "--data-dir", str(cli.mnist), "--batch-size", "8",
-                "--latent-dim", "3", "--hidden-dim", "16", "--train-steps", "6", "--draws", "4",
-                "--steps", "4", "--every", "2").summary  # fmt: skip
+    small = ["--model", "vae", "--batch-size", "8", "--latent-dim", "3", "--hidden-dim", "16",
+             "--train-steps", "6", "--draws", "4", "--steps", "4", "--every", "2"]  # fmt: skip
+    r = cli.run("gradvar", *small, "--data-dir", str(cli.mnist)).summary
     assert r["model"] == "vae"
     options = calls[0][1]
     assert (options["latent_dim"], options["hidden_dim"], options["train_steps"]) == (3, 16, 6)
     assert images[0][0][0].data_dir == str(cli.mnist) and images[0][0][0].batch_size == 8
+    cli.monkeypatch.setenv("VILAB_CACHE", str(cli.tmp / "cache"))
+    argv = cli.argv("gradvar", *small, "--download")
+    del argv[argv.index("--data-dir") : argv.index("--data-dir") + 2]
+    with mnist_mirror(cli.mnist, cli.monkeypatch) as (_, seen):
+        assert main(argv) == 0
+    assert seen and images[-1][0][0].download
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""``vilab catalog``: earthquake catalogs as Parquet files, for catalogs too large for memory.
+"""``vilab catalog``: real catalogs fetched, and catalogs as Parquet files, for catalogs too
+large for memory.
 
+    vilab catalog fetch usgs.csv --start 2020-01-01 --end 2021-01-01 --min-magnitude 5
     vilab catalog convert events.csv events.parquet     # the CSV reader's columns and rules
     vilab catalog simulate big.parquet --num-events 1e8  # from the model, chunk by chunk
 
-Both write one row group per ``--chunk-size`` events, through a temporary file renamed at the
-end (an error or Ctrl-C leaves nothing behind), with a progress bar. ``vilab earthquake --data
-FILE.parquet --chunk-size N`` then fits one chunk at a time.
+fetch pages through an FDSN event service (USGS's by default) and writes its CSV; convert and
+simulate write one row group per ``--chunk-size`` events. All three write through a temporary
+file renamed at the end (an error or Ctrl-C leaves nothing behind), with a progress bar.
+``vilab earthquake --data FILE.parquet --chunk-size N`` then fits one chunk at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 
 from inference.data import convert_csv, simulate_parquet
+from inference.data.fdsn import MAX_PAGE, USGS_FDSN, fetch_events
 from vilab.earthquake.flags import add_model_arguments, hyperparameters
 from vilab.flags import (
     add_catalog_arguments,
@@ -71,8 +75,35 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``convert`` and ``simulate``, each with its own flags."""
+    """``fetch``, ``convert`` and ``simulate``, each with its own flags."""
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = sub.add_parser(
+        "fetch",
+        help="a real catalog from the USGS (or any FDSN) event service, as CSV",
+        description="Fetch every event of a time window (and magnitude, box) from an FDSN "
+        "event service, USGS's by default, paging past its 20,000-event cap, retrying failed "
+        "requests, into one CSV that `vilab earthquake --data` and `vilab catalog convert` "
+        "read.",
+    )
+    fetch.add_argument("csv", metavar="OUT.csv", help="the CSV file to write")
+    fetch.add_argument("--start", required=True, help="first time, ISO 8601 (2020-01-01), UTC")
+    fetch.add_argument("--end", required=True, help="end time (excluded), ISO 8601, UTC")
+    fetch.add_argument("--min-magnitude", type=float, help="smallest magnitude (default: all)")
+    fetch.add_argument(
+        "--bbox",
+        metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+        help="only events inside this box (degrees)",
+    )
+    fetch.add_argument("--url", default=USGS_FDSN, help=f"the FDSN event service ({USGS_FDSN})")
+    fetch.add_argument(
+        "--page-size",
+        type=int,
+        default=MAX_PAGE,
+        help=f"events per request, at most {MAX_PAGE} (default {MAX_PAGE})",
+    )
+    fetch.add_argument("--retries", type=int, default=3, help="more tries of a failed request (3)")
+    fetch.add_argument("--json", metavar="FILE", help="also write the summary here (JSON)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     conv = sub.add_parser(
         "convert",
         help="CSV catalog -> Parquet (columns latitude, longitude, magnitude)",
@@ -121,11 +152,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Convert or simulate; print a one-line summary; return it."""
-    check_output_file("OUT.parquet", args.parquet)
+    """Fetch, convert or simulate; print a one-line summary; return it."""
+    output = args.csv if args.action == "fetch" else args.parquet
+    check_output_file("OUT.csv" if args.action == "fetch" else "OUT.parquet", output)
     if args.json is not None:
         check_output_file("--json", args.json)
-    if args.action == "convert":
+    if args.action == "fetch":
+        check_not_an_input({"--json": args.json}, {"OUT.csv": args.csv})
+        summary = fetch_events(args.csv, start=args.start, end=args.end,
+                               min_magnitude=args.min_magnitude, bbox=args.bbox, url=args.url,
+                               page_size=args.page_size, retries=args.retries,
+                               progress=not args.quiet)  # fmt: skip
+        print(f"wrote {summary['num_events']} events to {args.csv} "
+              f"({summary['num_pages']} request(s) to {summary['url']})")  # fmt: skip
+    elif args.action == "convert":
         schema = catalog_schema(args)
         outputs = {"OUT.parquet": args.parquet, "--json": args.json}
         check_not_an_input(outputs, {"IN.csv": args.csv})
@@ -145,7 +185,7 @@ def run(args: argparse.Namespace) -> dict:
                                    chunk_size=args.chunk_size, dtype=dtype,
                                    progress=not args.quiet)  # fmt: skip
         print(f"wrote {summary['num_written']} simulated events to {args.parquet}")
-    summary = {"action": args.action, "file": str(args.parquet), **summary}
+    summary = {"action": args.action, "file": str(output), **summary}
     if args.json is not None:
         atomic_write_json(args.json, summary)
     return summary

@@ -27,6 +27,7 @@ from inference.svi import gradient_moments, variance_along_run
 from vilab.devices import resolve_device
 from vilab.flags import (
     add_jit_argument,
+    add_mnist_arguments,
     add_output_arguments,
     check_floats,
     check_ints,
@@ -83,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "constant for conjugate and vae)",
     )
     vae = parser.add_argument_group("vae")
-    vae.add_argument("--data-dir", help="folder with the four MNIST .gz files (else: download)")
+    add_mnist_arguments(vae)
     vae.add_argument("--batch-size", type=int, default=100, help="images in the minibatch (100)")
     vae.add_argument("--latent-dim", type=int, default=200, help="latent dimension (200)")
     vae.add_argument("--hidden-dim", type=int, default=400, help="hidden width (400)")
@@ -120,7 +121,7 @@ def _check_args(args) -> None:
 def _vae_images(args, device) -> torch.Tensor:
     from inference.data import binarize, load_mnist
 
-    data = load_mnist(args.data_dir)
+    data = load_mnist(args.data_dir, download=args.download)
     if args.batch_size > data.train_images.shape[0]:
         raise ValueError(f"--batch-size {args.batch_size} exceeds the training set")
     gen = torch.Generator().manual_seed(args.seed)

@@ -25,6 +25,7 @@ from vilab import diagnostics
 from vilab.devices import resolve_device
 from vilab.flags import (
     add_jit_argument,
+    add_mnist_arguments,
     add_output_arguments,
     check_floats,
     check_ints,
@@ -43,11 +44,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vilab vae``."""
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir",
-        help="folder with the four MNIST .gz files (offline); "
-        "without it torchvision downloads MNIST into $VILAB_CACHE or ~/.cache/vilab",
-    )
+    add_mnist_arguments(data)
     data.add_argument(
         "--binarize",
         choices=["round", "sample"],
@@ -162,7 +159,7 @@ def run(args: argparse.Namespace) -> dict:
         binarize=args.binarize,
         seed=args.seed,
     )
-    data = load_mnist(args.data_dir)
+    data = load_mnist(args.data_dir, download=args.download)
     for flag, size, images in (("--train-size", args.train_size, data.train_images),
                                ("--test-size", args.test_size, data.test_images)):  # fmt: skip
         if size is not None and size > images.shape[0]:
