@@ -9,6 +9,7 @@ import math
 
 from analytic.earthquake import Hyperparameters
 from inference.data import is_parquet
+from inference.distributed import DEFAULT_TIMEOUT
 from vilab import diagnostics
 from vilab.flags import (
     add_catalog_arguments,
@@ -74,6 +75,15 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "fits q of the globals with Z summed out in the model, on the events in memory (under "
         "torchrun: each process's share, gradients averaged by DistributedDataParallel). "
         "Needed under torchrun (default: read the whole catalog)",
+    )
+    data.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others in a collective; a rank "
+        "that dies, is killed or freezes then stops every rank within about this time, each "
+        f"with one line naming itself and the cause (default {DEFAULT_TIMEOUT:g})",
     )
     data.add_argument(
         "--num-events",
@@ -237,6 +247,7 @@ def check_arguments(args) -> None:
                       "chunk_size", "batch_size"))  # fmt: skip
     check_ints(args, ("steps",), low=0)
     check_floats(args, ("lr", "lr_final", "strength_scale"))
+    check_range(args, "timeout", 1.0, 86400.0, "a collective waits this long for a rank")
     for name in ("lr", "lr_final"):
         check_range(args, name, 0.0, MAX_LR, "Adam moves each parameter by about lr a step, "
                     "and the guide's are log-precisions and log-rates")  # fmt: skip

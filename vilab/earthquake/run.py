@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> dict:
         )
     if launched() and (args.jit or args.jit_backend):
         raise ValueError("--jit compiles one process's loss: drop it under torchrun")
-    with process_group(device) as group:
+    with process_group(device, args.timeout) as group:
         if group.rank != 0:
             args.quiet = True
         summary, write = _run(args, hp, device, group)
