@@ -74,9 +74,10 @@ def _every_saved_figure_is_readable(monkeypatch):
     save = matplotlib.figure.Figure.savefig
 
     def checked(fig, fname, *args, **kwargs):
-        found = problems(fig)
+        saved = save(fig, fname, *args, **kwargs)  # (the draw that lays the figure out)
+        found = problems(fig, drawn=True)
         assert not found, f"figure {getattr(fname, 'name', fname)}: " + "; ".join(found)
-        return save(fig, fname, *args, **kwargs)
+        return saved
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked)
 

@@ -26,9 +26,11 @@ def _data_points(artist) -> np.ndarray | None:
     return None
 
 
-def problems(fig) -> list[str]:
-    """What is wrong with ``fig`` as it would be saved; empty if it is readable."""
-    fig.canvas.draw()
+def problems(fig, *, drawn: bool = False) -> list[str]:
+    """What is wrong with ``fig`` as it would be saved; empty if it is readable. ``drawn``:
+    the figure was just drawn (saved), so its layout is done and no draw is needed."""
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     width, height = fig.bbox.width, fig.bbox.height
     found = []

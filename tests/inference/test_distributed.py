@@ -188,17 +188,67 @@ def test_svi_on_a_rank_without_events_is_refused_by_every_rank(tmp_path):
 
 # -- faults: a frozen rank, a killed launcher ------------------------------------------------
 LONG_SVI = ["earthquake", "--data", "c.parquet", "--k", "3", "--chunk-size", "150",
-            "--num-init", "1", "--steps", "1000000", "--subsample-size", "50", "--quiet",
+            "--num-init", "1", "--steps", "1000000", "--subsample-size", "50",
             "--out", "out"]  # fmt: skip
 
 
-def _launch(folder, *argv):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc-per-node=2", "-m", "vilab", *argv]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("WORLD_SIZE", None)
-    return subprocess.Popen(launcher, cwd=folder, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+class _Job:
+    """``torchrun`` with two workers running ``argv`` in ``folder``; its stderr is collected as
+    it comes (rank 0's progress bar says when SVI is under way)."""
+
+    def __init__(self, folder, *argv):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node=2", "-m", "vilab", *argv]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        env.pop("WORLD_SIZE", None)
+        self.proc = subprocess.Popen(launcher, cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)  # fmt: skip
+        self.chunks: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.workers: dict[int, int] = {}
+
+    def _read(self):
+        while chunk := os.read(self.proc.stderr.fileno(), 4096):
+            self.chunks.append(chunk.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.chunks).replace("\r", "\n")
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        """Seconds until ``text`` appeared in stderr (an AssertionError after ``timeout``)."""
+        start = time.monotonic()
+        while text not in self.stderr:
+            assert time.monotonic() - start < timeout, f"no {text!r} in: {self.stderr[-2000:]}"
+            assert self.proc.poll() is None or text in self.stderr, self.stderr[-2000:]
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def find_workers(self) -> dict[int, int]:
+        """{rank: pid} of the launcher's two workers (from /proc: parent and RANK)."""
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+            except (OSError, ValueError):
+                continue
+            if ppid == self.proc.pid and b"RANK" in env:
+                self.workers[int(env[b"RANK"])] = int(entry)
+        assert len(self.workers) == 2, self.workers
+        return self.workers
+
+    def close(self):
+        for pid in self.workers.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+        self.proc.stderr.close()
 
 
 def _state(pid: int) -> str | None:
@@ -210,62 +260,22 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def _workers(launcher_pid: int, timeout: float = 90.0) -> dict[int, int]:
-    """{rank: pid} of the launcher's two workers, once both have joined the run (their SVI
-    steps under way)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
-            except (OSError, ValueError):
-                continue
-            if ppid == launcher_pid and b"RANK" in env:
-                found[int(env[b"RANK"])] = int(entry)
-        if len(found) == 2:
-            time.sleep(12.0)  # past start-up and CAVI: in the SVI loop's collectives
-            return found
-        time.sleep(0.5)
-    raise AssertionError("the workers did not start")
-
-
 def test_a_frozen_rank_stops_the_run_within_the_timeout_with_one_line(catalog):
     """SIGSTOP on rank 1 in the middle of data-parallel SVI: rank 0 waited for gloo's default
     (30 min, 10 min here before); with --timeout 5 it stops within seconds, with one line
     naming itself and the cause. (The test then kills the frozen worker, which the launcher
     would otherwise wait 30 s for.)"""
-    proc = _launch(catalog, *LONG_SVI, "--timeout", "5")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    workers = {}
+    job = _Job(catalog, *LONG_SVI, "--timeout", "5")
     try:
-        workers = _workers(proc.pid)
-        os.kill(workers[1], signal.SIGSTOP)
-        frozen = time.monotonic()
-        while time.monotonic() - frozen < 60 and not any(
-            x.startswith("vilab earthquake:") for x in lines
-        ):  # fmt: skip
-            time.sleep(0.1)
-        waited = time.monotonic() - frozen
+        job.wait_for("SVI", timeout=120)
+        os.kill(job.find_workers()[1], signal.SIGSTOP)
+        waited = job.wait_for("vilab earthquake:", timeout=60)
+        time.sleep(0.5)  # the rest of the line
     finally:
-        for pid in workers.values():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        reader.join(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode != 0
-    said = [x.strip() for x in lines if x.startswith("vilab earthquake:")]
-    assert said and said[0].startswith("vilab earthquake: error: rank 0 of 2: a collective "
-                                       "failed (Timed out waiting 5000ms")  # fmt: skip
+        job.close()
+    said = [x.strip() for x in job.stderr.splitlines() if x.startswith("vilab earthquake:")]
+    assert said[0].startswith("vilab earthquake: error: rank 0 of 2: a collective failed "
+                              "(Timed out waiting 5000ms")  # fmt: skip
     assert said[0].endswith("did not answer within the timeout of 5 s")
     assert 4 < waited < 20, waited
 
@@ -273,19 +283,16 @@ def test_a_frozen_rank_stops_the_run_within_the_timeout_with_one_line(catalog):
 def test_killing_the_launcher_stops_its_workers(catalog):
     """SIGKILL to torchrun (no handler runs in it): its workers used to run on, orphaned;
     each now asked Linux for SIGTERM when its parent dies, and stops within seconds."""
-    proc = _launch(catalog, *LONG_SVI)
-    workers = {}
+    job = _Job(catalog, *LONG_SVI)
     try:
-        workers = _workers(proc.pid)
-        proc.kill()
-        proc.communicate(timeout=30)
+        job.wait_for("SVI", timeout=120)
+        workers = job.find_workers()
+        job.proc.kill()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(
             _state(pid) not in (None, "Z") for pid in workers.values()
         ):  # fmt: skip
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert all(_state(pid) in (None, "Z") for pid in workers.values())
     finally:
-        for pid in workers.values():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        job.close()

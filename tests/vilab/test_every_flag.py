@@ -105,6 +105,8 @@ ELSEWHERE = {
     "test_auto_cavi_agrees_with_the_hand_cavi",
     ("ring", "--method"): "tests/vilab/ring/test_auto_cavi.py::"
     "test_ring_auto_cavi_agrees_with_the_hand_cavi",
+    ("earthquake", "--timeout"): "tests/inference/test_distributed.py::"
+    "test_a_frozen_rank_stops_the_run_within_the_timeout_with_one_line",
 }
 
 
