@@ -20,7 +20,7 @@ EXAMPLES = {
         "--num-events",
         "60",
         "--nuts-samples",
-        "40",
+        "20",
         "--vae-epochs",
         "1",
         "--latent-dim",

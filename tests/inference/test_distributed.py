@@ -54,7 +54,7 @@ def test_one_process_collective_is_the_identity():
         group.agree(lambda: (_ for _ in ()).throw(OSError("no such file")))
 
 
-@pytest.mark.parametrize("method", ["exact", "stochastic"])
+@pytest.mark.parametrize("method", ["exact", pytest.param("stochastic", marks=pytest.mark.slow)])
 def test_two_processes_on_gloo_equal_one_process(catalog, method):
     extra = ["--cavi", method, "--batch-size", "50", "--passes", "2"]
     out = {}
@@ -121,6 +121,7 @@ def test_refused_under_torchrun_before_any_process_group(catalog, monkeypatch, c
     assert not (catalog / "refused").exists()
 
 
+@pytest.mark.slow  # 24 s; a rank without events in SVI is refused in the default run
 def test_a_rank_without_row_groups_takes_part_without_data(tmp_path):
     # one row group, two processes: rank 1 reads nothing, and must neither stop nor hang; each
     # stochastic step then holds rank 0's minibatch alone, so the run is one process's run
@@ -160,6 +161,7 @@ def test_svi_on_two_processes_takes_one_process_steps(catalog):
         assert b == pytest.approx(a, rel=1e-10)
 
 
+@pytest.mark.slow  # (the default run keeps full-batch SVI on two processes)
 def test_minibatch_svi_on_two_processes_reaches_cavi(catalog):
     """--subsample-size 100 per process, 100 steps: each step sees 200 of the 2,000 events.
     It lands within 0.05% of CAVI's ELBO (about 10 nats of 19,200; measured 0.0049% at 300

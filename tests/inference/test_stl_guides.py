@@ -244,7 +244,9 @@ def test_svi_with_stl_lands_on_the_lognormal_posterior_where_trace_elbo_jitters(
     assert abs(guide.scales.z.item() - math.sqrt(0.5)) < 0.01
 
 
-@pytest.mark.parametrize("model_name", ["beta_bernoulli", "dirichlet_categorical"])
+@pytest.mark.parametrize(
+    "model_name", ["beta_bernoulli", pytest.param("dirichlet_categorical", marks=pytest.mark.slow)]
+)
 def test_svi_with_stl_lands_where_trace_elbo_lands_on_constrained_models(model_name):
     """AutoNormal on an interval and a simplex latent, 1000 steps of 8 particles each, from the
     same start: the fitted locations and scales agree within 0.05 (the two runs' Monte Carlo

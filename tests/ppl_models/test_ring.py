@@ -28,6 +28,7 @@ def test_trace_enum_elbo_with_an_empty_guide_is_minus_log_p(radius, uniform):
     assert loss == pytest.approx(-ring.log_density(X, means, weights).sum().item(), rel=1e-13)
 
 
+@pytest.mark.slow  # 22 s; the closed-form mixture likelihood is checked above in the default run
 def test_autodelta_maximum_likelihood_lands_on_em():
     """From one k-means++ start, EM and SVI (AutoDelta on flat priors, enumeration, Adam with a
     decaying rate) end at the same local maximum: means within 0.01 and weights within 1e-3
