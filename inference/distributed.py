@@ -69,12 +69,15 @@ def _die_with_the_launcher() -> None:
     import ctypes
     import signal
 
+    launcher = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the launcher died before the request took effect
+    # the launcher died before the request took effect (compared with the parent seen before,
+    # not with PID 1: in a container the launcher itself may be PID 1)
+    if os.getppid() != launcher:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
