@@ -41,7 +41,7 @@ def _running(pid: str) -> bool:
     except (ProcessLookupError, OverflowError):  # gone, or not a PID at all
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -67,6 +67,8 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[str]:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
+        if err.filename not in (None, tmp, str(path)):  # another file's error (an input's)
+            raise
         reason = f"{err.strerror or err}; nothing was written there (an earlier file is kept)"
         raise OSError(err.errno, reason, str(path)) from None
     except BaseException:

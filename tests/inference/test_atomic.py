@@ -72,3 +72,13 @@ def test_a_failed_write_names_the_target_and_keeps_the_earlier_file(tmp_path):
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
     assert info.value.strerror.startswith("No space left on device; nothing was written")
     assert path.read_text() == "earlier" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_error_of_another_file_inside_the_block_keeps_its_own_name(tmp_path):
+    """An input that fails while the output is written (convert reads its CSV inside the
+    block) is reported as the input's error, not as a failed write of the output."""
+    path, source = tmp_path / "out.parquet", tmp_path / "in.csv"
+    with pytest.raises(FileNotFoundError) as info, replaced_atomically(path):
+        source.read_text()
+    assert info.value.filename == str(source) and "nothing was written" not in str(info.value)
+    assert not path.exists() and not list(tmp_path.glob(".*.tmp"))
