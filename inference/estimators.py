@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pyro.infer
 
-from inference.jit import CompiledELBO
+from inference.jit import BACKENDS, CompiledELBO
 from inference.options import check_elbo_options
 from inference.stl import StickingTheLanding
 
@@ -45,14 +45,17 @@ def get_elbo(name: str, *, jit: bool | str = False, **kwargs) -> pyro.infer.ELBO
     :class:`inference.jit.CompiledELBO`: its loss is traced once per argument signature
     with ``torch.jit.trace`` and replayed, with the same values and gradients at the same seed
     (``ignore_jit_warnings=True`` is passed to it, not to the estimator). ``jit="inductor"``
-    compiles that trace further with TorchInductor (fused loops; slower to compile). A model
-    that cannot be traced keeps the uncompiled loss, with a warning.
+    compiles that trace further with TorchInductor (fused loops; slower to compile).
+    ``jit="step"`` compiles the whole step -- loss, gradient and Adam -- as one Inductor call
+    where :class:`inference.svi.SVIStep` or :func:`inference.svi.fit_svi` runs it (the
+    TorchScript-traced loss elsewhere). A model that cannot be traced keeps the uncompiled loss,
+    with a warning.
 
     Raises:
         ValueError: for an unknown name, listing the known ones; for impossible combinations
             (``stl`` on ``meanfield``), saying what to use instead; for a ``jit`` that is not
-            a bool, ``"torchscript"`` or ``"inductor"``; for an option Pyro's ELBO does not
-            take, or a yes/no option that is not a bool.
+            a bool, ``"torchscript"``, ``"inductor"`` or ``"step"``; for an option Pyro's ELBO
+            does not take, or a yes/no option that is not a bool.
     """
     try:
         cls = ESTIMATORS[name]
@@ -60,8 +63,10 @@ def get_elbo(name: str, *, jit: bool | str = False, **kwargs) -> pyro.infer.ELBO
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {name!r}") from None
     if "base" in kwargs and name != "stl":
         raise ValueError(f"'base' is an option of estimator 'stl' only, not of {name!r}")
-    if not (isinstance(jit, bool) or jit in ("torchscript", "inductor")):
-        raise ValueError(f"jit must be True, False, 'torchscript' or 'inductor', got {jit!r}")
+    if not (isinstance(jit, bool) or (isinstance(jit, str) and jit in BACKENDS)):
+        raise ValueError(
+            f"jit must be True, False or one of {', '.join(map(repr, BACKENDS))}, got {jit!r}"
+        )
     check_elbo_options({k: v for k, v in kwargs.items() if k != "base"})  # (stl's own option)
     if not jit:
         return cls(**kwargs)

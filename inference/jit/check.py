@@ -9,7 +9,7 @@ import math
 
 import torch
 
-__all__ = ["mismatch"]
+__all__ = ["mismatch", "step_mismatch"]
 
 
 def _max_abs(tensors) -> float:
@@ -31,4 +31,24 @@ def mismatch(eager: torch.Tensor, compiled: torch.Tensor, leaves) -> str:
             return "a parameter's gradient is missing from one of them"
         if ge is not None and not (ge - gc).abs().max().item() <= tol * scale:
             return f"gradient off by {(ge - gc).abs().max().item():.3g} (scale {scale:.3g})"
+    return ""
+
+
+def step_mismatch(value: float, loss: torch.Tensor, before, after, state, num_params: int) -> str:
+    """'' if a compiled SVI step agrees with the eager one taken from the same ``before``
+    state: the loss to sqrt(eps) relative (as :func:`mismatch`); each parameter's *update*
+    (``state - before`` against ``after - before``) and each Adam state tensor to sqrt(eps) of
+    the largest magnitude of the eager one. Else what differs and by how much."""
+    tol = math.sqrt(torch.finfo(loss.dtype).eps)
+    if not abs(loss.item() - value) <= tol * max(1.0, abs(value)):
+        return f"loss {loss.item()!r} against {value!r}"
+    for i, (b, a, t) in enumerate(zip(before, after, state)):
+        expected, got = (a - b, t - b) if i < num_params else (a, t)
+        if not expected.is_floating_point():
+            expected, got = expected.double(), got.double()
+        scale = max(_max_abs([expected]), torch.finfo(expected.dtype).tiny)
+        off = (expected - got).abs().max().item() if expected.numel() else 0.0
+        if not off <= tol * scale:
+            what = "update of parameter" if i < num_params else "Adam state tensor"
+            return f"{what} {i % max(num_params, 1)} off by {off:.3g} (scale {scale:.3g})"
     return ""

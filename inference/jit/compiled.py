@@ -29,8 +29,10 @@ from inference.jit.pairs import compiled_kind, loss_pair
 __all__ = ["BACKENDS", "CompiledELBO"]
 
 # What compiles the traced loss: TorchScript's interpreter (one kernel per op), or TorchInductor
-# (fused C++ loops, slower to compile; inference/jit/inductor.py).
-BACKENDS = ("torchscript", "inductor")
+# (fused C++ loops, slower to compile; inference/jit/inductor.py); "step": the whole SVI step
+# (loss, gradient, Adam) compiled by Inductor where inference.svi.SVIStep runs it
+# (inference/jit/step.py), the TorchScript trace as a loss elsewhere.
+BACKENDS = ("torchscript", "inductor", "step")
 
 # TracerWarnings that do not mean a frozen data dependence: tensors built from Python numbers
 # are the same at every call (torch's own message says they can be ignored when so).
@@ -66,7 +68,11 @@ class CompiledELBO(pyro.infer.ELBO):
             per op) or ``"inductor"`` (TorchInductor's fused C++ loops,
             :mod:`inference.jit.inductor`; slower to compile, needs a C++ compiler). The
             Inductor graph is built from the checked TorchScript trace and checked against the
-            eager loss in the same way; where it fails, the TorchScript trace runs.
+            eager loss in the same way; where it fails, the TorchScript trace runs. ``"step"``:
+            the whole step -- loss, gradient and Adam's update -- compiled as one call by
+            Inductor where :class:`inference.svi.SVIStep` (or :func:`~inference.svi.fit_svi`)
+            runs it (:class:`inference.jit.step.CompiledStep`); as a loss anywhere else (e.g.
+            ``pyro.infer.SVI``, whose optimiser is apart), the TorchScript trace.
         ignore_jit_warnings: use the trace even where the tracer warned that a tensor became a
             Python value (only if you know the value cannot change between calls).
 
@@ -217,7 +223,7 @@ class CompiledELBO(pyro.infer.ELBO):
             mismatch = check.mismatch(probe, compiled, leaves)
             if mismatch:
                 reason = f"the traced loss disagrees with the eager one: {mismatch}"
-        if not reason and self.backend == "inductor":
+        if not reason and self.backend == "inductor":  # ("step" compiles the step, not the loss)
             fn, compiled = self._inductor(signature, traced, fn, compiled, state, devices, probe,
                                           leaves, tensors)  # fmt: skip
         replay.set_rng_state(devices, after)  # the traced run drew as many numbers as the eager one

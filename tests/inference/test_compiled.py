@@ -308,7 +308,8 @@ def test_an_unhashable_argument_keeps_the_eager_loss_with_a_warning():
 
 def test_unknown_estimators_and_bad_options_are_refused():
     with pytest.raises(
-        ValueError, match="jit must be True, False, 'torchscript' or 'inductor', got 'yes'"
+        ValueError,
+        match="jit must be True, False or one of 'torchscript', 'inductor', 'step', got 'yes'",
     ):
         get_elbo("trace", jit="yes")
     with pytest.raises(ValueError, match="backend must be one of .*, got 'xla'"):

@@ -355,7 +355,7 @@ def test_get_elbo_compiles_with_its_options_and_keeps_pyros_apart():
     plain = get_elbo("stl", jit="inductor", base="enum")
     assert plain.ignore_jit_warnings is False and plain.backend == "inductor"
     assert isinstance(plain.estimator, StickingTheLanding) and plain.estimator.base_name == "enum"
-    with pytest.raises(ValueError, match=r"jit must be True, False, 'torchscript' or 'inductor'"):
+    with pytest.raises(ValueError, match=r"jit must be True, False or one of 'torchscript', 'in"):
         get_elbo("trace", jit=1)
 
 
