@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import signal
@@ -11,57 +12,55 @@ import threading
 import warnings
 from importlib import metadata
 
-import torch
-
-from vilab.catalog import run as catalog_run
-from vilab.earthquake import flags as earthquake_flags
-from vilab.earthquake import run as earthquake_run
-from vilab.expgauss import run as expgauss_run
+from vilab.cache import using_the_cache
 from vilab.flags import join_negative_values
-from vilab.gradvar import run as gradvar_run
-from vilab.reparam import run as reparam_run
-from vilab.ring import run as ring_run
-from vilab.threads import choose_threads
-from vilab.vae import run as vae_run
 
 __all__ = ["build_parser", "main"]
 
-# name -> (the module with add_arguments(parser), the module with run(args), the one-line help)
+# name -> (the module with add_arguments(parser) and the description --help shows, the module
+# with run(args), the one-line help). Building the parser imports only the first kind, which
+# import no torch, Pyro, matplotlib, ArviZ, pyarrow, scipy or torchvision: `vilab --help`
+# answers at once (tests/vilab/test_startup.py holds the budget); run(args) imports the rest.
 _COMMANDS = {
     "earthquake": (
-        earthquake_flags,
-        earthquake_run,
+        "vilab.earthquake.flags",
+        "vilab.earthquake.run",
         "earthquake mixture: closed-form CAVI beside Pyro SVI on a catalog",
     ),
     "catalog": (
-        catalog_run,
-        catalog_run,
+        "vilab.catalog.flags",
+        "vilab.catalog.run",
         "earthquake catalogs as Parquet: convert a CSV, or simulate one of any size",
     ),
     "expgauss": (
-        expgauss_run,
-        expgauss_run,
+        "vilab.expgauss.flags",
+        "vilab.expgauss.run",
         "exponential-Gaussian model: SVI paths on the closed-form ELBO, exact log p(x)",
     ),
     "vae": (
-        vae_run,
-        vae_run,
+        "vilab.vae.flags",
+        "vilab.vae.run",
         "Bernoulli VAE on MNIST by Pyro SVI: test -ELBO, importance-weighted log-likelihood",
     ),
     "reparam": (
-        reparam_run,
-        reparam_run,
+        "vilab.reparam.flags",
+        "vilab.reparam.run",
         "reparameterised samplers (inverse-CDF exponential, Gumbel-max/softmax) vs torch's",
     ),
     "ring": (
-        ring_run,
-        ring_run,
+        "vilab.ring.flags",
+        "vilab.ring.run",
         "ring mixture: EM against the truth, the two ELBO choices and their K -> inf limits, KL",
     ),
     "gradvar": (
-        gradvar_run,
-        gradvar_run,
+        "vilab.gradvar.flags",
+        "vilab.gradvar.run",
         "gradient variance and SNR of each estimator (Trace_ELBO, analytic KL, STL)",
+    ),
+    "cache": (
+        "vilab.cache",
+        "vilab.cache",
+        "where compiled SVI steps are kept between runs: show its size, or clear it",
     ),
 }
 
@@ -84,15 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {metadata.version('pyro-vi-lab')}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (flags, module, help_text) in _COMMANDS.items():
+    for name, (flags_name, run_name, help_text) in _COMMANDS.items():
+        flags = importlib.import_module(flags_name)
         p = sub.add_parser(
             name,
             help=help_text,
-            description=plain_text(module.__doc__),
+            description=plain_text(flags.__doc__),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         flags.add_arguments(p)
-        p.set_defaults(run=module.run)
+        p.set_defaults(run_module=run_name)
     return parser
 
 
@@ -129,6 +129,11 @@ def _stopped(parser: argparse.ArgumentParser, command: str, err: BaseException) 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    run = importlib.import_module(args.run_module).run
+    import torch  # (after parsing: --help and a bad flag answer without it)
+
+    from vilab.threads import choose_threads
+
     threads = torch.get_num_threads()
     torch.set_num_threads(getattr(args, "threads", None) or choose_threads(threads))
     _Signals.received = None
@@ -140,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # a warning reads as one line, not file:line + source
             warnings.showwarning = _one_line_warning(args.command)
-            args.run(args)
+            with using_the_cache():
+                run(args)
     except KeyboardInterrupt as err:
         _stopped(parser, args.command, err)
     except Exception as err:

@@ -18,9 +18,6 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
-
-from inference.data.atomic import replaced_atomically
 from vilab.flags import check_ints
 from vilab.io import atomic_write_text, save_figure
 from vilab.report import format_table
@@ -71,6 +68,8 @@ def check_arguments(args) -> None:
 
 def write_netcdf(idata, path: Path) -> Path:
     """``idata.to_netcdf`` to a temporary name beside ``path``, then renamed."""
+    from inference.data.atomic import replaced_atomically  # (torch: not for the parser)
+
     with replaced_atomically(path) as tmp:
         idata.to_netcdf(tmp)
     return path
@@ -130,6 +129,8 @@ def report_comparison(out_dir: Path, vi, comparison, psis, extra_rows=None, titl
 
 def _psis_value(means: dict, vi, name: str, index: str) -> float:
     """The PSIS-corrected mean of the scalar parameter ``name[index]``."""
+    import numpy as np  # (not for the parser: vilab --help imports this module)
+
     value = np.asarray(means[name])
     if not index:
         return float(value.reshape(-1)[0])

@@ -11,8 +11,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from inference.data import CatalogSchema, parse_bbox
+if TYPE_CHECKING:
+    from inference.data import CatalogSchema
 
 __all__ = [
     "add_catalog_arguments",
@@ -27,7 +29,10 @@ __all__ = [
     "check_not_an_input",
     "check_output_file",
     "check_output_paths",
+    "default_backend",
     "jit_mode",
+    "JIT_BACKENDS",
+    "WHOLE_STEP_MIN_STEPS",
     "join_negative_values",
     "physical_memory",
     "positive_int",
@@ -154,39 +159,61 @@ def add_output_arguments(
 
 
 def add_jit_argument(group, when: str) -> None:
-    """``--jit/--no-jit`` and ``--jit-backend``: compile the SVI loss (``get_elbo(..., jit=...)``);
+    """``--jit/--no-jit`` and ``--jit-backend``: compile the SVI step (``get_elbo(..., jit=...)``);
     ``when`` says what the default is and why (measured). Read them with :func:`jit_mode`,
     which applies the command's default."""
     group.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
-        help="compile the SVI loss: trace it once per argument shape with torch.jit and replay "
-        "it (same values and gradients at the same seed, checked at the first step); --no-jit "
-        f"runs Pyro's estimator uncompiled. {when}",
+        help="compile the SVI step with the command's default backend (same values at the same "
+        "seed, checked against the uncompiled step when it is compiled); --no-jit runs Pyro's "
+        f"estimator and torch's Adam uncompiled. {when}",
     )
     group.add_argument(
         "--jit-backend",
-        choices=["torchscript", "inductor"],
-        help="what runs the traced loss (implies --jit): torchscript (the default: compiles in "
-        "about 0.1 s) or inductor (TorchInductor fuses the graph into C++ loops: 2.7x faster "
-        "earthquake steps than torchscript at N=1,000, but 7-14 s to compile, 1-5 s once its "
-        "cache in /tmp holds the kernels; slower on the VAE; needs a C++ compiler, else the "
-        "torchscript trace runs, with a warning)",
+        choices=JIT_BACKENDS,
+        help="what compiles (implies --jit): torchscript (the loss traced once and replayed; "
+        "compiles in about 0.1 s), inductor (that trace fused by TorchInductor into C++ loops), "
+        "step (the whole step -- loss, gradient and Adam -- as one TorchInductor call: the "
+        "fastest steps; 10-25 s to compile the first time, about 3 s once the cache shown by "
+        "'vilab cache' holds it). Inductor needs a C++ compiler; without one the torchscript "
+        "trace runs, with a warning",
     )
 
 
-def jit_mode(args: argparse.Namespace, default: bool = False) -> bool | str:
+#: The values of ``--jit-backend`` (``get_elbo``'s ``jit`` names).
+JIT_BACKENDS = ("torchscript", "inductor", "step")
+
+#: From this many SVI steps on, the whole-step backend is the default: its faster steps then
+#: pay for a compile from an empty cache (measured on 2 cores: the earthquake mixture at
+#: N = 1,000 saves about 6.5 ms a step for a 23 s longer first compile; expgauss with 256
+#: particles about 1.3 ms for 4 s per estimator; docs/guides/compiled-svi.md).
+WHOLE_STEP_MIN_STEPS = 5_000
+
+
+def default_backend(steps: int) -> str:
+    """The ``--jit-backend`` a run of ``steps`` SVI steps compiles with by default: ``"step"``
+    from :data:`WHOLE_STEP_MIN_STEPS` on, else ``"torchscript"`` (compiles in 0.1 s)."""
+    return "step" if steps >= WHOLE_STEP_MIN_STEPS else "torchscript"
+
+
+def jit_mode(args: argparse.Namespace, default: str | bool = False) -> str | bool:
     """``get_elbo``'s ``jit`` from ``--jit/--no-jit`` and ``--jit-backend``: False, or the
-    backend's name. ``default`` decides where neither ``--jit`` nor ``--no-jit`` was given.
+    backend's name. ``default`` is the command's: the backend used where neither ``--jit`` nor
+    ``--no-jit`` was given (False: uncompiled); ``--jit`` alone uses it too (torchscript where
+    it is False).
 
     Raises:
         ValueError: for ``--jit-backend`` with ``--no-jit``.
     """
     if args.jit is False and args.jit_backend is not None:
-        raise ValueError(f"--jit-backend {args.jit_backend} compiles the loss, but --no-jit "
+        raise ValueError(f"--jit-backend {args.jit_backend} compiles the step, but --no-jit "
                          "was given: drop one of them")  # fmt: skip
-    on = args.jit if args.jit is not None else default or args.jit_backend is not None
-    return (args.jit_backend or "torchscript") if on else False
+    if args.jit_backend is not None:
+        return args.jit_backend
+    if args.jit is None:
+        return default
+    return (default or "torchscript") if args.jit else False
 
 
 def _flag(name: str) -> str:
@@ -333,6 +360,14 @@ def add_mnist_arguments(group) -> None:
     )
 
 
+def _bbox(text: str):
+    """``inference.data.parse_bbox``, imported when a ``--bbox`` is parsed, not when the parser
+    is built (it imports torch)."""
+    from inference.data import parse_bbox
+
+    return parse_bbox(text)
+
+
 def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:
     """The flags of a :class:`inference.data.CatalogSchema`: ``--lat-col``, ``--lon-col``,
     ``--mag-col``, ``--strength-scale``, ``--bbox``, ``--drop-invalid``."""
@@ -342,7 +377,7 @@ def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:
     group.add_argument("--strength-scale", type=float, default=1.0, help=scale_help)
     group.add_argument(
         "--bbox",
-        type=argparse_type(parse_bbox),
+        type=argparse_type(_bbox),
         metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
         help=bbox_help,
     )
@@ -356,6 +391,8 @@ def add_catalog_arguments(group, *, scale_help: str, bbox_help: str) -> None:
 def catalog_schema(args: argparse.Namespace) -> CatalogSchema:
     """The schema the flags of :func:`add_catalog_arguments` describe (``--strength-scale``
     checked first, so that its error names the flag)."""
+    from inference.data import CatalogSchema  # (torch: see _bbox)
+
     check_floats(args, ("strength_scale",))
     return CatalogSchema(
         lat_col=args.lat_col,

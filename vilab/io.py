@@ -10,8 +10,6 @@ import math
 import os
 from pathlib import Path
 
-from inference.data.atomic import replaced_atomically
-
 __all__ = [
     "save_figure",
     "atomic_write_bytes",
@@ -24,6 +22,8 @@ NON_FINITE_NOTE = "non_finite"  # key of the note listing the values written as 
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:
+    from inference.data.atomic import replaced_atomically  # (torch: not for the parser)
+
     with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
         write(f)
     return Path(path)

@@ -6,7 +6,6 @@ distance between their means."""
 from __future__ import annotations
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["match_clusters"]
 
@@ -19,5 +18,7 @@ def match_clusters(reference: torch.Tensor, other: torch.Tensor) -> list[int]:
         sum_k |reference[k] - other[perm[k]]|.
     """
     cost = torch.cdist(reference, other).numpy()
+    from scipy.optimize import linear_sum_assignment  # (scipy: imported when used)
+
     rows, cols = linear_sum_assignment(cost)
     return [int(c) for _, c in sorted(zip(rows, cols))]

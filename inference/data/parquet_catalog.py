@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -32,6 +31,9 @@ from analytic.earthquake import MAX_LOCATION, MAX_STRENGTH, Hyperparameters
 from inference.data.atomic import replaced_atomically
 from inference.data.csv_catalog import Catalog, iter_csv_rows, not_utf8_error
 from inference.data.schema import CatalogSchema, check_catalog_path, invalid_rows_error
+
+if TYPE_CHECKING:  # pyarrow is imported where a Parquet file is read or written
+    import pyarrow as pa
 from ppl_models.earthquake import simulate_chunks
 
 __all__ = [
@@ -69,6 +71,8 @@ def _write_batches(
     """Write record batches (one row group each) to ``path`` through a temporary file renamed
     at the end (:func:`inference.data.atomic.replaced_atomically`); nothing is left behind on
     an error. Returns the rows written."""
+    import pyarrow.parquet as pq
+
     written = 0
     with replaced_atomically(path) as tmp:
         with pq.ParquetWriter(tmp, columns) as writer, tqdm(
@@ -102,6 +106,8 @@ def convert_csv(
     Returns:
         counts: ``num_rows``, ``num_written``, ``num_invalid``, ``num_outside``.
     """
+    import pyarrow as pa
+
     schema = CatalogSchema() if schema is None else schema
     check_catalog_path(csv_path)
     _check_chunk_size(chunk_size)
@@ -162,6 +168,8 @@ def simulate_parquet(
     Returns:
         ``{"num_written": N, "loc": mu as lists, "rate": lambda as a list}`` (the truth).
     """
+    import pyarrow as pa
+
     _check_chunk_size(chunk_size)
     arrow_float = {torch.float64: pa.float64(), torch.float32: pa.float32()}.get(dtype)
     if arrow_float is None:
@@ -229,6 +237,9 @@ class ParquetCatalog:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         check_catalog_path(path, "Parquet")
         if not is_parquet(path):
             raise ValueError(f"catalog {str(path)!r} is not a Parquet file (no PAR1 header)")
@@ -268,6 +279,8 @@ class ParquetCatalog:
     def _check_types(self) -> None:
         """Each column read must hold plain numbers: integers or floats, not booleans (a bool
         latitude read as 0 and 1 degrees), strings, lists or dates."""
+        import pyarrow as pa
+
         for name in self.columns:
             kind = self._file.schema_arrow.field(name).type
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
@@ -325,6 +338,8 @@ class ParquetCatalog:
     def _group_batches(self, group: int) -> Iterator[pa.RecordBatch]:
         """The batches of one row group; a page that cannot be decoded is named by file, row
         group and column (each column is read alone to find which)."""
+        import pyarrow as pa
+
         batches = self._file.iter_batches(
             batch_size=self.chunk_size, row_groups=[group], columns=self.columns
         )
@@ -338,6 +353,8 @@ class ParquetCatalog:
             yield batch
 
     def _corrupt(self, group: int, err: Exception) -> str:
+        import pyarrow as pa
+
         for name in self.columns:
             try:
                 self._file.read_row_group(group, columns=[name])

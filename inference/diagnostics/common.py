@@ -1,5 +1,6 @@
-"""What every diagnostic shares: ArviZ, imported here once (0.x; ArviZ 1.x changes this API, and
-this is the only module that imports it), trace sites as latents, tensors as NumPy arrays."""
+"""What every diagnostic shares: ArviZ, imported here (0.x; ArviZ 1.x changes this API, and
+this is the only module that imports it) at the first diagnostic, not with the package,
+trace sites as latents, tensors as NumPy arrays."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import numpy as np
 import torch
 from pyro.poutine.util import site_is_subsample
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)  # ArviZ's notice of its 1.0 refactor
-    import arviz as az
+__all__ = ["arviz", "is_drawn", "is_latent", "numpy_of"]
 
-__all__ = ["az", "is_drawn", "is_latent", "numpy_of"]
+
+def arviz():
+    """The ``arviz`` module, imported at the first call (about 1 s: not when
+    :mod:`inference.diagnostics` is imported)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # ArviZ's notice of its 1.0 refactor
+        import arviz as az
+    return az
 
 
 def is_latent(site) -> bool:

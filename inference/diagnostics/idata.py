@@ -12,7 +12,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 
-from inference.diagnostics.common import az, is_latent, numpy_of
+from inference.diagnostics.common import arviz, is_latent, numpy_of
 
 __all__ = ["psis_inference_data", "to_inference_data"]
 
@@ -29,7 +29,7 @@ def to_inference_data(
     observed_data: dict | None = None,
     seed: int = 0,
     **kwargs,
-) -> az.InferenceData:
+) -> arviz().InferenceData:
     """Draws from a fitted guide as InferenceData.
 
     Args:
@@ -42,7 +42,7 @@ def to_inference_data(
         seed: for the draws.
 
     Returns:
-        ``az.InferenceData`` with ``posterior`` (chain 1, draw S), and ``observed_data`` and
+        ``arviz().InferenceData`` with ``posterior`` (chain 1, draw S), and ``observed_data`` and
         ``vi_elbo`` when given.
     """
     pyro.set_rng_seed(seed)
@@ -58,7 +58,7 @@ def to_inference_data(
         name: numpy_of(draws[name]).reshape(1, num_samples, *single.nodes[name]["value"].shape)
         for name in sites
     }
-    idata = az.from_dict(
+    idata = arviz().from_dict(
         posterior=posterior,
         observed_data={k: numpy_of(v) for k, v in (observed_data or {}).items()} or None,
         dims=dims,
@@ -78,7 +78,7 @@ def to_inference_data(
     return idata
 
 
-def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
+def psis_inference_data(log_weights, khat, ess) -> arviz().InferenceData:
     """Per-item PSIS results as InferenceData: group ``psis`` with ``khat`` and ``ess`` (dim
     ``item``) and the raw ``log_weights`` (dims ``item``, ``draw``)."""
     import xarray as xr
@@ -91,6 +91,6 @@ def psis_inference_data(log_weights, khat, ess) -> az.InferenceData:
             "log_weights": (("item", "draw"), lw),
         }
     )  # xarray indexes each dim 0, 1, ... itself
-    idata = az.InferenceData()
+    idata = arviz().InferenceData()
     idata.add_groups({"psis": ds})
     return idata

@@ -4,7 +4,7 @@ Pyro's NUTS (Hoffman & Gelman 2014) runs on the same model, discrete sites margi
 enumeration, chains one after another; both posteriors become InferenceData, and each scalar
 parameter gets its mean and sd under each, the sd ratio VI / NUTS, the overlap of the central
 90% intervals (length of the intersection / length of the union: 1 = identical, 0 = disjoint),
-and NUTS's own r-hat and bulk ESS from ``az.summary``.
+and NUTS's own r-hat and bulk ESS from ``arviz().summary``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import pyro
 
-from inference.diagnostics.common import az, numpy_of
+from inference.diagnostics.common import arviz, numpy_of
 
 __all__ = [
     "ESS_MIN",
@@ -48,13 +48,13 @@ class NutsComparison(NamedTuple):
             ``nuts_mean``, ``nuts_sd``, ``sd_ratio`` (VI / NUTS), ``overlap90`` (intersection /
             union of the central 90% intervals), ``r_hat``, ``ess_bulk`` (NUTS's).
         vi, nuts: the two posteriors as InferenceData.
-        summary: ``az.summary`` of the NUTS posterior (a pandas DataFrame).
+        summary: ``arviz().summary`` of the NUTS posterior (a pandas DataFrame).
         seconds: NUTS's wall-clock time, all chains.
     """
 
     rows: list[dict]
-    vi: az.InferenceData
-    nuts: az.InferenceData
+    vi: arviz().InferenceData
+    nuts: arviz().InferenceData
     summary: object
     seconds: float
 
@@ -84,7 +84,7 @@ def _flat(da) -> tuple[np.ndarray, list[str]]:
 
 def compare_with_nuts(
     model: Callable,
-    vi: az.InferenceData,
+    vi: arviz().InferenceData,
     *args,
     num_samples: int = 300,
     warmup_steps: int = 300,
@@ -134,10 +134,10 @@ def compare_with_nuts(
         for name in names:
             chains[name].append(numpy_of(samples[name]))
     seconds = time.perf_counter() - start
-    nuts = az.from_dict(
+    nuts = arviz().from_dict(
         posterior={name: np.stack(chains[name]) for name in names}, dims=dims, coords=coords
     )
-    rhat, ess = az.rhat(nuts), az.ess(nuts, method="bulk")
+    rhat, ess = arviz().rhat(nuts), arviz().ess(nuts, method="bulk")
     rows = []
     for name in names:
         vi_values, labels = _flat(vi.posterior[name])
@@ -156,7 +156,7 @@ def compare_with_nuts(
             })  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        summary = az.summary(nuts)
+        summary = arviz().summary(nuts)
     _warn_unless_converged(rows, num_chains)
     return NutsComparison(rows, vi, nuts, summary, seconds)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.diagnostics.common import az
+from inference.diagnostics.common import arviz
 from inference.diagnostics.psis import GOOD_KHAT, USABLE_KHAT
 
 __all__ = ["forest_plot", "khat_plot", "standardise"]
@@ -18,7 +18,7 @@ def _num_scalars(idata) -> int:  # pragma: no mutate block (sizes the forest plo
                for v in idata.posterior.data_vars.values())  # fmt: skip
 
 
-def standardise(posteriors: dict[str, az.InferenceData], reference: str) -> dict:
+def standardise(posteriors: dict[str, arviz().InferenceData], reference: str) -> dict:
     """Each posterior of ``posteriors`` as (value - m) / s, m and s the mean and sd over chains
     and draws of the ``reference`` posterior, parameter by parameter: the reference then has
     mean 0 and sd 1 in every coordinate, and another's mean is its shift in reference sds and
@@ -26,14 +26,14 @@ def standardise(posteriors: dict[str, az.InferenceData], reference: str) -> dict
     ref = posteriors[reference].posterior
     mean, sd = ref.mean(("chain", "draw")), ref.std(("chain", "draw"))
     return {
-        name: az.InferenceData(posterior=(idata.posterior - mean) / sd)
+        name: arviz().InferenceData(posterior=(idata.posterior - mean) / sd)
         for name, idata in posteriors.items()
     }
 
 
 def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate block
-    """``az.plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals; returns
-    the matplotlib ``Figure`` (in the user's backend, which this never changes: the caller
+    """ArviZ's ``plot_forest`` of several posteriors (e.g. VI and NUTS), central 90% intervals;
+    returns the matplotlib ``Figure`` (in the user's backend, which this never changes: the caller
     shows, saves or closes it).
 
     ``posteriors``: name -> InferenceData. With ``reference`` (one of the names), every
@@ -42,7 +42,7 @@ def forest_plot(posteriors, reference=None, title=""):  # pragma: no mutate bloc
     """
     if reference is not None:
         posteriors = standardise(posteriors, reference)
-    axes = az.plot_forest(
+    axes = arviz().plot_forest(
         list(posteriors.values()),
         model_names=list(posteriors),
         combined=True,

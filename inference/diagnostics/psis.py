@@ -25,7 +25,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
-from inference.diagnostics.common import az, is_drawn, is_latent, numpy_of
+from inference.diagnostics.common import arviz, is_drawn, is_latent, numpy_of
 
 __all__ = [
     "GOOD_KHAT",
@@ -78,7 +78,7 @@ def psis_from_log_weights(log_weights) -> tuple[np.ndarray, np.ndarray, np.ndarr
     with warnings.catch_warnings():
         # ArviZ warns when k-hat is large; the verdict says so in words instead.
         warnings.simplefilter("ignore", UserWarning)
-        smoothed, khat = az.psislw(lw)
+        smoothed, khat = arviz().psislw(lw)
     weights = np.exp(smoothed)
     ess = 1.0 / np.sum(weights**2, axis=-1)
     return smoothed, np.asarray(khat), ess

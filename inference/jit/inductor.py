@@ -56,15 +56,18 @@ def compile_step(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) ->
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-    with warnings.catch_warnings():  # the eager step already ran and warned, from this code
-        warnings.simplefilter("ignore")
-        graph = make_fx(fn, _error_on_data_dependent_ops=False)(*inputs)
-    simplify(graph)
-    # a fake mode with a shape environment: what Inductor's on-disk caches key on (without
-    # one, compile_fx bypasses them and every run compiles from scratch)
+    # one fake mode, with a shape environment, for the whole compile: make_fx describes each
+    # node's output with it (by default it builds a new fake mode per node: 25% of its time),
+    # and Inductor's on-disk caches key on its shape environment (without one, compile_fx
+    # bypasses them and every run compiles from scratch)
     fake = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
-    with torch.no_grad(), tracing(TracingContext(fake)):
-        return compile_fx(graph, inputs, config_patches={"fallback_random": True})
+    with tracing(TracingContext(fake)):
+        with warnings.catch_warnings():  # the eager step already ran and warned, from this code
+            warnings.simplefilter("ignore")
+            graph = make_fx(fn, _error_on_data_dependent_ops=False)(*inputs)
+        simplify(graph)
+        with torch.no_grad():
+            return compile_fx(graph, inputs, config_patches={"fallback_random": True})
 
 
 def simplify(graph: torch.fx.GraphModule) -> None:

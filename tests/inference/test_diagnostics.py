@@ -18,7 +18,7 @@ from guides.earthquake import EarthquakeGuide
 from guides.expgauss import ExpGaussGuide
 from inference import diagnostics as D
 from inference.diagnostics import nuts
-from inference.diagnostics.common import az
+from inference.diagnostics.common import arviz
 from ppl_models import conjugate as conjugate_model
 from ppl_models import earthquake as earthquake_model
 from ppl_models import expgauss as expgauss_model
@@ -58,7 +58,7 @@ def test_inference_data_has_groups_dims_shapes_and_round_trips_netcdf(quake, tmp
     assert np.all(np.abs(idata.posterior["mu"].values[0].mean(0) - q.loc.numpy()) < 4 * se)
     path = tmp_path / "posterior.nc"
     idata.to_netcdf(str(path))
-    back = az.from_netcdf(str(path))
+    back = arviz().from_netcdf(str(path))
     assert set(back.groups()) == set(idata.groups())
     np.testing.assert_array_equal(back.posterior["mu"].values, idata.posterior["mu"].values)
     np.testing.assert_array_equal(back.observed_data["X"].values, X.numpy())
@@ -209,7 +209,9 @@ def test_standardise_makes_the_reference_0_1_and_keeps_shifts_and_sd_ratios():
     rng = np.random.default_rng(0)
     ref = rng.normal([2.0, -7.0], [0.5, 3.0], size=(2, 400, 2))  # (chain, draw, coord)
     other = 2.0 + 1.5 * (ref - ref.mean((0, 1)))  # shifted and 1.5 times as wide
-    post = {name: az.from_dict(posterior={"mu": v}) for name, v in (("ref", ref), ("q", other))}
+    post = {
+        name: arviz().from_dict(posterior={"mu": v}) for name, v in (("ref", ref), ("q", other))
+    }
     out = D.standardise(post, "ref")
     z_ref, z_q = (out[n].posterior["mu"].values for n in ("ref", "q"))
     np.testing.assert_allclose(z_ref.mean((0, 1)), 0, atol=1e-12)
@@ -466,10 +468,10 @@ def test_nuts_comparison_keeps_its_books(capsys):
     assert row["nuts_mean"] == pytest.approx(n.mean(), rel=1e-12)
     assert row["sd_ratio"] == pytest.approx(row["vi_sd"] / row["nuts_sd"], rel=1e-12)
     assert row["overlap90"] == pytest.approx(D.interval_overlap(v, n), rel=1e-12)
-    assert row["r_hat"] == pytest.approx(float(az.rhat(result.nuts)["z"].values[0]), rel=1e-12)
-    bulk = float(az.ess(result.nuts, method="bulk")["z"].values[0])
+    assert row["r_hat"] == pytest.approx(float(arviz().rhat(result.nuts)["z"].values[0]), rel=1e-12)
+    bulk = float(arviz().ess(result.nuts, method="bulk")["z"].values[0])
     assert row["ess_bulk"] == pytest.approx(bulk, rel=1e-12)
-    assert bulk != pytest.approx(float(az.ess(result.nuts, method="tail")["z"].values[0]))
+    assert bulk != pytest.approx(float(arviz().ess(result.nuts, method="tail")["z"].values[0]))
 
 
 def _two_latents(y, *, scale):
@@ -535,7 +537,7 @@ def test_compare_with_nuts_hands_its_settings_to_pyros_nuts_and_mcmc(monkeypatch
 
     monkeypatch.setattr(pyro.infer, "NUTS", NUTS)
     monkeypatch.setattr(pyro.infer, "MCMC", MCMC)
-    vi = az.from_dict(posterior={"mu": np.zeros((1, 4))})
+    vi = arviz().from_dict(posterior={"mu": np.zeros((1, 4))})
     with pytest.raises(_StopBeforeSampling):
         D.compare_with_nuts(_two_latents, vi, torch.zeros(3), scale=0.5)
     assert seen["nuts"] == {"max_plate_nesting": 1, "init_strategy": init_to_sample}

@@ -15,7 +15,7 @@ from inference.data import ParquetCatalog, load_catalog
 from ppl_models.earthquake import simulate
 from tests.fdsn_service import HEADER, usgs_rows, usgs_service
 from tests.http_server import serving
-from vilab.catalog.run import count
+from vilab.catalog.flags import count
 from vilab.cli import build_parser, main
 from vilab.earthquake.flags import hyperparameters
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vilab.earthquake.run as earthquake_run
-from inference.diagnostics.common import az
+from inference.diagnostics.common import arviz
 from tests.idx_files import write_mnist_dir
 from vilab.cli import main
 
@@ -32,7 +32,7 @@ def _spy_mcmc(monkeypatch) -> list[dict]:
 
 def _check_sizes(out, mcmc_calls):
     """The sizes NUTS asked for: --psis-samples draws of q, --nuts-* of NUTS."""
-    idata = az.from_netcdf(str(out / "posterior.nc"))
+    idata = arviz().from_netcdf(str(out / "posterior.nc"))
     assert dict(idata.posterior.sizes)["draw"] == 200
     assert (idata.nuts_posterior.sizes["chain"], idata.nuts_posterior.sizes["draw"]) == (1, 60)
     assert [(c["num_samples"], c["warmup_steps"]) for c in mcmc_calls] == [(60, 40)]
@@ -91,7 +91,7 @@ def test_vae_diagnostics_run_psis_per_test_image(tmp_path, capsys):
     assert main(["vae", *flags, "--out", str(out)]) == 0
     rows = _rows(out / "summary.csv")
     assert len(rows) == 6 and set(rows[0]) == {"image", "khat", "ess"}
-    idata = az.from_netcdf(str(out / "posterior.nc"))
+    idata = arviz().from_netcdf(str(out / "posterior.nc"))
     assert idata.psis["log_weights"].shape == (6, 50)
     assert (out / "psis_khat.png").exists()
     assert "median k-hat" in capsys.readouterr().out

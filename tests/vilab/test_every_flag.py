@@ -410,12 +410,16 @@ def _(cli):
     # the default: compiled up to JIT_MAX_CELLS events x clusters per step (measured faster
     # there); --jit and --no-jit override it, and --jit-backend implies --jit
 
-    def rule(num_events, jit=None, subsample_size=None, k=10, jit_backend=None):
-        args = argparse.Namespace(jit=jit, subsample_size=subsample_size, k=k,
+    def rule(num_events, jit=None, subsample_size=None, k=10, jit_backend=None, steps=1000):
+        args = argparse.Namespace(jit=jit, subsample_size=subsample_size, k=k, steps=steps,
                                   jit_backend=jit_backend)  # fmt: skip
         return earthquake_run._use_jit(args, num_events)
 
     assert rule(1_000, k=3) == "torchscript" and rule(100_000) is False
+    # from WHOLE_STEP_MIN_STEPS steps on, the whole step (it pays for a cold compile there)
+    assert rule(1_000, k=3, steps=4_999) == "torchscript"
+    assert rule(1_000, k=3, steps=5_000) == "step" and rule(100_000, steps=10**6) is False
+    assert rule(1_000, k=3, steps=5_000, jit=True) == "step"
     assert rule(100_000, subsample_size=1_000) == "torchscript"
     assert rule(100_000, jit=True) == "torchscript" and rule(10, jit=False, k=3) is False
     assert rule(100_000, jit_backend="inductor") == "inductor"
@@ -505,21 +509,38 @@ def _inductor_stand_in(cli) -> list:
     return calls
 
 
+def _whole_step_stand_in(cli) -> list:
+    """``inference.jit.inductor.compile_step`` replaced by the step function itself (it takes
+    the step in place when called, as the compiled graph does), recording its calls."""
+    calls = []
+
+    def stand_in(fn, inputs):
+        calls.append(len(inputs))
+        return fn
+
+    cli.monkeypatch.setattr(inference.jit.inductor, "compile_step", stand_in)
+    return calls
+
+
 @case("earthquake", "--jit-backend")
 def _(cli):
-    """The loss goes to the Inductor backend (its compile stood in for: the engine's tests
-    compile it for real) and gives the eager fit to rounding; with --no-jit it is refused
-    before any work, naming both flags."""
+    """The loss goes to the Inductor backend, and the step to the whole-step one (their
+    compiles stood in for: the engine's tests compile them for real); each gives the eager fit
+    to rounding; with --no-jit it is refused before any work, naming both flags."""
     compiled = _inductor_stand_in(cli)
+    whole = _whole_step_stand_in(cli)
     calls = cli.spy(earthquake_streamed, "get_elbo")
     inductor = cli.run("earthquake", "--jit-backend", "inductor").summary["svi"]
     eager = cli.run("earthquake", "--no-jit").summary["svi"]
-    assert [c[1]["jit"] for c in calls] == ["inductor", False]
+    step = cli.run("earthquake", "--jit-backend", "step").summary["svi"]
+    assert [c[1]["jit"] for c in calls] == ["inductor", False, "step"] and whole
+    assert (step["jit"], step["jit_backend"]) == (True, "step")
+    assert step["elbo"] == pytest.approx(eager["elbo"], rel=1e-9)
     assert (inductor["jit"], inductor["jit_backend"]) == (True, "inductor")
     assert inductor["compile_seconds"] > 0 and compiled
     assert inductor["elbo"] == pytest.approx(eager["elbo"], rel=1e-6)
     error = cli.fails("earthquake", "--no-jit", "--jit-backend", "inductor")
-    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
+    assert "--jit-backend inductor compiles the step, but --no-jit was given" in error
 
 
 @case("expgauss", "--jit-backend")
@@ -527,8 +548,11 @@ def _(cli):
     compiled = _inductor_stand_in(cli)
     r = cli.run("expgauss", "--estimator", "stl", "--jit-backend", "inductor").summary["svi"]
     assert (r["stl"]["jit"], r["stl"]["jit_backend"]) == (True, "inductor") and compiled
+    whole = _whole_step_stand_in(cli)
+    r = cli.run("expgauss", "--estimator", "stl", "--jit-backend", "step").summary["svi"]
+    assert (r["stl"]["jit"], r["stl"]["jit_backend"]) == (True, "step") and whole
     error = cli.fails("expgauss", "--no-jit", "--jit-backend", "inductor")
-    assert "--jit-backend inductor compiles the loss, but --no-jit was given" in error
+    assert "--jit-backend inductor compiles the step, but --no-jit was given" in error
 
 
 @case("expgauss", "--no-jit")
@@ -1008,7 +1032,7 @@ def _flags_of(command: str) -> set[str]:
 
 # Commands with actions of their own (``vilab catalog convert|simulate``): their flags are
 # exercised, and the table checked complete, in the named file.
-NESTED = {"catalog": "tests/vilab/test_catalog_cli.py"}
+NESTED = {"catalog": "tests/vilab/test_catalog_cli.py", "cache": "tests/vilab/test_cache_cli.py"}
 
 
 def _commands() -> list[str]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 
-from analytic.earthquake import Hyperparameters
-from inference.data import is_parquet
-from inference.distributed import DEFAULT_TIMEOUT
 from vilab import diagnostics
 from vilab.flags import (
     add_catalog_arguments,
@@ -30,7 +28,14 @@ MAX_LR = 10.0  # Adam moves each parameter by about lr a step; the guide's are l
 MAX_PASSES = 1e6
 MAX_MEAN_RATE = 1e9  # alpha / beta: strengths are Poisson counts, exact in float64 below 2**53
 
+if TYPE_CHECKING:
+    from analytic.earthquake import Hyperparameters
+
 __all__ = ["add_arguments", "add_model_arguments", "check_arguments", "hyperparameters"]
+
+#: How long a rank waits for the others by default (inference.distributed.DEFAULT_TIMEOUT,
+#: repeated here so that building the parser imports no torch; a test holds them equal).
+DEFAULT_TIMEOUT = 60.0
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -230,7 +235,8 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     add_jit_argument(
         fit,
         "Default: compile when (events per step) x K <= 200,000, where it was measured "
-        "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10); above, Pyro's traced "
+        "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10), by torchscript, or the "
+        "whole step (--jit-backend step) from 5,000 steps on; above, Pyro's traced "
         "enumeration masks every cost term and is slower (0.65x at N = 10^5, K = 10)",
     )
     fit.add_argument(
@@ -259,6 +265,8 @@ def check_arguments(args) -> None:
     if args.batch_size is None:
         args.batch_size = min(1000, args.num_events) if args.data is None else 1000
     if args.chunk_size is not None:
+        from inference.data import is_parquet  # (torch: not imported to build the parser)
+
         if args.data is None or not is_parquet(args.data):
             raise ValueError(
                 "--chunk-size streams a Parquet catalog: give --data FILE.parquet (made by "
@@ -305,6 +313,8 @@ def _check_memory(num_events: int, k: int) -> None:
 
 def hyperparameters(args) -> Hyperparameters:
     """The model flags (:func:`add_model_arguments`) as checked :class:`Hyperparameters`."""
+    from analytic.earthquake import Hyperparameters  # (torch: see is_parquet above)
+
     check_ints(args, ("k",))
     check_floats(args, ("tau", "rho", "alpha", "beta"))
     for name, what in (("tau", "an event's"), ("rho", "a centre's")):

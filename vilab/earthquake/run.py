@@ -36,6 +36,7 @@ from vilab.earthquake.auto import compare as auto_cavi_beside_hand
 from vilab.earthquake.flags import check_arguments, hyperparameters
 from vilab.flags import (
     catalog_schema,
+    default_backend,
     jit_mode,
 )
 from vilab.io import atomic_write_json
@@ -104,7 +105,8 @@ JIT_MAX_CELLS = 200_000
 def _use_jit(args, num_events: int) -> bool | str:
     """``get_elbo``'s ``jit``: ``--jit``/``--no-jit``/``--jit-backend`` if given, else whether
     the step's N x K is small enough."""
-    return jit_mode(args, (args.subsample_size or num_events) * args.k <= JIT_MAX_CELLS)
+    small = (args.subsample_size or num_events) * args.k <= JIT_MAX_CELLS
+    return jit_mode(args, default_backend(args.steps) if small else False)
 
 
 def _fit_svi(X, S, hp, args) -> streamed.SviRun:

@@ -1,16 +1,5 @@
-"""``vilab expgauss``: SVI on the exponential-Gaussian model against its closed forms.
-
-Model z ~ Expo(theta), x | z ~ N(z, 1); guide q(z) = Expo(phi). For one observation x > 0 the
-ELBO has its joint maximiser in closed form, theta* = phi* = 2/x
-(:func:`analytic.expgauss.joint_optimum`). SVI learns theta and phi together from a distant
-start with each chosen estimator; the table compares where each run lands with the closed
-form, scores it by the closed-form ELBO, and shows the exact log-evidence log p_theta(x) and
-the gap log p - ELBO = KL(q || posterior) > 0. The last row is the exact maximum-likelihood
-theta, so the bias of variational EM (theta* = 2/x against theta_ML) is visible.
-
-Writes ``elbo_contour.png`` (the ELBO over (theta, phi) with every SVI path drawn on it, and
-the closed-form ELBO and log p along each path) and ``summary.json``.
-"""
+"""Runs ``vilab expgauss``: its flags, and the description ``--help`` shows, are in
+:mod:`vilab.expgauss.flags`."""
 
 from __future__ import annotations
 
@@ -32,62 +21,17 @@ from vilab.devices import resolve_device
 from vilab.expgauss import diagnostics as expgauss_diagnostics
 from vilab.expgauss.svi import fit_expgauss
 from vilab.flags import (
-    add_jit_argument,
-    add_output_arguments,
     check_floats,
     check_ints,
     check_output_paths,
     check_range,
+    default_backend,
     jit_mode,
 )
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
-__all__ = ["ESTIMATOR_CHOICES", "add_arguments", "run"]
-
-ESTIMATOR_CHOICES = ["trace", "meanfield", "stl"]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``vilab expgauss`` (shared by ``examples/expgauss.py``)."""
-    parser.add_argument(
-        "--x",
-        type=float,
-        default=1.0,
-        help="the observation; must be > 0, where the ELBO has a maximiser (default 1)",
-    )
-    fit = parser.add_argument_group("SVI")
-    fit.add_argument(
-        "--estimator",
-        nargs="+",
-        choices=ESTIMATOR_CHOICES,
-        default=ESTIMATOR_CHOICES,
-        help="gradient estimators to run, each from the same start: trace = Trace_ELBO "
-        "(pathwise gradient through z = eps/phi); meanfield = TraceMeanField_ELBO (closed-form "
-        "KL(Expo(phi) || Expo(theta))); stl = path derivative, the score term of q dropped "
-        "(default: all three)",
-    )
-    fit.add_argument(
-        "--init-theta", type=float, default=0.1, help="starting prior rate theta (0.1)"
-    )
-    fit.add_argument("--init-phi", type=float, default=20.0, help="starting rate phi of q (20)")
-    fit.add_argument("--steps", type=int, default=2000, help="SVI steps (2000)")
-    fit.add_argument(
-        "--particles", type=int, default=256, help="Monte Carlo particles per step (256)"
-    )
-    add_jit_argument(
-        fit,
-        "Default: --jit (about 3x faster steps with 256 particles)",
-    )
-    fit.add_argument("--lr", type=float, default=0.1, help="initial Adam learning rate (0.1)")
-    fit.add_argument(
-        "--lr-final",
-        type=float,
-        default=3e-4,
-        help="learning rate at the last step; decays geometrically (3e-4)",
-    )
-    add_output_arguments(parser, "expgauss", "elbo_contour.png and summary.json", "SVI")
-    diagnostics.add_arguments(parser)
+__all__ = ["run"]
 
 
 def _check_args(args) -> None:
@@ -132,7 +76,7 @@ def _fit_each(x, theta_star, phi_star, args, device):
     """SVI with each ``--estimator`` from the same start: (scores by estimator,
     (theta, phi) paths by estimator, ELBO histories by estimator)."""
     scores, paths, histories = {}, {}, {}
-    jit = jit_mode(args, default=True)
+    jit = jit_mode(args, default=default_backend(args.steps))
     for name in args.estimator:
         fit = fit_expgauss(
             x.to(device), name, init_theta=args.init_theta, init_phi=args.init_phi,

@@ -37,10 +37,10 @@ from ppl_models import conjugate as conjugate_model
 from ppl_models import earthquake as earthquake_model
 from ppl_models.expgauss import ExpGaussModel
 from ppl_models.vae import VAEModel
+from vilab.gradvar.flags import CASES
 
-__all__ = ["CASES", "ESTIMATORS_FOR", "TRAIN_ESTIMATOR", "Case", "build_case"]
+__all__ = ["ESTIMATORS_FOR", "TRAIN_ESTIMATOR", "Case", "build_case"]
 
-CASES = ("conjugate", "expgauss", "earthquake", "vae")
 # the estimators each case supports, and the one that trains it by default
 ESTIMATORS_FOR = {
     "conjugate": ("trace", "meanfield", "stl"),

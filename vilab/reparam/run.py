@@ -1,20 +1,5 @@
-"""``vilab reparam``: the reparameterised samplers of :mod:`analytic.reparam` against torch's own.
-
-Draws N samples each way and tests them:
-
-- exponential: inverse CDF z = -log(1 - u)/rate vs ``torch.distributions.Exponential``, each by a
-  one-sample Kolmogorov-Smirnov test against the exact CDF, and against each other (two-sample);
-  and the pathwise gradient d E[z] / d rate (Monte Carlo, with its standard error) against the
-  exact -1/rate^2;
-- categorical: Gumbel-max vs ``torch.distributions.Categorical``, chi-square against probs;
-- Gumbel-softmax at each temperature: chi-square of its argmax against probs (exact at every
-  temperature), a two-sample KS test of each coordinate against torch's
-  ``RelaxedOneHotCategorical`` (the smallest p-value of the K coordinates is shown), and the mean
-  largest coordinate (-> 1 as the temperature -> 0: the samples become one-hot).
-
-A p-value below 0.01 would be evidence of a wrong sampler. Writes ``reparam.png`` (direct vs
-reparameterised histograms) and ``summary.json``.
-"""
+"""Runs ``vilab reparam``: its flags, and the description ``--help`` shows, are in
+:mod:`vilab.reparam.flags`."""
 
 from __future__ import annotations
 
@@ -23,13 +8,11 @@ import math
 from pathlib import Path
 
 import torch
-from scipy import stats
 from torch.distributions import Categorical, Exponential, RelaxedOneHotCategorical
 
 from analytic.reparam import exponential_rsample, gumbel_max_sample, gumbel_softmax_rsample
 from vilab.devices import resolve_device
 from vilab.flags import (
-    add_output_arguments,
     check_floats,
     check_ints,
     check_output_paths,
@@ -38,44 +21,7 @@ from vilab.flags import (
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
-__all__ = ["add_arguments", "run"]
-
-
-def _probs(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers 'p1,p2,...', got {text!r}") from None
-    return values
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``vilab reparam`` (shared by ``examples/reparam.py``)."""
-    parser.add_argument(
-        "--num-samples", type=int, default=100_000, help="draws per sampler (default 100000)"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=1.5, help="rate of the exponential (default 1.5)"
-    )
-    parser.add_argument(
-        "--probs",
-        type=_probs,
-        default=[0.1, 0.2, 0.3, 0.4],
-        metavar="P1,P2,...",
-        help="categorical probabilities, each > 0, summing to 1 (default 0.1,0.2,0.3,0.4)",
-    )
-    parser.add_argument(
-        "--temperatures",
-        type=float,
-        nargs="+",
-        default=[0.1, 0.5, 1.0, 5.0],
-        help="Gumbel-softmax temperatures, each > 0 (default 0.1 0.5 1 5)",
-    )
-    add_output_arguments(
-        parser, "reparam", "reparam.png and summary.json",
-        "our samplers (torch's get seed + 1)", device_help="torch device to sample on (cpu)",
-        quiet=False,
-    )  # fmt: skip
+__all__ = ["run"]
 
 
 def _check_args(args) -> None:
@@ -93,12 +39,16 @@ def _check_args(args) -> None:
 
 
 def _chi2(samples: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:
+    from scipy import stats  # (imported when a test runs, not with the module)
+
     counts = torch.bincount(samples.cpu(), minlength=len(probs)).double().numpy()
     result = stats.chisquare(counts, probs.cpu().double().numpy() * counts.sum())
     return float(result.statistic), float(result.pvalue)
 
 
 def _test_exponential(rate_value: float, n: int, kw: dict, gen: torch.Generator):
+    from scipy import stats  # (imported when a test runs, not with the module)
+
     """Our inverse-CDF draws and torch's against the exact CDF and each other (KS), and the
     pathwise dE[z]/drate against -1/rate^2: (summary part, (torch's draws, ours))."""
     rate = torch.tensor(rate_value, **kw, requires_grad=True)
@@ -137,6 +87,8 @@ def _test_categorical(probs: torch.Tensor, n: int, gen: torch.Generator):
 
 
 def _test_gumbel_softmax(probs, temperatures, n: int, kw: dict, gen: torch.Generator):
+    from scipy import stats  # (imported when a test runs, not with the module)
+
     """At each temperature: the argmax of our relaxed draws against probs (chi-square), and each
     coordinate against torch's RelaxedOneHotCategorical (KS, the smallest p over coordinates):
     (rows, our draws by temperature, torch's by temperature)."""

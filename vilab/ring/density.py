@@ -40,61 +40,12 @@ from inference.density import ebm
 from vilab.io import atomic_write_json
 from vilab.report import format_table
 
-__all__ = ["add_arguments", "check_args", "run"]
+__all__ = ["check_args", "run"]
 
 PROPOSAL_COMPONENT_SD = 1.5  # EM's components widened from the truth's 1
 DEFENSIVE_WEIGHT = 0.1
 BASE_SD = 2.0  # the EBM's Gaussian term, in units of the data's spread
 QUADRATURE_HALF_WIDTH = 10.0  # the box, in units of the data's spread: base term <= -12.5
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of the density study (used with ``--density``)."""
-    group = parser.add_argument_group("density study (--density)")
-    group.add_argument(
-        "--density",
-        action="store_true",
-        help="run the density study (true density, EM, kernel density, energy-based model "
-        "scored on test data) instead of the EM / ELBO / KL report",
-    )
-    group.add_argument("--num-validation", type=int, default=1000,
-                       help="validation points for the KDE bandwidth (default 1000)")  # fmt: skip
-    group.add_argument("--num-test", type=int, default=1000,
-                       help="test points every model is scored on (default 1000)")  # fmt: skip
-    group.add_argument(
-        "--bandwidth-grid", type=float, nargs=3, default=[0.1, 5.0, 20],
-        metavar=("LO", "HI", "NUM"),
-        help="KDE bandwidths tried: NUM values evenly from LO to HI (default 0.1 5 20, the "
-        "source's grid)",
-    )  # fmt: skip
-    group.add_argument("--ebm-steps", type=int, default=3000,
-                       help="EBM training steps (default 3000)")  # fmt: skip
-    group.add_argument("--ebm-lr", type=float, default=1e-2,
-                       help="Adam's initial learning rate for the EBM (default 0.01)")  # fmt: skip
-    group.add_argument(
-        "--ebm-schedule", choices=["cosine", "constant"], default="cosine",
-        help="learning-rate schedule: cosine decay to 0 at the last step, or constant "
-        "(default cosine)",
-    )  # fmt: skip
-    group.add_argument("--ebm-batch-size", type=int, default=256,
-                       help="data points per EBM step (default 256)")  # fmt: skip
-    group.add_argument("--ebm-draws", type=int, default=1024,
-                       help="proposal draws per EBM step for the SNIS gradient "
-                       "(default 1024)")  # fmt: skip
-    group.add_argument("--ebm-hidden", type=int, default=64,
-                       help="units per hidden layer of the EBM's MLP (default 64)")  # fmt: skip
-    group.add_argument("--ebm-layers", type=int, default=2,
-                       help="hidden layers (tanh) of the EBM's MLP (default 2)")  # fmt: skip
-    group.add_argument(
-        "--ebm-eval-draws", type=int, default=1 << 17,
-        help="proposal draws for the EBM's log normaliser by importance sampling "
-        "(default 131072)",
-    )  # fmt: skip
-    group.add_argument(
-        "--quadrature-points", type=int, default=801,
-        help="Simpson nodes per coordinate for the EBM's log normaliser by quadrature, odd "
-        "(default 801)",
-    )  # fmt: skip
 
 
 def check_args(args) -> None:

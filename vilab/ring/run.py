@@ -1,27 +1,5 @@
-"""``vilab ring``: the ring mixture of the course's Final Homework — EM at each radius, the two
-ELBO choices and their K -> infinity limits, and the asymmetry of the KL divergence.
-
-For each ``--radius`` R: draws N points from K unit Gaussians evenly spaced on the circle of
-radius R (equal weights), fits means and weights by EM (best of ``--num-init`` k-means++ starts,
-unit covariances known), matches EM's components to the truth by the Hungarian algorithm and
-prints, component by component, the true and fitted means and weights with the error, and the
-log-likelihood of EM's fit against the truth's. The error of EM is also measured on a grid of
-radii (``--error-radii``), so the source's claim that small R is hard is measured.
-
-The ELBO choices at the first radius, along the line x = (t, 0), t in [-2R, 2R]: L1 (q uniform)
-= -log 2 pi - (|x|^2 + R^2)/2 for every K >= 2, L2 (q the exact posterior) = log p(x), and the
-K -> infinity limit of log p(x) (the ring density, with log I0(R|x|)); the largest difference
-between log p at K = 5,000 and the limit is reported.
-
-The KL example: D1 = 1/2 N(-5, 5) + 1/2 N(10, 3) and D2 = N(-10, 0.8), the second parameters
-read as variances (the source writes sigma^2), both directions by quadrature, the sd reading
-beside them, and the two best single Gaussians (moment-matched: KL(p || q); mode-seeking:
-KL(q || p)).
-
-Writes ring_data.png, em_error.png, elbos.png, kl.png and summary.json. With ``--density`` it
-runs the density study of :mod:`vilab.ring.density` instead (true density, EM, kernel density
-and an energy-based model scored on test data).
-"""
+"""Runs ``vilab ring``: its flags, and the description ``--help`` shows, are in
+:mod:`vilab.ring.flags`."""
 
 from __future__ import annotations
 
@@ -33,61 +11,15 @@ import torch
 from tqdm.auto import tqdm
 
 from analytic import kl1d, ring
-from vilab.flags import add_output_arguments, check_ints, check_output_paths
+from vilab.flags import check_ints, check_output_paths
 from vilab.io import atomic_write_json
 from vilab.matching import match_clusters
 from vilab.report import format_table
 from vilab.ring import density
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["run"]
 
 KL_RANGE = {"lower": -80.0, "upper": 80.0}  # D1 and D2 have no mass beyond 20 sds of this
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``vilab ring``."""
-    parser.add_argument(
-        "--radius",
-        type=float,
-        nargs="+",
-        default=[10.0, 1.0],
-        metavar="R",
-        help="radii of the ring to fit by EM, each >= 0 (default 10 1)",
-    )
-    parser.add_argument(
-        "--num-components", type=int, default=10, help="components K on the ring (default 10)"
-    )
-    parser.add_argument(
-        "--num-samples", type=int, default=2000, help="points drawn per radius (default 2000)"
-    )
-    parser.add_argument(
-        "--num-init", type=int, default=10, help="EM's k-means++ starts; the best is kept (10)"
-    )
-    parser.add_argument(
-        "--error-radii",
-        type=float,
-        nargs="+",
-        default=[0.5, 1, 2, 3, 4, 5, 6, 8, 10],
-        metavar="R",
-        help="radii at which EM's largest mean error is measured for em_error.png "
-        "(default 0.5 1 2 3 4 5 6 8 10)",
-    )
-    parser.add_argument(
-        "--method",
-        choices=["em", "auto-cavi"],
-        default="em",
-        help="em = maximum likelihood by EM at each --radius (default); auto-cavi = also the "
-        "Bayesian ring mixture (Dirichlet(1) weights, N(0, 10^2 I) means) by its hand-derived "
-        "CAVI (analytic/ring_bayes.py; best of --num-init k-means++ starts) and by the CAVI "
-        "inference.cavi.auto_cavi derives from the Pyro model, from the best start, with "
-        "their agreement printed",
-    )
-    density.add_arguments(parser)
-    add_output_arguments(
-        parser, "ring", "ring_data.png, em_error.png, elbos.png, kl.png and summary.json "
-        "(with --density: density_bandwidth.png, density_maps.png, ebm_training.png and "
-        "summary.json)", "the samples, EM's starts and the EBM's training", device_help=None,
-    )  # fmt: skip
 
 
 MAX_RADIUS = 1e6
