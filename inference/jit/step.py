@@ -41,10 +41,14 @@ __all__ = ["CompiledStep", "optimizer_refusal"]
 
 
 def optimizer_refusal(optimizer: torch.optim.Optimizer) -> str:
-    """'' if ``optimizer`` is a ``torch.optim.Adam`` the compiled step reproduces (every group
-    with ``weight_decay=0``, ``amsgrad``, ``maximize``, ``differentiable`` off); else why not."""
-    if type(optimizer) is not torch.optim.Adam:
-        return f"the optimiser is {type(optimizer).__name__}, not torch.optim.Adam"
+    """'' if ``optimizer`` is a ``torch.optim.Adam`` the compiled step reproduces (a subclass
+    that keeps Adam's update, ``step`` and ``_init_group``; every group with
+    ``weight_decay=0``, ``amsgrad``, ``maximize``, ``differentiable`` off); else why not."""
+    kind = type(optimizer)
+    if not isinstance(optimizer, torch.optim.Adam) or any(
+        getattr(kind, m) is not getattr(torch.optim.Adam, m) for m in ("step", "_init_group")
+    ):
+        return f"the optimiser is {kind.__name__}, not torch.optim.Adam"
     for i, group in enumerate(optimizer.param_groups):
         for option in ("weight_decay", "amsgrad", "maximize", "differentiable"):
             if group.get(option):

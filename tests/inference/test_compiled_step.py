@@ -28,7 +28,7 @@ from guides.expgauss import ExpGaussGuide
 from guides.vae import VAEGuide
 from inference.estimators import get_elbo
 from inference.jit.step import CompiledStep, optimizer_refusal
-from inference.svi import SVIStep, fit_svi
+from inference.svi import SVIStep, adam, fit_svi
 from ppl_models import earthquake as earthquake_model
 from ppl_models.expgauss import ExpGaussModel
 from ppl_models.vae import VAEModel
@@ -177,11 +177,19 @@ def test_whole_step_vae_takes_new_minibatches():
 # -- refusals: none of these compiles anything ---------------------------------------------
 
 
+class _OwnStep(torch.optim.Adam):
+    """An Adam subclass with its own update: it must not pass as Adam."""
+
+    def step(self, closure=None):
+        return super().step(closure)
+
+
 @pytest.mark.parametrize(
     "make, reason",
     [
         (lambda p: torch.optim.SGD(p, lr=0.1), "the optimiser is SGD, not torch.optim.Adam"),
         (lambda p: torch.optim.AdamW(p, lr=0.1), "the optimiser is AdamW"),
+        (lambda p: _OwnStep(p, lr=0.1), "the optimiser is _OwnStep, not torch.optim.Adam"),
         (lambda p: torch.optim.Adam(p, lr=0.1, amsgrad=True), "Adam's amsgrad=True"),
         (lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.01), "Adam's weight_decay=0.01"),
         (lambda p: torch.optim.Adam(p, lr=0.1, maximize=True), "Adam's maximize=True"),
@@ -192,7 +200,8 @@ def test_optimisers_the_compiled_step_does_not_reproduce_are_named(make, reason)
     """An optimiser whose update the graph would not reproduce is refused by name, not
     approximated (each would otherwise pass as Adam with the default options)."""
     assert reason in optimizer_refusal(make([torch.nn.Parameter(torch.zeros(2))]))
-    assert optimizer_refusal(torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))])) == ""
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert optimizer_refusal(torch.optim.Adam(p)) == optimizer_refusal(adam(p, 0.1)) == ""
 
 
 def test_a_refused_optimiser_steps_eagerly_with_one_warning():

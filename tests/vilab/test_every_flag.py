@@ -415,13 +415,14 @@ def _(cli):
                                   jit_backend=jit_backend)  # fmt: skip
         return earthquake_run._use_jit(args, num_events)
 
-    assert rule(1_000, k=3) == "torchscript" and rule(100_000) is False
+    assert rule(1_000, k=3) == "torchscript" and rule(100_000, steps=100) is False
     # from WHOLE_STEP_MIN_STEPS steps on, the whole step (it pays for a cold compile there)
     assert rule(1_000, k=3, steps=4_999) == "torchscript"
-    assert rule(1_000, k=3, steps=5_000) == "step" and rule(100_000, steps=10**6) is False
-    assert rule(1_000, k=3, steps=5_000, jit=True) == "step"
+    assert rule(1_000, k=3, steps=5_000) == "step" and rule(1_000, k=3, steps=5_000, jit=True)
+    # above JIT_MAX_CELLS, uncompiled below LARGE_STEP_MIN_STEPS, the whole step from there
+    assert rule(100_000, steps=499) is False and rule(100_000, steps=500) == "step"
     assert rule(100_000, subsample_size=1_000) == "torchscript"
-    assert rule(100_000, jit=True) == "torchscript" and rule(10, jit=False, k=3) is False
+    assert rule(100_000, jit=True, steps=100) == "torchscript" and rule(10, jit=False, k=3) is False
     assert rule(100_000, jit_backend="inductor") == "inductor"
     assert (compiled["jit"], eager["jit"]) == (True, False)
     assert (compiled["jit_backend"], eager["jit_backend"]) == ("torchscript", None)

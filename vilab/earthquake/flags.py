@@ -234,10 +234,11 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_jit_argument(
         fit,
-        "Default: compile when (events per step) x K <= 200,000, where it was measured "
-        "faster (2.3x at N = 1,000, K = 3; 1.2x at N = 10^4, K = 10), by torchscript, or the "
-        "whole step (--jit-backend step) from 5,000 steps on; above, Pyro's traced "
-        "enumeration masks every cost term and is slower (0.65x at N = 10^5, K = 10)",
+        "Default: while (events per step) x K <= 200,000, torchscript (2.3x faster steps "
+        "at N = 1,000, K = 3), or the whole step (--jit-backend step) from 5,000 steps on; "
+        "above, where Pyro's traced enumeration masks every cost term and torchscript is "
+        "slower, the whole step from 500 steps on (4.5x faster at N = 10^5, K = 10), else "
+        "uncompiled",
     )
     fit.add_argument(
         "--subsample-size",
