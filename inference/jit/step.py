@@ -28,6 +28,7 @@ the measured costs: ``docs/guides/compiled-svi.md``.
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Callable
@@ -45,8 +46,9 @@ def optimizer_refusal(optimizer: torch.optim.Optimizer) -> str:
     that keeps Adam's update, ``step`` and ``_init_group``; every group with
     ``weight_decay=0``, ``amsgrad``, ``maximize``, ``differentiable`` off); else why not."""
     kind = type(optimizer)
-    if not isinstance(optimizer, torch.optim.Adam) or any(
-        getattr(kind, m) is not getattr(torch.optim.Adam, m) for m in ("step", "_init_group")
+    if not isinstance(optimizer, torch.optim.Adam) or any(  # (torch wraps step in profiling hooks)
+        inspect.unwrap(getattr(kind, m)) is not inspect.unwrap(getattr(torch.optim.Adam, m))
+        for m in ("step", "_init_group")
     ):
         return f"the optimiser is {kind.__name__}, not torch.optim.Adam"
     for i, group in enumerate(optimizer.param_groups):

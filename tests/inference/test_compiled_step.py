@@ -188,7 +188,7 @@ class _OwnStep(torch.optim.Adam):
     "make, reason",
     [
         (lambda p: torch.optim.SGD(p, lr=0.1), "the optimiser is SGD, not torch.optim.Adam"),
-        (lambda p: torch.optim.AdamW(p, lr=0.1), "the optimiser is AdamW"),
+        (lambda p: torch.optim.AdamW(p, lr=0.1), "Adam's weight_decay=0.01"),  # AdamW's default
         (lambda p: _OwnStep(p, lr=0.1), "the optimiser is _OwnStep, not torch.optim.Adam"),
         (lambda p: torch.optim.Adam(p, lr=0.1, amsgrad=True), "Adam's amsgrad=True"),
         (lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.01), "Adam's weight_decay=0.01"),
