@@ -1,7 +1,6 @@
 """The SVI loop (:func:`fit_svi`, one step :class:`SVIStep`) and the gradient variance of any
 estimator along it (:func:`gradient_moments`, :func:`variance_along_run`)."""
 
-from inference.svi.fit import Adam as Adam
 from inference.svi.fit import FitResult as FitResult
 from inference.svi.fit import SVIStep as SVIStep
 from inference.svi.fit import adam as adam
@@ -12,7 +11,6 @@ from inference.svi.gradvar import gradient_moments as gradient_moments
 from inference.svi.gradvar import variance_along_run as variance_along_run
 
 __all__ = [
-    "Adam",
     "FitResult",
     "GradientMoments",
     "SVIStep",

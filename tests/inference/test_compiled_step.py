@@ -202,6 +202,7 @@ def test_optimisers_the_compiled_step_does_not_reproduce_are_named(make, reason)
     assert reason in optimizer_refusal(make([torch.nn.Parameter(torch.zeros(2))]))
     p = [torch.nn.Parameter(torch.zeros(2))]
     assert optimizer_refusal(torch.optim.Adam(p)) == optimizer_refusal(adam(p, 0.1)) == ""
+    assert optimizer_refusal(torch.optim.AdamW(p, weight_decay=0.0)) == ""  # Adam's update
 
 
 def test_a_refused_optimiser_steps_eagerly_with_one_warning():

@@ -92,32 +92,3 @@ def test_a_fit_result_prints_on_one_line():
         "FitResult(num_steps=10000, final_elbo=9999, seconds=12.3, compile_seconds=0.5)"
     )
     assert "none" in repr(FitResult(torch.zeros(0), 0, 0.0))
-
-
-def test_adam_is_torchs_update_and_does_not_import_dynamo():
-    """inference.svi.Adam takes torch's Adam steps exactly (same parameters and state after
-    five steps, group added later included), and constructing it in a fresh interpreter does
-    not import torch._dynamo (1.3-2.4 s); once Dynamo is imported, torch's own path runs."""
-    import subprocess
-    import sys
-
-    from inference.svi import Adam
-
-    runs = []
-    for cls in (torch.optim.Adam, Adam):
-        torch.manual_seed(0)
-        a, b = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2))
-        opt = cls([a], lr=0.1)
-        opt.add_param_group({"params": [b], "lr": 0.01})
-        for _ in range(5):
-            opt.zero_grad()
-            ((a**2).sum() + (b**3).sum()).backward()
-            opt.step()
-        runs.append((a.detach().clone(), b.detach().clone(), opt.state_dict()))
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
-    assert str(runs[0][2]) == str(runs[1][2])
-    code = ("import sys, torch; from inference.svi import adam; "
-            "adam([torch.nn.Parameter(torch.zeros(2))], 0.1); "
-            "print('torch._dynamo' in sys.modules)")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.stdout.strip() == "False", done.stderr[-1000:]
