@@ -25,6 +25,7 @@ import torch
 
 from inference.jit import check, inductor, replay
 from inference.jit.pairs import compiled_kind, loss_pair
+from inference.jit.step import CompiledStep
 
 __all__ = ["BACKENDS", "CompiledELBO"]
 
@@ -115,6 +116,13 @@ class CompiledELBO(pyro.infer.ELBO):
         self.uncompiled: dict[replay.Signature, str] = {}
         self.not_inductor: dict[replay.Signature, str] = {}
         self._graphs: dict[replay.Signature, _Graph] = {}
+
+    def compiled_step(self, optimizer: torch.optim.Optimizer, eager_step) -> CompiledStep | None:
+        """With ``backend="step"``, the whole step of ``optimizer`` on this loss compiled as
+        one call (:class:`~inference.jit.step.CompiledStep`; ``eager_step(*args, **kwargs)``
+        is the uncompiled step it falls back on); else None. :class:`inference.svi.SVIStep`
+        asks for it."""
+        return CompiledStep(self, optimizer, eager_step) if self.backend == "step" else None
 
     # -- the ELBO interface -------------------------------------------------------------------
     def _get_trace(self, model, guide, args, kwargs):

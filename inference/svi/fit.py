@@ -26,7 +26,6 @@ import torch
 from tqdm.auto import tqdm
 
 from inference.distributed import Collective
-from inference.jit.step import CompiledStep
 
 __all__ = ["FitResult", "SVIStep", "adam", "fit_svi"]
 
@@ -96,7 +95,8 @@ class SVIStep:
         loss_fn: the ELBO module, or its ``DistributedDataParallel`` wrapper.
         optimizer, scheduler: the torch Adam and its ``ExponentialLR``; both have
             ``state_dict()`` for checkpoints.
-        compiled: the :class:`~inference.jit.step.CompiledStep`, or None.
+        compiled: the :class:`~inference.jit.step.CompiledStep` (from
+            ``elbo.compiled_step``), or None.
     """
 
     def __init__(
@@ -120,8 +120,11 @@ class SVIStep:
         self.loss_fn = self.group.data_parallel(loss_fn)
         self.optimizer = adam(params, lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
-        whole = getattr(elbo, "backend", None) == "step" and self.group.world_size == 1
-        self.compiled = CompiledStep(elbo, self.optimizer, self._eager) if whole else None
+        # the whole step compiled, where the ELBO offers it (get_elbo(..., jit="step")): asked
+        # of the ELBO object, so that this loop never imports the compiler
+        offer = getattr(elbo, "compiled_step", None)
+        alone = self.group.world_size == 1  # (several ranks all-reduce between backward and Adam)
+        self.compiled = offer(self.optimizer, self._eager) if offer and alone else None
         self._programs = (model, guide)
 
     def __call__(self, *args, **kwargs) -> float:
