@@ -34,6 +34,8 @@ from ppl_models.expgauss import ExpGaussModel
 from ppl_models.vae import VAEModel
 
 RTOL = 1e-9
+# (the example of docs/guides/compiled-svi.md compiles the same step -- model, sizes, dtype and
+# these constants -- so that one of the two finds it in Inductor's cache)
 HP = Hyperparameters(num_clusters=3, mixing=(0.5, 0.3, 0.2), tau=0.05, rho=0.02, alpha=1.5)
 
 
