@@ -82,7 +82,7 @@ def test_a_command_compiles_into_the_folder_and_leaves_the_environment_as_it_was
 @pytest.mark.slow
 def test_a_whole_step_run_fills_the_cache_and_the_next_run_reads_it(home, tmp_path):
     """A real compile (`--jit-backend step`, about 20 s cold): files appear in vilab's folder;
-    the same run again hits Inductor's FX graph cache (its counter), not a new compile."""
+    the same run again hits Inductor's FX graph cache and misses nothing (its counters)."""
     argv = ["earthquake", "--num-events", "40", "--k", "2", "--steps", "3", "--quiet",
             "--jit-backend", "step", "--out", str(tmp_path / "a")]  # fmt: skip
     assert main(argv) == 0
@@ -93,7 +93,7 @@ def test_a_whole_step_run_fills_the_cache_and_the_next_run_reads_it(home, tmp_pa
     counters.clear()
     assert main([*argv[:-1], str(tmp_path / "b")]) == 0
     assert counters["inductor"]["fxgraph_cache_hit"] >= 1
-    assert sum(len(f) for _, _, f in os.walk(home / "inductor")) == files
+    assert counters["inductor"]["fxgraph_cache_miss"] == 0  # nothing compiled afresh
 
 
 def test_every_flag_is_exercised():
