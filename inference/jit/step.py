@@ -29,6 +29,7 @@ the measured costs: ``docs/guides/compiled-svi.md``.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -129,7 +130,7 @@ class CompiledStep:
         with torch.no_grad():
             loss = fn(*state, *self._lrs, *replay.tensor_args(args, kwargs))
         value = loss.item()
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise FloatingPointError(f"SVI loss became {value}")
         return value
 
@@ -183,6 +184,8 @@ class CompiledStep:
     def _compile(self, signature, model, guide, args, kwargs) -> float:
         """Eager reference, record, compile, check (module doc); the step is the eager one."""
         start = time.perf_counter()
+        if len(self._lrs) != len(self.optimizer.param_groups):  # a group was added since
+            self._lrs = [torch.zeros((), dtype=torch.float64) for _ in self.optimizer.param_groups]
         tensors = replay.tensor_args(args, kwargs)
         devices = replay.rng_devices(tensors)
         state, groups = self._state()
