@@ -194,7 +194,7 @@ class CompiledStep:
         value = self.eager_step(*args, **kwargs)
         rng_after = replay.rng_state(devices)
         after, reason = [t.detach().clone() for t in state], ""
-        state_now, groups_now = self._state()
+        state_now, _ = self._state()
         if [id(t) for t in state_now] != [id(t) for t in state]:
             self._seen.discard(signature)  # a parameter got its first gradient: next time
             self._add_seconds(start)

@@ -496,30 +496,19 @@ def _(cli):
     }
 
 
-def _inductor_stand_in(cli) -> list:
-    """``inference.jit.inductor.compile_loss`` replaced by the traced function itself (no C++
-    compile: the engine's tests time and check the real one), recording its calls: the
-    backend was reached, and its result passed the comparison with the eager loss."""
+def _stand_in(cli, compiler: str = "compile_loss") -> list:
+    """``inference.jit.inductor.<compiler>`` (``compile_loss`` or ``compile_step``) replaced by
+    the function it was given (no C++ compile: the engine's tests time and check the real
+    one; a step function takes the step in place when called, as the compiled graph does),
+    recording its calls: the backend was reached, and its result passed the comparison with
+    the eager loss or step."""
     calls = []
 
     def stand_in(fn, inputs):
         calls.append(len(inputs))
         return fn
 
-    cli.monkeypatch.setattr(inference.jit.inductor, "compile_loss", stand_in)
-    return calls
-
-
-def _whole_step_stand_in(cli) -> list:
-    """``inference.jit.inductor.compile_step`` replaced by the step function itself (it takes
-    the step in place when called, as the compiled graph does), recording its calls."""
-    calls = []
-
-    def stand_in(fn, inputs):
-        calls.append(len(inputs))
-        return fn
-
-    cli.monkeypatch.setattr(inference.jit.inductor, "compile_step", stand_in)
+    cli.monkeypatch.setattr(inference.jit.inductor, compiler, stand_in)
     return calls
 
 
@@ -528,8 +517,8 @@ def _(cli):
     """The loss goes to the Inductor backend, and the step to the whole-step one (their
     compiles stood in for: the engine's tests compile them for real); each gives the eager fit
     to rounding; with --no-jit it is refused before any work, naming both flags."""
-    compiled = _inductor_stand_in(cli)
-    whole = _whole_step_stand_in(cli)
+    compiled = _stand_in(cli)
+    whole = _stand_in(cli, "compile_step")
     calls = cli.spy(earthquake_streamed, "get_elbo")
     inductor = cli.run("earthquake", "--jit-backend", "inductor").summary["svi"]
     eager = cli.run("earthquake", "--no-jit").summary["svi"]
@@ -546,10 +535,10 @@ def _(cli):
 
 @case("expgauss", "--jit-backend")
 def _(cli):
-    compiled = _inductor_stand_in(cli)
+    compiled = _stand_in(cli)
     r = cli.run("expgauss", "--estimator", "stl", "--jit-backend", "inductor").summary["svi"]
     assert (r["stl"]["jit"], r["stl"]["jit_backend"]) == (True, "inductor") and compiled
-    whole = _whole_step_stand_in(cli)
+    whole = _stand_in(cli, "compile_step")
     r = cli.run("expgauss", "--estimator", "stl", "--jit-backend", "step").summary["svi"]
     assert (r["stl"]["jit"], r["stl"]["jit_backend"]) == (True, "step") and whole
     error = cli.fails("expgauss", "--no-jit", "--jit-backend", "inductor")
@@ -737,7 +726,7 @@ def _(cli):
 
 @case("vae", "--jit-backend")
 def _(cli):
-    compiled = _inductor_stand_in(cli)
+    compiled = _stand_in(cli)
     calls = cli.spy(vae_train, "get_elbo")
     r = cli.run("vae", "--jit-backend", "inductor").summary
     assert [c[1]["jit"] for c in calls] == ["inductor"] and compiled
@@ -747,7 +736,7 @@ def _(cli):
 @case("gradvar", "--jit-backend")
 def _(cli):
     """--jit-backend implies --jit where the default is --no-jit."""
-    compiled = _inductor_stand_in(cli)
+    compiled = _stand_in(cli)
     flags = ("--model", "expgauss", "--draws", "4", "--steps", "4", "--every", "2")
     r = cli.run("gradvar", *flags, "--jit-backend", "inductor").summary
     assert (r["jit"], r["jit_backend"]) == (True, "inductor") and compiled
