@@ -39,7 +39,7 @@ ROOMS = {
     "jit": {"stl"},
     "estimators": {"options", "stl", "jit"},
     "svi": {"distributed"},
-    "cavi": set(),
+    "cavi": {"distributed"},
     "data": set(),
     "density": set(),
     "diagnostics": set(),

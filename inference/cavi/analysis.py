@@ -29,6 +29,7 @@ on latents, sequential enumeration.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ __all__ = [
     "Term",
     "analyse",
     "quiet_wishart",
+    "rebind",
 ]
 
 DENSE_LIMIT = 256  # the most elements of a latent probed one by one for a matrix product
@@ -342,6 +344,12 @@ def _check_observed(site) -> None:
             f"shape {tuple(shape)}; check the data's shape against the model's plates and "
             "to_event"
         )
+    _check_support(site)
+
+
+def _check_support(site) -> None:
+    """An observed value must be finite and in its family's support (:func:`_check_observed`)."""
+    value = site["value"]
     finite = torch.isfinite(value)
     try:
         ok = site["fn"].support.check(value)  # the batch shape: event dims already reduced
@@ -497,12 +505,15 @@ class _Prober:
     latent's runs over the other bands, and on demand the runs that prove an affine slot:
     several latents moved at once, and a latent at zero and at each unit vector."""
 
-    def __init__(self, model, latents: dict, max_plate_nesting: int, args, kwargs) -> None:
+    def __init__(self, model, latents: dict, max_plate_nesting: int, args, kwargs,
+                 banded=None) -> None:  # fmt: skip
         self.model, self.args, self.kwargs = model, args, kwargs
         self.latents, self.max_plate_nesting = latents, max_plate_nesting
         self.base = {n: latent.codes[0] for n, latent in latents.items()}
         self.base_run = self.run({})
-        self.bands = {n: [self.run({n: c}) for c in la.codes[1:]] for n, la in latents.items()}
+        banded = latents if banded is None else banded  # the latents whose band runs are made
+        self.bands = {n: [self.run({n: c}) for c in la.codes[1:]] for n, la in latents.items()
+                      if n in banded}  # fmt: skip
         self._joint: dict = {}
         self._units: dict = {}
 
@@ -772,3 +783,122 @@ def _full_covariance(factors: list[Factor], latents: dict[str, Latent]) -> None:
                                   "X[:, [i]] @ w)")  # fmt: skip
     for name in dense:
         latents[name].family = Q_FAMILIES["MultivariateNormal"]
+
+
+def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -> ModelStructure:
+    """The structure of the same model on other data (another chunk of its data plate), from
+    the one :func:`analyse` found: the latents and every factor's family and slots as there,
+    the data-dependent parts read from ONE enumerated run of ``model(*args, **kwargs)`` at the
+    base codes -- layouts, weights (scales, masks), the data's statistics, known parameters,
+    and each slot's index map, decoded from that run (a slot that is a known multiple or an
+    affine function of latents is probed over their bands, as :func:`analyse` does).
+
+    The conjugacy of each use was proved by :func:`analyse` on its data; here each slot must
+    decode to the same latents again, or the chunk is refused: a model whose structure changes
+    with the data. ``check``: also check the observed values (finite, in their support).
+
+    Raises:
+        ValueError: a site missing, added or of another family, a slot that no longer decodes,
+            an observed value out of its support (with ``check``).
+    """
+    latents = structure.latents
+    banded = {t.parent for f in structure.factors for sl in f.slots.values()
+              if sl.terms and sl.plain is None for t in sl.terms}  # fmt: skip
+    # blocked: rebinding inside a guide's trace (a streamed guide) must not record the probes
+    with (
+        torch.random.fork_rng(devices=[]),
+        pyro.validation_enabled(False),
+        quiet_wishart(),
+        poutine.block(),
+    ):
+        try:
+            prober = _Prober(model, latents, structure.max_plate_nesting, args, kwargs, banded)
+        except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise ValueError(f"auto_cavi: the model fails on this chunk ({type(err).__name__}: "
+                             f"{first}); check its sizes and shapes") from None  # fmt: skip
+    run = prober.base_run
+    sites = {s["name"]: s for s in _sites(run)}
+    expected = [f.name for f in structure.factors]
+    if list(sites) != expected:
+        raise ValueError(
+            f"auto_cavi: the model has the sites {list(sites)} on this chunk, "
+            f"{expected} on the first: its structure changes with the data"
+        )
+    assignments = {}
+    enum_dims = {a.enum_dim for a in structure.assignments.values()}
+    for name, a in structure.assignments.items():
+        site = sites[name]
+        layout = list(_layout(site))
+        for d in enum_dims - {a.enum_dim}:
+            if -d <= len(layout):
+                layout[d] = 1
+        assignments[name] = dataclasses.replace(
+            a, value=site["value"], layout=torch.Size(layout),
+            batch_shape=site["fn"].batch_shape,
+            frames=tuple(f for f in site["cond_indep_stack"] if f.vectorized),
+        )  # fmt: skip
+    factors = []
+    for template in structure.factors:
+        site = sites[template.name]
+        if check and site["is_observed"]:
+            _check_support(site)
+        factors.append(_rebound_factor(template, site, prober, assignments))
+    return ModelStructure(latents, assignments, factors, structure.max_plate_nesting)
+
+
+def _rebound_factor(template: Factor, site, prober: _Prober, assignments) -> Factor:
+    """One factor of :func:`rebind`: ``template``'s family and slots, this run's data."""
+    name = template.name
+    base, event_ndim, mask = _unwrap(site["fn"])
+    if _family_name(base) != template.family_name:
+        raise ValueError(f"auto_cavi: site {name!r} is a {_family_name(base)} on this chunk, a "
+                         f"{template.family_name} on the first")  # fmt: skip
+    layout = _layout(site)
+    weight = site["scale"]
+    for m in (mask, site["mask"]):
+        if m is not None:
+            weight = weight * m.to(site["value"].dtype if site["value"].is_floating_point()
+                                   else torch.get_default_dtype())  # fmt: skip
+    if name in assignments and isinstance(weight, (int, float)):
+        weight = float(weight)
+    batch = tuple(base.batch_shape)
+    event = batch[len(batch) - event_ndim :]
+    base_shape = torch.broadcast_shapes(batch, tuple(layout) + event)
+    factor = Factor(name, template.family_name, template.family, layout, weight, event_ndim,
+                    _present(layout, assignments), base_shape,
+                    value_latent=template.value_latent)  # fmt: skip
+    if template.const_elp is not None:
+        factor.const_elp = minimal(site["fn"].log_prob(site["value"]).detach())
+        return factor
+    family = template.family
+    written = {n: _written(base, n) for n in _PARAM_NAMES.get(template.family_name, ())}
+    values = _slot_values(base)
+    for slot, value in values.items():
+        kept = template.slots.get(slot)
+        if kept is None:
+            factor.consts[slot] = value
+        elif kept.const is not None:
+            rule = kept.rule
+            rows = max(Q_FAMILIES[p].row_dims for p in rule.parents)
+            factor.slots[slot] = Slot(rule, const=rule.const_stats(minimal(value, rows)))
+        elif kept.plain is not None:
+            parent = prober.latents[kept.plain.parent]
+            q = parent.family
+            link = kept.rule.parents.get(q.name, "identity")
+            idx = decode(minimal(value, q.row_dims), parent.codes[0], q.name, q.vector, link)
+            if idx is None:
+                raise ValueError(
+                    f"auto_cavi: site {name!r}'s {written.get(slot, slot)!r} is "
+                    f"not the latent {parent.name!r} on this chunk, as it is on "
+                    "the first: the model's structure changes with the data"
+                )
+            factor.slots[slot] = Slot(kept.rule, terms=(Term(parent.name, index=minimal(idx)),))
+        else:
+            users = [(t.parent, [_value(r, name, slot) for r in prober.bands[t.parent]])
+                     for t in kept.terms]  # fmt: skip
+            factor.slots[slot] = _slot(factor, slot, written.get(slot, slot), value, users,
+                                       prober)  # fmt: skip
+    if template.value_stats is not None:
+        factor.value_stats = family.data_stats(site["value"].detach(), factor.consts)
+    return factor

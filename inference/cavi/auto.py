@@ -27,7 +27,6 @@ no Python loop over data.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -39,10 +38,26 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 
-from inference.cavi.analysis import Assignment, Latent, ModelStructure, analyse, quiet_wishart
+from inference.cavi.analysis import ModelStructure, analyse, quiet_wishart
+from inference.cavi.start import (
+    checked_init,
+    checked_probs,
+    default_params,
+    random_probs,
+    working_dtypes,
+)
+from inference.cavi.stream import open_stream
 from inference.cavi.sweeps import Sweeper
+from inference.distributed import Collective
 
-__all__ = ["AutoCaviGuide", "AutoCaviResult", "auto_cavi", "monte_carlo_elbo"]
+__all__ = [
+    "AutoCaviGuide",
+    "AutoCaviResult",
+    "auto_cavi",
+    "check_bound",
+    "check_settings",
+    "monte_carlo_elbo",
+]
 
 
 @dataclass(frozen=True)
@@ -79,25 +94,30 @@ class AutoCaviGuide:
     :mod:`inference.diagnostics` run on it, and Pyro's ``Trace_ELBO`` of it estimates the ELBO
     that :func:`auto_cavi` reports."""
 
-    def __init__(self, structure: ModelStructure, params: dict) -> None:
+    def __init__(self, structure: ModelStructure, params: dict, local=None) -> None:
         self._structure = structure
         self.params = params
+        self._local = local  # streamed: (args, kwargs) -> (their structure, q with their q(Z))
 
-    def distribution(self, name: str) -> dist.TorchDistribution:
-        """q of site ``name`` as a Pyro distribution with the site's batch and event shape."""
+    def distribution(self, name: str, params: dict | None = None) -> dist.TorchDistribution:
+        """q of site ``name`` as a Pyro distribution with the site's batch and event shape
+        (``params``: the parameters to use, by default :attr:`params`)."""
         s = self._structure
+        params = self.params if params is None else params
         if name in s.assignments:
             a = s.assignments[name]
             if a.family == "Bernoulli":
-                return dist.Bernoulli(probs=self.params[name]["probs"])
-            return dist.Categorical(probs=self.params[name]["probs"])
+                return dist.Bernoulli(probs=params[name]["probs"])
+            return dist.Categorical(probs=params[name]["probs"])
         latent = s.latents[name]
-        q = getattr(dist, latent.family.name)(**self.params[name])
+        q = getattr(dist, latent.family.name)(**params[name])
         extra = latent.event_dim - latent.family.row_dims
         return q.to_event(extra) if extra else q
 
     def __call__(self, *args, **kwargs) -> dict:
-        s = self._structure
+        s, params = self._structure, self.params
+        if self._local is not None:  # a streamed fit: q(Z) of these rows, from the globals
+            s, params = self._local(args, kwargs)
         out = {}
         sites = [(n, la.frames) for n, la in s.latents.items()]
         sites += [(n, a.frames) for n, a in s.assignments.items()]
@@ -113,7 +133,7 @@ class AutoCaviGuide:
                 scale = s.assignments[name].scale if name in s.assignments else 1.0
                 if scale != 1.0:  # as the model scales this site's log p(z), so its log q(z)
                     stack.enter_context(poutine.scale(scale=scale))
-                out[name] = pyro.sample(name, self.distribution(name))
+                out[name] = pyro.sample(name, self.distribution(name, params))
         return out
 
 
@@ -145,7 +165,7 @@ def monte_carlo_elbo(model, guide, args, kwargs, num_draws: int, seed: int):
     return mean, sd / math.sqrt(num_draws)
 
 
-def _check_bound(model, guide, args, kwargs, elbo, num_draws: int, seed: int, dtype) -> None:
+def check_bound(model, guide, args, kwargs, elbo, num_draws: int, seed: int, dtype) -> None:
     """Raise unless ``elbo`` agrees with :func:`monte_carlo_elbo` of the returned guide within
     6 standard errors, plus 1000 ulps of the model's coarsest ``dtype`` times |ELBO| (for a q so
     exact that every draw gives the same number, and for float32 constants that Pyro's own
@@ -163,7 +183,7 @@ def _check_bound(model, guide, args, kwargs, elbo, num_draws: int, seed: int, dt
         )
 
 
-def _check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
+def check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
     if not callable(model):
         raise ValueError(f"model must be a callable Pyro model, got {type(model).__name__}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
@@ -179,134 +199,6 @@ def _check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
         raise ValueError(f"check_draws must be 0 or an integer >= 2, got {check_draws!r}")
 
 
-def _default_params(latent: Latent) -> dict:
-    """A start around the seeded prior draw d: Normal(d, 1), MultivariateNormal(d, I),
-    Gamma with mean d and shape 1, InverseGamma(1, d), Beta and Dirichlet with mean d and total
-    concentration 2 (resp. D), Wishart with mean d and D + 2 degrees of freedom."""
-    d = latent.draw
-    name = latent.family.name
-    if name == "Normal":
-        return {"loc": d.clone(), "scale": torch.ones_like(d)}
-    if name == "MultivariateNormal":
-        eye = torch.eye(d.shape[-1], dtype=d.dtype, device=d.device)
-        return {"loc": d.clone(), "covariance_matrix": eye.expand(d.shape + d.shape[-1:]).clone()}
-    if name == "MultivariateNormal" and latent.prior == "Normal":  # a vector in a matrix product
-        return {"loc": d.clone(), "covariance_matrix": torch.eye(d.shape[-1], dtype=d.dtype,
-                                                                 device=d.device)}  # fmt: skip
-    if name == "Gamma":
-        return {"concentration": torch.ones_like(d), "rate": 1.0 / d}
-    if name == "InverseGamma":  # E[1 / v] = 1 / d
-        return {"concentration": torch.ones_like(d), "rate": d.clone()}
-    if name == "Beta":
-        return {"concentration1": 2.0 * d, "concentration0": 2.0 * (1.0 - d)}
-    if name == "Wishart":  # mean df W = d
-        df = torch.full(d.shape[:-2], d.shape[-1] + 2.0, dtype=d.dtype, device=d.device)
-        return {"df": df, "covariance_matrix": d / df[..., None, None]}
-    return {"concentration": d * d.shape[-1]}
-
-
-def _checked_init(latent: Latent, given) -> dict:
-    """The user's start for one latent, as tensors of the site's shape and dtype, or a
-    ValueError naming the site and the parameter."""
-    names = latent.family.param_names
-    if not isinstance(given, dict) or set(given) != set(names):
-        raise ValueError(
-            f"init[{latent.name!r}] must be a dict with exactly the keys {list(names)} "
-            f"({latent.family.name}), got {given!r:.200}"
-        )
-    d = latent.draw
-    out = {}
-    for key in names:
-        try:
-            value = torch.as_tensor(given[key], dtype=d.dtype, device=d.device)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"init[{latent.name!r}][{key!r}] must be numbers: {err}") from None
-        want = _default_params(latent)[key].shape
-        try:
-            value = value.expand(want).clone()
-        except RuntimeError:
-            raise ValueError(
-                f"init[{latent.name!r}][{key!r}] must broadcast to shape {tuple(want)}, got "
-                f"{tuple(value.shape)}"
-            ) from None
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"init[{latent.name!r}][{key!r}] must be finite")
-        low = d.shape[-1] - 1.0 if key == "df" else 0.0  # a Wishart's df > D - 1
-        if key != "loc" and key != "covariance_matrix" and not bool((value > low).all()):
-            raise ValueError(f"init[{latent.name!r}][{key!r}] must be > {low:g}, got "
-                             f"{value.min()}")  # fmt: skip
-        out[key] = value
-    if "covariance_matrix" in out:
-        try:
-            torch.linalg.cholesky(out["covariance_matrix"])
-        except RuntimeError:
-            raise ValueError(f"init[{latent.name!r}]['covariance_matrix'] must be positive "
-                             "definite") from None  # fmt: skip
-    return out
-
-
-def _working_dtypes(structure) -> tuple[torch.Tensor, torch.dtype]:
-    """A scalar of the dtype and device every update runs in: the promotion of the latents'
-    draws and the observations (float64 data under float32 priors written as ``Normal(0.,
-    10.)`` is float64, as Pyro's own log densities promote it; float64 if nothing is a float);
-    and the coarsest float dtype among them, whose rounding Pyro's own ELBO carries."""
-    found = [latent.draw for latent in structure.latents.values()]
-    found += [a.value for a in structure.assignments.values()]
-    for factor in structure.factors:
-        found += list(_tensors(factor.value_stats))
-    floats = [t.dtype for t in found if t.is_floating_point()] or [torch.float64]
-    dtype = functools.reduce(torch.promote_types, floats)
-    coarsest = max(floats, key=lambda d: torch.finfo(d).eps)
-    return torch.zeros((), dtype=dtype, device=found[0].device if found else None), coarsest
-
-
-def _tensors(tree):
-    """The tensors of a nest of dicts, lists and tuples."""
-    if torch.is_tensor(tree):
-        yield tree
-    elif isinstance(tree, dict):
-        for value in tree.values():
-            yield from _tensors(value)
-    elif isinstance(tree, (list, tuple)):
-        for value in tree:
-            yield from _tensors(value)
-
-
-def _checked_probs(a: Assignment, given, like: torch.Tensor) -> torch.Tensor:
-    """The user's q(Z) for an enumerated site, ``{"probs": p}`` with p of shape batch_shape +
-    (K,) (a Categorical) or batch_shape (a Bernoulli's P(Z = 1)), in the enumerated layout;
-    or a ValueError naming the site."""
-    K = a.support.numel()
-    if not isinstance(given, dict) or set(given) != {"probs"}:
-        raise ValueError(f"init[{a.name!r}] must be a dict with exactly the key ['probs'] "
-                         f"({a.family}), got {given!r:.200}")  # fmt: skip
-    try:
-        p = torch.as_tensor(given["probs"], dtype=like.dtype, device=like.device)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"init[{a.name!r}]['probs'] must be numbers: {err}") from None
-    if a.family == "Bernoulli":
-        p = torch.stack([1.0 - p, p], -1)
-    want = tuple(a.batch_shape) + (K,)
-    if tuple(p.shape) != want:
-        shown, got = (want[:-1], p.shape[:-1]) if a.family == "Bernoulli" else (want, p.shape)
-        raise ValueError(f"init[{a.name!r}]['probs'] must have shape {shown}, got "
-                         f"{tuple(got)}")  # fmt: skip
-    total = p.sum(-1)
-    if not (bool(torch.isfinite(p).all()) and bool((p >= 0).all())
-            and bool(((total - 1).abs() <= 1e-6).all())):  # fmt: skip
-        raise ValueError(f"init[{a.name!r}]['probs'] must be probabilities >= 0 summing to 1 "
-                         "over the last dim")  # fmt: skip
-    moved = torch.movedim(torch.empty(a.layout), a.enum_dim, -1).shape
-    return torch.movedim(p.reshape(moved), -1, a.enum_dim).contiguous()
-
-
-def _random_probs(a: Assignment, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """Responsibilities drawn uniformly on the simplex (normalised exponentials), seeded."""
-    u = torch.rand(a.layout, generator=gen, dtype=like.dtype).to(like.device)
-    e = -torch.log1p(-u)
-    return e / e.sum(a.enum_dim, keepdim=True)
-
-
 def auto_cavi(
     model: Callable,
     *args,
@@ -315,6 +207,10 @@ def auto_cavi(
     init: dict | None = None,
     seed: int = 0,
     check_draws: int = 100,
+    data=None,
+    data_plate: str | None = None,
+    collective: Collective | None = None,
+    progress: Callable[[int], None] | None = None,
     **kwargs,
 ) -> AutoCaviResult:
     """Exact mean-field CAVI for a conditionally conjugate Pyro model, derived from its trace.
@@ -339,17 +235,43 @@ def auto_cavi(
         seed: seeds the prior draw, the random responsibilities and the check's draws.
         check_draws: after the sweeps, the closed-form ELBO is compared with Pyro's Monte Carlo
             ELBO of the returned guide from this many draws (:func:`monte_carlo_elbo`), and a
-            disagreement beyond 6 standard errors raises; 0 skips the check.
+            disagreement beyond 6 standard errors raises; 0 skips the check. Streamed: on the
+            first chunk's rows, with the q(Z) the final globals give them.
+        data: the rows of the plate ``data_plate``, in chunks, for data larger than memory
+            (:mod:`inference.cavi.stream`): a list of chunks, a re-iterable (such as
+            :class:`inference.data.ParquetChunks`) or a function returning an iterable; a
+            chunk is a tensor, a tuple (the model's first positional arguments) or a dict (keyword
+            arguments), every tensor with the chunk's rows along its first dim; the model is
+            called as ``model(*chunk, *args, **kwargs, **chunk)``. The model is analysed on
+            the first chunk; each sweep then reads every chunk, and equals the in-memory sweep
+            on all the rows. Per-row state (q(Z) of one enumerated site per row) is recomputed
+            chunk by chunk and never stored; ``init`` gives continuous latents only.
+        data_plate: the name of the model's plate over the rows (with ``data``).
+        collective: with ``data``, a :class:`inference.distributed.Collective` (from
+            :func:`inference.distributed.process_group` under ``torchrun``): each process
+            passes its own share of the chunks, and the sums of a sweep are added over the
+            processes; every process returns the same result. None: one process.
+        progress: with ``data``, called with the number of rows of each chunk read.
 
     Returns:
         :class:`AutoCaviResult`; its ``elbo_history`` holds the exact ELBO after every sweep.
+        Streamed, its ``params`` hold the continuous latents, and its guide computes q(Z) for
+        the rows it is called with, from the final globals.
 
     Raises:
         ValueError: naming the site and what would make it conjugate, before any sweep; or,
             after the sweeps, if the check disagrees (the model is not what the analysis saw).
     """
-    _check_settings(model, num_steps, tol, seed, init, check_draws)
+    check_settings(model, num_steps, tol, seed, init, check_draws)
     start = time.perf_counter()
+    if data is not None:
+        collective = collective if collective is not None else Collective(0, 1, torch.device("cpu"))
+        return _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data,
+                         data_plate, collective, progress, start)  # fmt: skip
+    for name, value in (("data_plate", data_plate), ("collective", collective),
+                        ("progress", progress)):  # fmt: skip
+        if value is not None:
+            raise ValueError(f"{name} is for a streamed run: give data as well")
     structure = analyse(model, args, kwargs, seed=seed)
     unknown = set(init or {}) - set(structure.latents) - set(structure.assignments)
     if unknown:
@@ -360,19 +282,19 @@ def auto_cavi(
     latents = list(structure.latents.values())
     if not latents and not structure.assignments:
         raise ValueError("auto_cavi: the model has no latent sites: there is nothing to infer")
-    like, coarsest = _working_dtypes(structure)
+    like, coarsest = working_dtypes(structure)
     sweeper = Sweeper(structure, like)
     for name, latent in structure.latents.items():
         given = (init or {}).get(name)
-        params = _default_params(latent) if given is None else _checked_init(latent, given)
+        params = default_params(latent) if given is None else checked_init(latent, given)
         sweeper.set_params(name, params)
     gen = torch.Generator().manual_seed(seed)
     for a in structure.assignments.values():
         given = (init or {}).get(a.name)
         if given is None:
-            r = _random_probs(a, gen, sweeper.like)
+            r = random_probs(a, gen, sweeper.like)
         else:
-            r = _checked_probs(a, given, sweeper.like)
+            r = checked_probs(a, given, sweeper.like)
         sweeper.probs[a.name] = r
         sweeper.neg_entropy[a.name] = a.scale * torch.xlogy(r, r).sum()
     discrete_given = any(n in structure.assignments for n in init or {})
@@ -412,7 +334,7 @@ def auto_cavi(
     params = sweeper.result_params()
     guide = AutoCaviGuide(structure, params)
     if check_draws:
-        _check_bound(model, guide, args, kwargs, history[-1], check_draws, seed, coarsest)
+        check_bound(model, guide, args, kwargs, history[-1], check_draws, seed, coarsest)
     return AutoCaviResult(
         guide=guide,
         elbo=history[-1],
@@ -423,3 +345,69 @@ def auto_cavi(
         analysis_seconds=analysed - start,
         sweep_seconds=swept - analysed,
     )
+
+
+def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data, data_plate,
+              collective, progress, start) -> AutoCaviResult:  # fmt: skip
+    """:func:`auto_cavi` over chunks: the sweeps of the in-memory loop, each a pass per stage
+    (:class:`inference.cavi.stream.Chunked`)."""
+    ch = open_stream(model, args, kwargs, data, data_plate, init, seed, collective, progress)
+    single = ch.plan.single
+    analysed = time.perf_counter()
+    if init is None:  # the in-memory start: random q(Z) (seeded), then the globals from it
+        ch.sweep(seed if single is not None else ch.state())
+    history: list[torch.Tensor] = []
+    converged = False
+    previous = ch.state()
+    ch.sweep(previous)  # sweep 1
+    step = 1
+    while True:
+        stop = step == num_steps
+        current = ch.state()
+        if stop:
+            value = ch.elbo_after(previous)
+        else:
+            value = ch.sweep(current, elbo_from=previous, stop=lambda v: _stops(v, history, tol))
+        history.append(value)
+        if not bool(torch.isfinite(value)):
+            raise ValueError(
+                f"auto_cavi: the ELBO is {value.item()} after sweep {step}: the data or the "
+                "priors are too extreme for the dtype (use float64)"
+            )
+        if len(history) > 1 and abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
+            converged = True
+            break
+        if stop:
+            break
+        previous = current
+        step += 1
+    swept = time.perf_counter()
+    params = {name: dict(p) for name, p in ch.sweeper.params.items()}
+    guide = AutoCaviGuide(ch.plan.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
+    if check_draws:
+        first_args, first_kwargs = ch.first_args
+
+        def check():
+            cs = ch.local_q(first_args, first_kwargs)[2]
+            check_bound(model, guide, first_args, first_kwargs, ch.chunk_elbo(cs),
+                        check_draws, seed, ch.coarsest)  # fmt: skip
+
+        collective.agree(check)
+    return AutoCaviResult(
+        guide=guide,
+        elbo=history[-1],
+        elbo_history=torch.stack(history),
+        params=params,
+        num_steps=len(history),
+        converged=converged,
+        analysis_seconds=analysed - start,
+        sweep_seconds=swept - analysed,
+    )
+
+
+def _stops(value: torch.Tensor, history: list, tol: float) -> bool:
+    """Whether the loop stops at this ELBO (not finite, or converged): then the sweep that
+    computed it does not update the globals."""
+    if not bool(torch.isfinite(value)):
+        return True
+    return bool(history) and abs(value - history[-1]) <= tol * abs(value)

@@ -127,6 +127,16 @@ def _wishart_stats(p):
     }  # fmt: skip
 
 
+def _normal_natural(p):
+    precision = p["scale"].square().reciprocal()
+    return precision, precision * p["loc"]
+
+
+def _mvn_natural(p):
+    P = _spd_inverse(p["covariance_matrix"])
+    return P, (P @ p["loc"].unsqueeze(-1)).squeeze(-1)
+
+
 def _dirichlet_stats(p):
     c = p["concentration"]
     return {"log": torch.digamma(c) - torch.digamma(c.sum(-1, keepdim=True))}
@@ -135,7 +145,8 @@ def _dirichlet_stats(p):
 @dataclass(frozen=True)
 class QFamily:
     """A q-family: ``params(accumulator) -> params``, ``stats(params) -> Stats``,
-    ``distribution(params) -> torch Distribution``, ``param_names`` in torch names;
+    ``distribution(params) -> torch Distribution``, ``natural(params) -> accumulator`` (the
+    inverse of ``params``), ``param_names`` in torch names;
     ``row_dims``: the trailing dims of the site that one draw fills (0 for a scalar, 1 for a
     vector, 2 for a Wishart's matrix), all of size D; ``component_dims``: per accumulator
     component, its number of trailing dims of size D per draw (a MultivariateNormal's
@@ -150,6 +161,7 @@ class QFamily:
     params: Callable
     stats: Callable
     distribution: Callable
+    natural: Callable
     row_dims: int = 0
     component_dims: tuple[int, ...] = (0, 0)
     scaling: tuple[int, ...] | None = None
@@ -163,36 +175,41 @@ class QFamily:
 Q_FAMILIES: dict[str, QFamily] = {
     "Normal": QFamily(
         "Normal", ("loc", "scale"), _normal_params, _normal_stats,
-        lambda p: tdist.Normal(p["loc"], p["scale"]), scaling=(2, 1),
+        lambda p: tdist.Normal(p["loc"], p["scale"]), _normal_natural, scaling=(2, 1),
     ),
     "MultivariateNormal": QFamily(
         "MultivariateNormal", ("loc", "covariance_matrix"), _mvn_params, _mvn_stats,
         lambda p: tdist.MultivariateNormal(p["loc"], covariance_matrix=p["covariance_matrix"]),
-        1, (2, 1),
+        _mvn_natural, 1, (2, 1),
     ),
     "Gamma": QFamily(
         "Gamma", ("concentration", "rate"),
         lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
-        lambda p: tdist.Gamma(p["concentration"], p["rate"]), scaling=(0, 1),
+        lambda p: tdist.Gamma(p["concentration"], p["rate"]),
+        lambda p: (p["concentration"] - 1.0, p["rate"]), scaling=(0, 1),
     ),
     "InverseGamma": QFamily(
         "InverseGamma", ("concentration", "rate"),
         lambda nat: {"concentration": nat[0] + 1.0, "rate": nat[1]}, _gamma_stats,
-        lambda p: tdist.InverseGamma(p["concentration"], p["rate"]), scaling=(0, 1),
+        lambda p: tdist.InverseGamma(p["concentration"], p["rate"]),
+        lambda p: (p["concentration"] - 1.0, p["rate"]), scaling=(0, 1),
     ),
     "Beta": QFamily(
         "Beta", ("concentration1", "concentration0"),
         lambda nat: {"concentration1": nat[0] + 1.0, "concentration0": nat[1] + 1.0},
         _beta_stats, lambda p: tdist.Beta(p["concentration1"], p["concentration0"]),
+        lambda p: (p["concentration1"] - 1.0, p["concentration0"] - 1.0),
     ),
     "Dirichlet": QFamily(
         "Dirichlet", ("concentration",),
         lambda nat: {"concentration": nat[0] + 1.0}, _dirichlet_stats,
-        lambda p: tdist.Dirichlet(p["concentration"]), 1, (1,),
+        lambda p: tdist.Dirichlet(p["concentration"]), lambda p: (p["concentration"] - 1.0,),
+        1, (1,),
     ),
     "Wishart": QFamily(
         "Wishart", ("df", "covariance_matrix"), _wishart_params, _wishart_stats,
-        lambda p: tdist.Wishart(p["df"], covariance_matrix=p["covariance_matrix"]), 2, (0, 2),
+        lambda p: tdist.Wishart(p["df"], covariance_matrix=p["covariance_matrix"]),
+        lambda p: (p["df"], _spd_inverse(p["covariance_matrix"])), 2, (0, 2),
     ),
 }  # fmt: skip
 

@@ -159,6 +159,24 @@ class Sweeper:
 
     def update_latent(self, name: str) -> None:
         """q(latent) <- its family with accumulator = prior message + children's messages."""
+        self.set_accumulator(name, self.accumulate(name))
+
+    def set_accumulator(self, name: str, acc: list) -> None:
+        """q(latent) <- its family with the accumulator ``acc`` (:meth:`accumulate`'s layout)."""
+        latent = self.s.latents[name]
+        family = latent.family
+        r = family.row_dims
+        D = latent.shape[-1] if r else 1
+        batch = tuple(latent.shape[: len(latent.shape) - r])
+        shaped = tuple(a.reshape(batch + (D,) * e) for a, e in zip(acc, family.component_dims))
+        self.set_params(name, family.params(shaped))
+
+    def accumulate(self, name: str, factors: set | None = None) -> list:
+        """The accumulator of latent ``name``'s q (:mod:`inference.cavi.families`): its prior's
+        message plus its children's, over the factors named in ``factors`` (None: all); one
+        tensor per component, shape (rows,) + (D,) * component dims (rows: the latent's
+        elements, or rows of a vector family). Messages are sums over a factor's elements, so
+        the accumulators of disjoint sets of factors add up to the whole one."""
         latent = self.s.latents[name]
         family = latent.family
         r = family.row_dims
@@ -166,22 +184,30 @@ class Sweeper:
         rows = latent.shape.numel() // D**r
         batch = tuple(latent.shape[: len(latent.shape) - r])  # one accumulator row each
         f = self.prior[name]
-        parts = f.family.value_message(self._slot_stats(f), f.consts)
         acc = []
-        # a Normal prior of a vector in a full-covariance q: its precisions on the diagonal
-        diagonal = family.name == "MultivariateNormal" and f.family_name == "Normal"
-        for terms, dims in zip(parts, family.component_dims):
-            target = batch + (D,) * (min(dims, 1) if diagonal else dims)
-            w = f.weight
-            if torch.is_tensor(w):
-                w = w.reshape(w.shape + (1,) * (len(target) - w.dim()))
-            value = contract(terms, target, target, self.like, [w])
-            if diagonal and dims == 2:
-                value = torch.diag_embed(value)
-            acc.append(value.reshape((rows,) + (D,) * dims).to(self.like.dtype).clone())
+        if factors is None or f.name in factors:
+            parts = f.family.value_message(self._slot_stats(f), f.consts)
+            # a Normal prior of a vector in a full-covariance q: its precisions on the diagonal
+            diagonal = family.name == "MultivariateNormal" and f.family_name == "Normal"
+            for terms, dims in zip(parts, family.component_dims):
+                target = batch + (D,) * (min(dims, 1) if diagonal else dims)
+                w = f.weight
+                if torch.is_tensor(w):
+                    w = w.reshape(w.shape + (1,) * (len(target) - w.dim()))
+                value = contract(terms, target, target, self.like, [w])
+                if diagonal and dims == 2:
+                    value = torch.diag_embed(value)
+                acc.append(value.reshape((rows,) + (D,) * dims).to(self.like.dtype).clone())
+        else:
+            acc = [
+                torch.zeros((rows,) + (D,) * dims, dtype=self.like.dtype, device=self.like.device)
+                for dims in family.component_dims
+            ]
         batched = []  # messages weighted by the one assignment's q alone: one r @ B for all
         a = self.single
         for child, slot_name, term in self.children[name]:
+            if factors is not None and child.name not in factors:
+                continue
             slot = child.slots[slot_name]
             value_stats, slot_stats = self._value_stats(child), self._slot_stats(child)
             if slot.rule.affine and slot.plain is None:  # the value less the other terms
@@ -227,8 +253,7 @@ class Sweeper:
                                            len(a.layout) + a.enum_dim)  # fmt: skip
             for (_, _, _, _, i, index), total in zip(batched, totals):
                 acc[i].index_add_(0, index.reshape(-1), total.reshape(-1))
-        shaped = tuple(a.reshape(batch + (D,) * e) for a, e in zip(acc, family.component_dims))
-        self.set_params(name, family.params(shaped))
+        return acc
 
     def _one_hot_message(self, acc, child: Factor, weights, rows, categories) -> None:
         """A Categorical's message to its Dirichlet rows: each element's weight (scale, mask,
@@ -314,13 +339,18 @@ class Sweeper:
         neg_entropy = torch.dot(r.reshape(-1), logits.reshape(-1)) - torch.log(total).sum()
         self.neg_entropy[a.name] = a.scale * neg_entropy
 
-    def elbo(self, elps: dict, only: Assignment | None = None, total=None) -> torch.Tensor:
+    def elbo(self, elps: dict, only: Assignment | None = None, total=None,
+             factors: set | None = None, latents: bool = True,
+             assignments: bool = True) -> torch.Tensor:  # fmt: skip
         """The ELBO at the current q. With ``only`` (the model's one assignment) and ``total``
         (its :meth:`weighted_elps` at this q), the factors that depend on it contribute
-        sum q(Z) total in one dot product."""
+        sum q(Z) total in one dot product. A part of it: the factors named in ``factors``
+        (None: all), the entropies of the continuous latents if ``latents``, those of the
+        assignments if ``assignments``."""
         value = 0.0
         for f in self.s.factors:
-            if only is not None and f.assignments:
+            if (only is not None and f.assignments) or (factors is not None
+                                                         and f.name not in factors):  # fmt: skip
                 continue
             term = elps[f.name]
             for w in self._weights(f):
@@ -328,10 +358,12 @@ class Sweeper:
             value = value + term.expand(f.layout).sum()
         if only is not None:
             value = value + torch.dot(self.probs[only.name].reshape(-1), total.reshape(-1))
-        for name, latent in self.s.latents.items():
-            value = value + latent.family.distribution(self.params[name]).entropy().sum()
-        for name in self.s.assignments:
-            value = value - self.neg_entropy[name]
+        if latents:
+            for name, latent in self.s.latents.items():
+                value = value + latent.family.distribution(self.params[name]).entropy().sum()
+        if assignments:
+            for name in self.s.assignments:
+                value = value - self.neg_entropy[name]
         return value
 
     def result_params(self) -> dict:
