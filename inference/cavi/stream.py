@@ -243,7 +243,7 @@ class Chunked:
     def state(self) -> tuple[dict, dict]:
         return dict(self.sweeper.params), dict(self.sweeper.stats)
 
-    def _chunk_sweeper(self, structure, state) -> Sweeper:
+    def chunk_sweeper(self, structure, state) -> Sweeper:
         cs = Sweeper(structure, self.like)
         cs.params, cs.stats = dict(state[0]), dict(state[1])
         return cs
@@ -267,7 +267,7 @@ class Chunked:
                     raise ValueError(f"chunk {index}: {err}") from None
             yield structure, rows, (args, kwargs)
 
-    def _sum(self, local_work):
+    def summed(self, local_work):
         """``local_work()`` (a list of tensors) on every process, or the error of the first
         process where it failed raised on all; then the tensors summed over the processes in
         one call."""
@@ -280,7 +280,7 @@ class Chunked:
             start += p.numel()
         return out
 
-    def _set_r(self, cs: Sweeper, source) -> None:
+    def set_r(self, cs: Sweeper, source) -> None:
         """q(Z) of a chunk: softmax of the logits at the globals ``source`` (a state), or the
         random start (``source`` a generator)."""
         a = cs.s.assignments[self.plan.single.name]
@@ -314,12 +314,12 @@ class Chunked:
             rows = 0
             for structure, n, _ in self.chunks():
                 rows += n
-                cs = self._chunk_sweeper(structure, current)
+                cs = self.chunk_sweeper(structure, current)
                 a = cs.s.assignments[p.single.name] if p.single is not None else None
                 if elbo_from is not None:
                     total = None
                     if a is not None:
-                        self._set_r(cs, elbo_from)
+                        self.set_r(cs, elbo_from)
                         cs.params, cs.stats = dict(current[0]), dict(current[1])
                         total = cs.logits(a)
                     elps = {
@@ -332,7 +332,7 @@ class Chunked:
                     if a is not None:
                         cs.update_assignment(a, total / a.scale if a.scale != 1.0 else total)
                 elif a is not None and r_from is not None:
-                    self._set_r(cs, generator if generator is not None else r_from)
+                    self.set_r(cs, generator if generator is not None else r_from)
                     cs.params, cs.stats = dict(current[0]), dict(current[1])
                 messages = [cs.accumulate(name, p.local) for name in names]
                 if totals is None:
@@ -342,13 +342,13 @@ class Chunked:
                 if self.progress is not None:
                     self.progress(n)
             if totals is None:  # no rows on this process: zeros of the accumulators' shapes
-                cs = self._chunk_sweeper(p.structure, current)
+                cs = self.chunk_sweeper(p.structure, current)
                 totals = [[torch.zeros_like(x) for x in cs.accumulate(name, set())]
                           for name in names]  # fmt: skip
             flat = [x for t in totals for x in t]
             return flat + [elbo, torch.tensor(float(rows), dtype=like.dtype)]
 
-        summed = self._sum(work)
+        summed = self.summed(work)
         rows = int(summed[-1].item())
         self._check_rows(rows)
         self.checked = True
@@ -428,7 +428,7 @@ class Chunked:
         """For rows given as the model's arguments: their structure, q's parameters with the
         q(Z) the current globals give them, and the sweeper holding that q."""
         structure = rebind(self.plan.structure, self.model, args, kwargs)
-        cs = self._chunk_sweeper(structure, self.state())
+        cs = self.chunk_sweeper(structure, self.state())
         if self.plan.single is not None:
             a = cs.s.assignments[self.plan.single.name]
             logits = cs.logits(a)
