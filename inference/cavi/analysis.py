@@ -801,9 +801,6 @@ def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -
         ValueError: a site missing, added or of another family, a slot that no longer decodes,
             an observed value out of its support (with ``check``).
     """
-    latents = structure.latents
-    banded = {t.parent for f in structure.factors for sl in f.slots.values()
-              if sl.terms and sl.plain is None for t in sl.terms}  # fmt: skip
     # blocked: rebinding inside a guide's trace (a streamed guide) must not record the probes
     with (
         torch.random.fork_rng(devices=[]),
@@ -811,12 +808,19 @@ def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -
         quiet_wishart(),
         poutine.block(),
     ):
-        try:
-            prober = _Prober(model, latents, structure.max_plate_nesting, args, kwargs, banded)
-        except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
-            first = str(err).splitlines()[0] if str(err) else ""
-            raise ValueError(f"auto_cavi: the model fails on this chunk ({type(err).__name__}: "
-                             f"{first}); check its sizes and shapes") from None  # fmt: skip
+        return _rebind(structure, model, args, kwargs, check)
+
+
+def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> ModelStructure:
+    latents = structure.latents
+    banded = {t.parent for f in structure.factors for sl in f.slots.values()
+              if sl.terms and sl.plain is None for t in sl.terms}  # fmt: skip
+    try:
+        prober = _Prober(model, latents, structure.max_plate_nesting, args, kwargs, banded)
+    except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"auto_cavi: the model fails on this chunk ({type(err).__name__}: "
+                         f"{first}); check its sizes and shapes") from None  # fmt: skip
     run = prober.base_run
     sites = {s["name"]: s for s in _sites(run)}
     expected = [f.name for f in structure.factors]

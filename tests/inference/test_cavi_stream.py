@@ -1,0 +1,195 @@
+"""Automatic CAVI over chunks (``auto_cavi(data=...)``) and stochastic automatic CAVI
+(``stochastic_auto_cavi``): each against the in-memory sweeps it must equal, and against the
+earthquake mixture's hand-written streamed and stochastic CAVI (:mod:`analytic.earthquake`).
+
+Tolerances: a streamed sweep adds the same per-row terms as the in-memory one, chunk by chunk,
+so the two differ by the rounding of the sums' order: a few ulps of the sums, far below the
+1e-10 relative asked of them (measured: below 1e-13).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.ops.indexing import Vindex
+
+from analytic.earthquake import Hyperparameters, MeanField, streamed_cavi
+from analytic.earthquake.stochastic import stochastic_cavi
+from inference.cavi import auto_cavi, stochastic_auto_cavi
+from ppl_models.earthquake import model as earthquake, simulate
+from tests.inference import test_cavi_bayespy as peers
+
+F64 = torch.float64
+
+
+def _chunks(args, sizes):
+    """The rows of ``args`` (tensors, rows first) as tuple chunks of the given sizes."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(tuple(a[start : start + n] for a in args))
+        start += n
+    assert start == len(args[0])
+    return out
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs().clamp_min(1e-300)).max())
+
+
+def _same_run(memory, streamed, tol=1e-10):
+    assert memory.num_steps == streamed.num_steps
+    assert _relative(streamed.elbo_history, memory.elbo_history) < tol
+    for name, params in streamed.params.items():
+        for key, value in params.items():
+            assert _relative(value, memory.params[name][key]) < tol, (name, key)
+
+
+@pytest.mark.parametrize("build", peers.MODELS, ids=lambda f: f.__name__)
+def test_streamed_sweeps_equal_the_in_memory_sweeps(build):
+    """Every model of the BayesPy comparison, its rows cut into three uneven chunks: the ELBO
+    after each of 6 sweeps and the final q equal the in-memory run's to 1e-10 relative; from
+    the given start, and (mixtures) from the default random responsibilities."""
+    _, _, model, args, *start = build()
+    n = len(args[0])
+    chunks = _chunks(args, [n // 2, 1, n - n // 2 - 1])
+    starts = [start[0]] + ([None] if start else []) if start else [None]
+    for init in starts:
+        memory = auto_cavi(model, *args, num_steps=6, tol=0.0, init=init, check_draws=0)
+        streamed = auto_cavi(model, data=chunks, data_plate="n", num_steps=6, tol=0.0,
+                             init=init, check_draws=20)  # fmt: skip
+        _same_run(memory, streamed)
+
+
+def _lda(tokens: int, seed: int):
+    """Latent Dirichlet allocation (Blei, Ng & Jordan 2003), small: 3 topics, 8 documents, a
+    vocabulary of 12, data drawn from the model."""
+    docs, vocab, k = 8, 12, 3
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.distributions.Dirichlet(torch.full((docs, k), 0.5, dtype=F64)).sample()
+    phi = torch.distributions.Dirichlet(torch.full((k, vocab), 0.3, dtype=F64)).sample()
+    doc = torch.randint(docs, (tokens,), generator=gen)
+    topic = torch.multinomial(theta[doc], 1, generator=gen).squeeze(-1)
+    words = torch.multinomial(phi[topic], 1, generator=gen).squeeze(-1)
+
+    def model(words, doc):
+        with pyro.plate("topics", k):
+            topic_words = pyro.sample("phi", dist.Dirichlet(torch.full((vocab,), 0.3, dtype=F64)))
+        with pyro.plate("docs", docs):
+            doc_topics = pyro.sample("theta", dist.Dirichlet(torch.full((k,), 0.5, dtype=F64)))
+        with pyro.plate("tokens", len(words)):
+            z = pyro.sample("z", dist.Categorical(doc_topics[doc]))
+            pyro.sample("w", dist.Categorical(Vindex(topic_words)[..., z, :]), obs=words)
+
+    return model, (words, doc)
+
+
+def test_lda_streamed_from_dict_chunks_equals_in_memory():
+    """LDA, whose token rows index the document globals by data (``theta[doc]``), chunks
+    given as dicts of keyword arguments through a function: equal to the in-memory run."""
+    with pyro.util.ignore_jit_warnings(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, (words, doc) = _lda(400, 0)
+    memory = auto_cavi(model, words, doc, num_steps=5, tol=0.0, check_draws=0)
+
+    def chunks():
+        for start in range(0, 400, 150):
+            yield {"words": words[start : start + 150], "doc": doc[start : start + 150]}
+
+    streamed = auto_cavi(model, data=chunks, data_plate="tokens", num_steps=5, tol=0.0,
+                         check_draws=20)  # fmt: skip
+    _same_run(memory, streamed)
+
+
+HP = Hyperparameters(3, tau=0.05, rho=0.01, alpha=1.7, beta=0.3)
+
+
+def _catalog(n: int = 1000):
+    X, S, *_ = simulate(HP, n, 0)
+    gen = torch.Generator().manual_seed(1)
+    loc = X[torch.randperm(n, generator=gen)[:3]]
+    q0 = MeanField(None, loc, torch.full((3,), 2.0, dtype=F64), torch.full((3,), 3.0, dtype=F64),
+                   torch.ones(3, dtype=F64))  # fmt: skip
+    init = {"mu": {"loc": q0.loc, "scale": q0.precision.rsqrt()[:, None]},
+            "lam": {"concentration": q0.concentration, "rate": q0.rate}}  # fmt: skip
+    return X, S, q0, init
+
+
+def test_earthquake_streamed_equals_the_hand_written_streamed_cavi():
+    """The earthquake model through auto_cavi over chunks against
+    :func:`analytic.earthquake.streamed_cavi` from the same globals: the same ELBO after every
+    sweep (the hand run's history starts with the ELBO at uniform q(Z), which auto_cavi does
+    not report) and the same final q, to 1e-10 relative."""
+    X, S, q0, init = _catalog()
+    chunks = _chunks((X, S), [300, 300, 300, 100])
+    hand = streamed_cavi(lambda: chunks, HP, init=q0, max_iter=12, tol=0.0)
+    auto = auto_cavi(earthquake, HP, data=chunks, data_plate="events", num_steps=12, tol=0.0,
+                     init=init, check_draws=0)  # fmt: skip
+    assert _relative(auto.elbo_history, hand.elbo_history[1:]) < 1e-10
+    assert _relative(auto.params["mu"]["loc"], hand.q.loc) < 1e-10
+    assert _relative(auto.params["lam"]["rate"], hand.q.rate) < 1e-10
+    assert _relative(auto.params["lam"]["concentration"], hand.q.concentration) < 1e-10
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_stochastic_equals_the_hand_written_stochastic_cavi_step_by_step(steps):
+    """The same minibatches (B = 128 over chunks of 300: minibatches cross chunks), the same
+    step sizes: after 1, 2 and 7 steps the globals and the exact ELBO equal
+    :func:`analytic.earthquake.stochastic.stochastic_cavi`'s to 1e-10 relative."""
+    X, S, q0, init = _catalog()
+    chunks = _chunks((X, S), [300, 300, 300, 100])
+    passes = steps * 128 / 1000
+    hand = stochastic_cavi(lambda: chunks, HP, batch_size=128, passes=passes, init=q0, seed=3)
+    auto = stochastic_auto_cavi(earthquake, HP, data=chunks, data_plate="events",
+                                batch_size=128, passes=passes, init=init, seed=3,
+                                check_draws=0)  # fmt: skip
+    assert auto.num_steps == hand.num_steps == steps
+    assert _relative(auto.params["mu"]["loc"], hand.q.loc) < 1e-10
+    assert _relative(auto.params["lam"]["rate"], hand.q.rate) < 1e-10
+    assert _relative(auto.elbo.reshape(1), hand.elbo.reshape(1)) < 1e-10
+
+
+def test_a_full_batch_step_of_length_one_is_a_sweep():
+    """rho_1 = (1 + 0)^-kappa = 1 and B = N (two processes' worth of chunks in one batch):
+    the step is one exact sweep, here of a mixture with latent precisions (two stages)."""
+    _, _, model, args, start = peers.gaussian_mixture_with_precisions()
+    n = len(args[0])
+    chunks = _chunks(args, [40, n - 40])
+    sweep = auto_cavi(model, *args, num_steps=1, init=start, check_draws=0)
+    step = stochastic_auto_cavi(model, data=chunks, data_plate="n", batch_size=n, tau0=0.0,
+                                init=start, check_draws=0)  # fmt: skip
+    assert step.num_steps == 1
+    for name, params in step.params.items():
+        for key, value in params.items():
+            assert _relative(value, sweep.params[name][key]) < 1e-12, (name, key)
+
+
+def _mixture(x, scale: float = 1.0):
+    """A Gaussian mixture with latent means and precisions, its data plate scaled by
+    ``scale``."""
+    w = pyro.sample("pi", dist.Dirichlet(torch.full((3,), 1.5, dtype=F64)))
+    with pyro.plate("k", 3):
+        mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=F64), 10.0))
+        tau = pyro.sample("tau", dist.Gamma(torch.tensor(2.0, dtype=F64), 2.0))
+    with pyro.plate("n", len(x)), pyro.poutine.scale(scale=scale):
+        z = pyro.sample("z", dist.Categorical(w))
+        pyro.sample("y", dist.Normal(Vindex(mu)[..., z], Vindex(tau)[..., z] ** -0.5), obs=x)
+
+
+def test_the_minibatch_scale_is_n_over_b():
+    """One step of length 1 on a minibatch of B rows equals one in-memory sweep on that
+    minibatch with the data plate scaled by N / B, to rounding."""
+    _, _, _, (x,), start = peers.gaussian_mixture_with_precisions()
+    n, b = len(x), 30
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    step = stochastic_auto_cavi(_mixture, data=[(x,)], data_plate="n", batch_size=b, tau0=0.0,
+                                passes=b / n, init=start, seed=5, check_draws=0)  # fmt: skip
+    sweep = auto_cavi(_mixture, x[perm[:b]], n / b, num_steps=1, init=start, seed=5,
+                      check_draws=0)  # the same seeded start of pi and tau
+    assert step.num_steps == 1
+    for name in ("pi", "mu", "tau"):
+        for key, value in step.params[name].items():
+            assert _relative(value, sweep.params[name][key]) < 1e-12, (name, key)
