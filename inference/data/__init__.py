@@ -1,5 +1,6 @@
 """Data readers: earthquake catalogs in CSV (:mod:`.csv_catalog`) and Parquet
-(:mod:`.parquet_catalog`, read and written in chunks), both through one
+(:mod:`.parquet_catalog`, read and written in chunks); any Parquet file as chunks of tensors
+(:mod:`.parquet_chunks`), both through one
 :class:`~inference.data.schema.CatalogSchema`; MNIST through torchvision (:mod:`.mnist`); files
 replaced whole or not at all (:mod:`.atomic`)."""
 
@@ -19,6 +20,7 @@ from inference.data.parquet_catalog import convert_csv as convert_csv
 from inference.data.parquet_catalog import is_parquet as is_parquet
 from inference.data.parquet_catalog import join_pieces as join_pieces
 from inference.data.parquet_catalog import simulate_parquet as simulate_parquet
+from inference.data.parquet_chunks import ParquetChunks as ParquetChunks
 from inference.data.schema import CatalogSchema as CatalogSchema
 from inference.data.schema import parse_bbox as parse_bbox
 
@@ -30,6 +32,7 @@ __all__ = [
     "CatalogSchema",
     "Mnist",
     "ParquetCatalog",
+    "ParquetChunks",
     "binarize",
     "convert_csv",
     "default_cache_dir",

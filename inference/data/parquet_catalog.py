@@ -110,7 +110,7 @@ def convert_csv(
 
     schema = CatalogSchema() if schema is None else schema
     check_catalog_path(csv_path)
-    _check_chunk_size(chunk_size)
+    check_chunk_size(chunk_size)
     counts = {"num_rows": 0, "num_invalid": 0, "num_outside": 0}
     bad: list[str] = []
     columns = pa.schema([(name, pa.float64()) for name in GEOGRAPHIC_COLUMNS])
@@ -170,7 +170,7 @@ def simulate_parquet(
     """
     import pyarrow as pa
 
-    _check_chunk_size(chunk_size)
+    check_chunk_size(chunk_size)
     arrow_float = {torch.float64: pa.float64(), torch.float32: pa.float32()}.get(dtype)
     if arrow_float is None:
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -189,13 +189,13 @@ def simulate_parquet(
     return {"num_written": written, "loc": mu.tolist(), "rate": lam.tolist()}
 
 
-def _stamp(path) -> tuple[int, int]:
+def file_stamp(path) -> tuple[int, int]:
     """(size, modification time in ns) of a file: a change between passes is an error."""
     info = os.stat(path)
     return info.st_size, info.st_mtime_ns
 
 
-def _check_rank(rank, world_size) -> None:
+def check_rank(rank, world_size) -> None:
     """``world_size`` processes share the row groups; ``rank`` is this one, in [0, world_size)."""
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
@@ -203,7 +203,7 @@ def _check_rank(rank, world_size) -> None:
         raise ValueError(f"rank must be an integer in [0, {world_size - 1}], got {rank!r}")
 
 
-def _check_chunk_size(chunk_size) -> None:
+def check_chunk_size(chunk_size) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
 
@@ -244,7 +244,7 @@ class ParquetCatalog:
         if not is_parquet(path):
             raise ValueError(f"catalog {str(path)!r} is not a Parquet file (no PAR1 header)")
         schema = CatalogSchema() if schema is None else schema
-        _check_chunk_size(chunk_size)
+        check_chunk_size(chunk_size)
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as err:
@@ -270,10 +270,10 @@ class ParquetCatalog:
         self.chunk_size = chunk_size
         self.num_rows = self._file.metadata.num_rows
         self.num_row_groups = self._file.num_row_groups
-        _check_rank(rank, world_size)
+        check_rank(rank, world_size)
         self.row_groups = list(range(rank, self.num_row_groups, world_size))
         self.num_invalid = self.num_outside = 0
-        self._stamp = _stamp(path)
+        self._stamp = file_stamp(path)
         self._clean = False  # a full pass found no invalid row: later passes skip the rules
 
     def _check_types(self) -> None:
@@ -378,7 +378,7 @@ class ParquetCatalog:
     def _checked(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """:meth:`chunks` with each chunk's row group and magnitudes (the strengths, if
         planar)."""
-        if _stamp(self.path) != self._stamp:
+        if file_stamp(self.path) != self._stamp:
             raise ValueError(f"catalog {self.path!r} changed on disk since it was opened")
         num_invalid = num_outside = 0
         for group, offset, (a, b, c) in self._batches():

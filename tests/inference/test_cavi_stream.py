@@ -9,7 +9,12 @@ so the two differ by the rounding of the sums' order: a few ulps of the sums, fa
 
 from __future__ import annotations
 
-import math
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -20,7 +25,8 @@ from pyro.ops.indexing import Vindex
 from analytic.earthquake import Hyperparameters, MeanField, streamed_cavi
 from analytic.earthquake.stochastic import stochastic_cavi
 from inference.cavi import auto_cavi, stochastic_auto_cavi
-from ppl_models.earthquake import model as earthquake, simulate
+from ppl_models.earthquake import model as earthquake
+from ppl_models.earthquake import simulate
 from tests.inference import test_cavi_bayespy as peers
 
 F64 = torch.float64
@@ -187,9 +193,86 @@ def test_the_minibatch_scale_is_n_over_b():
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(5))
     step = stochastic_auto_cavi(_mixture, data=[(x,)], data_plate="n", batch_size=b, tau0=0.0,
                                 passes=b / n, init=start, seed=5, check_draws=0)  # fmt: skip
-    sweep = auto_cavi(_mixture, x[perm[:b]], n / b, num_steps=1, init=start, seed=5,
-                      check_draws=0)  # the same seeded start of pi and tau
+    sweep = auto_cavi(
+        _mixture, x[perm[:b]], n / b, num_steps=1, init=start, seed=5, check_draws=0
+    )  # the same seeded start of pi and tau
     assert step.num_steps == 1
     for name in ("pi", "mu", "tau"):
         for key, value in step.params[name].items():
             assert _relative(value, sweep.params[name][key]) < 1e-12, (name, key)
+
+
+SCRIPT = Path(__file__).with_name("auto_cavi_ddp_script.py")
+
+
+@pytest.fixture(scope="module")
+def mixture_parquet(tmp_path_factory):
+    """600 rows of a three-component mixture in 6 row groups of 100."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([-4.0, 0.5, 4.0], dtype=F64)
+    y = centres[torch.randint(3, (600,), generator=gen)] + torch.randn(600, generator=gen,
+                                                                      dtype=F64)  # fmt: skip
+    path = tmp_path_factory.mktemp("parquet") / "rows.parquet"
+    pq.write_table(pa.table({"y": y.numpy()}), path, row_group_size=100)
+    return path, y
+
+
+def _launch(folder, nproc: int, *argv: str) -> subprocess.CompletedProcess:
+    """The script under ``torchrun --standalone`` (nproc 1: plain python), one thread each."""
+    if nproc == 1:
+        command = [sys.executable, str(SCRIPT), *argv]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={nproc}", str(SCRIPT), *argv]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+
+
+def test_parquet_chunks_streamed_equal_in_memory(mixture_parquet):
+    """A Parquet file read in chunks of 70 rows (chunks cross row groups' ends): the streamed
+    sweeps equal the in-memory sweeps on the whole column."""
+    from inference.data import ParquetChunks
+
+    path, y = mixture_parquet
+    start = {"mu": {"loc": torch.tensor([-4.0, 0.5, 4.0], dtype=F64),
+                    "scale": torch.full((3,), 0.1, dtype=F64)}}  # fmt: skip
+    memory = auto_cavi(_mixture, y, num_steps=5, tol=0.0, init=start, check_draws=0)
+    streamed = auto_cavi(_mixture, data=ParquetChunks(path, {"x": "y"}, chunk_size=70),
+                         data_plate="n", num_steps=5, tol=0.0, init=start,
+                         check_draws=0)  # fmt: skip
+    _same_run(memory, streamed)
+
+
+def test_two_processes_equal_one(mixture_parquet, tmp_path):
+    """torchrun with two processes, each reading its own row groups: the streamed ELBO
+    history and q, and the stochastic run's exact ELBOs, equal one process's to 1e-10
+    relative (sums in another order); rank 0 alone writes."""
+    path, _ = mixture_parquet
+    out = {}
+    for nproc in (1, 2):
+        run = _launch(tmp_path, nproc, str(path), f"{nproc}.json")
+        assert run.returncode == 0, run.stderr[-3000:]
+        out[nproc] = json.loads((tmp_path / f"{nproc}.json").read_text())
+    assert out[2]["streamed"] == pytest.approx(out[1]["streamed"], rel=1e-10)
+    for name, params in out[1]["params"].items():
+        for key, value in params.items():
+            assert out[2]["params"][name][key] == pytest.approx(value, rel=1e-10), (name, key)
+    # the stochastic run takes P * B rows a step: the same minibatches only with one process,
+    # so two processes' run is checked for reaching the same optimum, not step by step
+    assert out[2]["stochastic"][-1] == pytest.approx(out[1]["streamed"][-1], rel=1e-3)
+    assert sorted(os.listdir(tmp_path)) == ["1.json", "2.json"]
+
+
+def test_a_bad_chunk_on_one_rank_stops_every_rank_with_its_error(mixture_parquet, tmp_path):
+    """Rank 1's second chunk holds a NaN: both ranks raise the same error, naming rank 1 and
+    the chunk, in the first pass (no rank waits for the collective's timeout)."""
+    path, _ = mixture_parquet
+    begin = time.perf_counter()
+    run = _launch(tmp_path, 2, str(path), "bad.json", "--nan-on-rank", "1")
+    assert time.perf_counter() - begin < 60
+    assert run.returncode != 0
+    assert run.stderr.count("rank 1 of 2: chunk 1: auto_cavi: observed site 'y' holds") == 2
+    assert not (tmp_path / "bad.json").exists()
