@@ -813,8 +813,11 @@ def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -
 
 def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> ModelStructure:
     latents = structure.latents
-    banded = {t.parent for f in structure.factors for sl in f.slots.values()
-              if sl.terms and sl.plain is None for t in sl.terms}  # fmt: skip
+    if check:  # every latent probed over its bands, as on the first chunk
+        banded = set(latents)
+    else:  # the latents of the slots that are not one latent itself
+        banded = {t.parent for f in structure.factors for sl in f.slots.values()
+                  if sl.terms and sl.plain is None for t in sl.terms}  # fmt: skip
     try:
         prober = _Prober(model, latents, structure.max_plate_nesting, args, kwargs, banded)
     except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
@@ -845,10 +848,37 @@ def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> Mode
     factors = []
     for template in structure.factors:
         site = sites[template.name]
-        if check and site["is_observed"]:
-            _check_support(site)
-        factors.append(_rebound_factor(template, site, prober, assignments))
+        if check:
+            if site["is_observed"]:
+                _check_support(site)
+            factor = _factor(site, prober, assignments)  # the analysis of this chunk's site
+            _same_form(template, factor)
+            factors.append(factor)
+        else:
+            factors.append(_rebound_factor(template, site, prober, assignments))
     return ModelStructure(latents, assignments, factors, structure.max_plate_nesting)
+
+
+def _form(f: Factor) -> tuple:
+    """What of a factor must not change from chunk to chunk: its family, the latent it is
+    the prior of, and each slot's latents and whether each enters through a matrix (a known
+    factor or offset may be 1 or 0 on one chunk's data and not on another's)."""
+    slots = {}
+    for name, sl in f.slots.items():
+        if sl.const is not None:
+            slots[name] = "known"
+        else:
+            slots[name] = tuple((t.parent, t.matrix is not None) for t in sl.terms)
+    return f.family_name, f.value_latent, f.const_elp is not None, slots
+
+
+def _same_form(template: Factor, factor: Factor) -> None:
+    if _form(template) != _form(factor):
+        raise ValueError(
+            f"auto_cavi: site {factor.name!r} uses the latents differently on this chunk "
+            f"({_form(factor)[3]}) than on the first ({_form(template)[3]}): the model's "
+            "structure changes with the data"
+        )
 
 
 def _rebound_factor(template: Factor, site, prober: _Prober, assignments) -> Factor:
