@@ -861,14 +861,19 @@ def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> Mode
 
 def _form(f: Factor) -> tuple:
     """What of a factor must not change from chunk to chunk: its family, the latent it is
-    the prior of, and each slot's latents and whether each enters through a matrix (a known
-    factor or offset may be 1 or 0 on one chunk's data and not on another's)."""
+    the prior of, and each slot's latents and how each enters (itself, times a known factor,
+    through a matrix; with a known offset or not). A known factor that is 1, or an offset
+    that is 0, on every row of the first chunk but not on another's is another form too."""
     slots = {}
     for name, sl in f.slots.items():
         if sl.const is not None:
             slots[name] = "known"
         else:
-            slots[name] = tuple((t.parent, t.matrix is not None) for t in sl.terms)
+            kinds = []
+            for t in sl.terms:
+                kinds.append((t.parent, "matrix" if t.matrix is not None
+                              else "scaled" if t.coef is not None else "itself"))  # fmt: skip
+            slots[name] = (tuple(kinds), "offset" if sl.offset is not None else "")
     return f.family_name, f.value_latent, f.const_elp is not None, slots
 
 

@@ -276,3 +276,203 @@ def test_a_bad_chunk_on_one_rank_stops_every_rank_with_its_error(mixture_parquet
     assert run.returncode != 0
     assert run.stderr.count("rank 1 of 2: chunk 1: auto_cavi: observed site 'y' holds") == 2
     assert not (tmp_path / "bad.json").exists()
+
+
+# ---- refusals: each before any sweep where it can be, naming what is wrong
+
+
+def _chunked_mixture(sizes=(40, 30, 20)):
+    _, _, _, (x,), start = peers.gaussian_mixture_with_precisions()
+    return _chunks((x,), list(sizes)), start
+
+
+def test_a_one_shot_iterator_is_refused():
+    chunks, _ = _chunked_mixture()
+    with pytest.raises(ValueError, match="iterator, which can be read only once"):
+        auto_cavi(_mixture, data=iter(chunks), data_plate="n")
+
+
+@pytest.mark.parametrize("plate,match", [
+    ("events", r"data_plate 'events' is not a plate of the model \(its plates: \['k', 'n'\]\)"),
+    (3, "data_plate must name the model's data plate"),
+])  # fmt: skip
+def test_a_wrong_data_plate_is_refused(plate, match):
+    chunks, _ = _chunked_mixture()
+    with pytest.raises(ValueError, match=match):
+        auto_cavi(_mixture, data=chunks, data_plate=plate)
+
+
+def test_streaming_options_without_data_are_refused():
+    with pytest.raises(ValueError, match="data_plate is for a streamed run"):
+        auto_cavi(_mixture, torch.zeros(3, dtype=F64), data_plate="n")
+
+
+def test_a_per_row_continuous_latent_is_refused():
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=F64), 1.0))
+        with pyro.plate("n", len(y)):
+            u = pyro.sample("u", dist.Normal(mu, 1.0))
+            pyro.sample("y", dist.Normal(u, 1.0), obs=y)
+
+    y = torch.randn(10, dtype=F64)
+    with pytest.raises(ValueError, match="continuous latent 'u' is in the data plate 'n'"):
+        auto_cavi(model, data=[(y[:5],), (y[5:],)], data_plate="n")
+
+
+def test_two_assignments_per_row_are_refused():
+    def model(y):
+        p = pyro.sample("p", dist.Beta(torch.tensor(1.0, dtype=F64), 1.0))
+        with pyro.plate("n", len(y)):
+            a = pyro.sample("a", dist.Bernoulli(p))
+            b = pyro.sample("b", dist.Bernoulli(p))
+            pyro.sample("y", dist.Normal(a + b, 1.0), obs=y)
+
+    y = torch.randn(10, dtype=F64)
+    with pytest.raises(ValueError, match=r"the enumerated latents \['a', 'b'\] share the data"):
+        auto_cavi(model, data=[(y,)], data_plate="n")
+
+
+def test_responsibilities_in_init_are_refused():
+    chunks, start = _chunked_mixture()
+    init = {**start, "z": {"probs": torch.full((90, 3), 1 / 3, dtype=F64)}}
+    with pytest.raises(ValueError, match=r"init gives q of the enumerated \['z'\]"):
+        auto_cavi(_mixture, data=chunks, data_plate="n", init=init)
+
+
+def test_chunks_that_change_between_passes_are_refused():
+    chunks, start = _chunked_mixture()
+    calls = []
+
+    def source():  # the second pass loses the last chunk
+        calls.append(1)
+        return chunks if len(calls) <= 2 else chunks[:-1]
+
+    with pytest.raises(ValueError, match="chunks changed between passes: this pass read 70 "
+                       "rows, the first 90"):  # fmt: skip
+        auto_cavi(_mixture, data=source, data_plate="n", init=start, num_steps=5)
+
+
+@pytest.mark.parametrize("chunk,match", [
+    ((torch.zeros(4, dtype=F64), torch.zeros(3)), r"chunk 1: every tensor .* first dims \[3, 4\]"),
+    ([torch.zeros(3)], "chunk 1 must be a tensor, a tuple of arguments or a dict"),
+])  # fmt: skip
+def test_a_malformed_chunk_is_refused_by_index(chunk, match):
+    chunks, start = _chunked_mixture()
+    with pytest.raises(ValueError, match=match):
+        auto_cavi(_mixture, data=[chunks[0], chunk], data_plate="n", init=start)
+
+
+def test_a_bad_value_in_a_later_chunk_is_named():
+    chunks, start = _chunked_mixture()
+    bad = chunks[2][0].clone()
+    bad[4] = float("inf")
+    with pytest.raises(ValueError, match="chunk 2: auto_cavi: observed site 'y' holds inf at "
+                       r"\[4\]"):  # fmt: skip
+        auto_cavi(_mixture, data=[chunks[0], chunks[1], (bad,)], data_plate="n", init=start)
+
+
+def _shifty(x):
+    """A mixture that uses its means through a transformation on short chunks only."""
+    w = pyro.sample("pi", dist.Dirichlet(torch.full((3,), 1.5, dtype=F64)))
+    with pyro.plate("k", 3):
+        mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=F64), 10.0))
+    if len(x) < 30:
+        mu = HOSTILE(mu)
+    with pyro.plate("n", len(x)):
+        z = pyro.sample("z", dist.Categorical(w))
+        pyro.sample("y", dist.Normal(Vindex(mu)[..., z], 1.0), obs=x)
+
+
+HOSTILE = None
+
+
+@pytest.mark.parametrize("transform", [
+    torch.abs, lambda m: m.clamp(-50.0, 50.0), lambda m: 2.0 * m, lambda m: m + 1.0,
+    lambda m: m.flip(-1) * m,
+], ids=["abs", "clamp", "scaled", "offset", "product"])  # fmt: skip
+def test_a_model_whose_structure_changes_on_a_later_chunk_is_refused(transform, monkeypatch):
+    """The first chunk (40 rows) is the conjugate mixture; the last (20 rows) applies a
+    transformation that is the identity on part of the support (abs, clamp: identity at the
+    codes of one band), or none (a known factor or offset: still conjugate, but another
+    model), or a product of means: each is refused in the first pass, naming the chunk and
+    the site, where a single probe run would accept abs and clamp."""
+    monkeypatch.setattr(sys.modules[__name__], "HOSTILE", transform)
+    chunks, _ = _chunked_mixture()
+    with pytest.raises(ValueError, match=r"chunk 2: auto_cavi: site 'y' "):  # a refusal
+        auto_cavi(_shifty, data=chunks, data_plate="n", num_steps=3, check_draws=0)
+
+
+def test_masked_rows_stream_as_in_memory():
+    """A per-row mask read from the data (poutine.mask inside the data plate): the weights
+    are rebound per chunk; equal to the in-memory run."""
+
+    def model(x, keep):
+        w = pyro.sample("pi", dist.Dirichlet(torch.full((3,), 1.5, dtype=F64)))
+        with pyro.plate("k", 3):
+            mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=F64), 10.0))
+        with pyro.plate("n", len(x)):
+            z = pyro.sample("z", dist.Categorical(w))
+            with pyro.poutine.mask(mask=keep):
+                pyro.sample("y", dist.Normal(Vindex(mu)[..., z], 1.0), obs=x)
+
+    _, _, _, (x,), start = peers.gaussian_mixture_with_precisions()
+    keep = torch.arange(len(x)) % 4 != 0
+    memory = auto_cavi(model, x, keep, num_steps=5, tol=0.0, init=start, check_draws=0)
+    streamed = auto_cavi(model, data=_chunks((x, keep), [33, 57]), data_plate="n", num_steps=5,
+                         tol=0.0, init=start, check_draws=0)  # fmt: skip
+    _same_run(memory, streamed)
+
+
+@pytest.mark.parametrize("setting,match", [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"passes": 0.0}, "passes must be a finite number > 0, got 0.0"),
+    ({"tau0": -1.0}, "tau0 must be a finite number >= 0, got -1.0"),
+    ({"kappa": 0.5}, r"kappa must be in \(0.5, 1\]"),
+    ({"eval_every": float("inf")}, "eval_every must be a finite number > 0"),
+])  # fmt: skip
+def test_bad_stochastic_settings_are_refused_by_name(setting, match):
+    chunks, start = _chunked_mixture()
+    settings = {"batch_size": 10, **setting}
+    with pytest.raises(ValueError, match=match):
+        stochastic_auto_cavi(_mixture, data=chunks, data_plate="n", init=start, **settings)
+
+
+def test_empty_data_is_refused():
+    with pytest.raises(ValueError, match="the data has no rows: every chunk is empty"):
+        auto_cavi(_mixture, data=[(torch.zeros(0, dtype=F64),)], data_plate="n")
+
+
+def test_stochastic_reaches_the_full_batch_optimum_on_a_gaussian_mixture():
+    """2,000 rows in chunks of 500, minibatches of 100, 3 passes (60 steps) from the start of
+    the full-batch run: the exact ELBO is within 0.1% of the converged full-batch ELBO
+    (measured 0.065%), and it rises at every evaluation."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([-4.0, 0.5, 4.0], dtype=F64)
+    y = centres[torch.randint(3, (2000,), generator=gen)]
+    y = y + torch.randn(2000, generator=gen, dtype=F64)
+    start = {"mu": {"loc": torch.tensor([-3.0, 0.0, 3.0], dtype=F64),
+                    "scale": torch.full((3,), 0.1, dtype=F64)}}  # fmt: skip
+    full = auto_cavi(_mixture, y, tol=1e-12, init=start, check_draws=0)
+    assert full.converged
+    fit = stochastic_auto_cavi(_mixture, data=_chunks((y,), [500] * 4), data_plate="n",
+                               batch_size=100, passes=3.0, eval_every=1.0, init=start,
+                               check_draws=50)  # fmt: skip
+    assert fit.num_steps == 60 and fit.passes.tolist() == [1.0, 2.0, 3.0]
+    assert bool((fit.elbo_history.diff() > 0).all())
+    assert abs(float(fit.elbo / full.elbo) - 1) < 1e-3
+
+
+def test_stochastic_reaches_the_full_batch_optimum_on_lda():
+    """LDA, 3,000 tokens of 8 documents in three dict chunks, minibatches of 600, 50 passes,
+    kappa = 0.51 (the slowest decay Robbins-Monro allows: this small LDA needs about 1,900
+    full-batch sweeps), both runs from auto_cavi's seeded random start: within 0.1% of the
+    converged full-batch ELBO (measured 0.057%)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, (words, doc) = _lda(3000, 0)
+    full = auto_cavi(model, words, doc, num_steps=3000, tol=1e-11, check_draws=0)
+    assert full.converged
+    chunks = [{"words": words[i : i + 1000], "doc": doc[i : i + 1000]} for i in (0, 1000, 2000)]
+    fit = stochastic_auto_cavi(model, data=chunks, data_plate="tokens", batch_size=600,
+                               passes=50.0, kappa=0.51, check_draws=0)  # fmt: skip
+    assert abs(float(fit.elbo / full.elbo) - 1) < 1e-3
