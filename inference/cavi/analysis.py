@@ -785,7 +785,8 @@ def _full_covariance(factors: list[Factor], latents: dict[str, Latent]) -> None:
         latents[name].family = Q_FAMILIES["MultivariateNormal"]
 
 
-def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -> ModelStructure:
+def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True,
+           keep: frozenset = frozenset()) -> ModelStructure:  # fmt: skip
     """The structure of the same model on other data (another chunk of its data plate), from
     the one :func:`analyse` found: the latents and every factor's family and slots as there,
     the data-dependent parts read from ONE enumerated run of ``model(*args, **kwargs)`` at the
@@ -795,7 +796,11 @@ def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -
 
     The conjugacy of each use was proved by :func:`analyse` on its data; here each slot must
     decode to the same latents again, or the chunk is refused: a model whose structure changes
-    with the data. ``check``: also check the observed values (finite, in their support).
+    with the data. ``check``: also check the observed values (finite, in their support),
+    and analyse every site of the chunk as :func:`analyse` does (every latent over its
+    bands), requiring the form the first chunk had. ``keep``: factors whose known log density
+    (a site with no latent parameter) is ``structure``'s on these rows too (found equal on
+    every chunk by a checking pass): not evaluated again.
 
     Raises:
         ValueError: a site missing, added or of another family, a slot that no longer decodes,
@@ -808,10 +813,10 @@ def rebind(structure: ModelStructure, model, args, kwargs, check: bool = True) -
         quiet_wishart(),
         poutine.block(),
     ):
-        return _rebind(structure, model, args, kwargs, check)
+        return _rebind(structure, model, args, kwargs, check, keep)
 
 
-def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> ModelStructure:
+def _rebind(structure, model, args, kwargs, check: bool, keep) -> ModelStructure:
     latents = structure.latents
     if check:  # every latent probed over its bands, as on the first chunk
         banded = set(latents)
@@ -855,7 +860,7 @@ def _rebind(structure: ModelStructure, model, args, kwargs, check: bool) -> Mode
             _same_form(template, factor)
             factors.append(factor)
         else:
-            factors.append(_rebound_factor(template, site, prober, assignments))
+            factors.append(_rebound_factor(template, site, prober, assignments, keep))
     return ModelStructure(latents, assignments, factors, structure.max_plate_nesting)
 
 
@@ -886,7 +891,7 @@ def _same_form(template: Factor, factor: Factor) -> None:
         )
 
 
-def _rebound_factor(template: Factor, site, prober: _Prober, assignments) -> Factor:
+def _rebound_factor(template: Factor, site, prober: _Prober, assignments, keep) -> Factor:
     """One factor of :func:`rebind`: ``template``'s family and slots, this run's data."""
     name = template.name
     base, event_ndim, mask = _unwrap(site["fn"])
@@ -908,7 +913,10 @@ def _rebound_factor(template: Factor, site, prober: _Prober, assignments) -> Fac
                     _present(layout, assignments), base_shape,
                     value_latent=template.value_latent)  # fmt: skip
     if template.const_elp is not None:
-        factor.const_elp = minimal(site["fn"].log_prob(site["value"]).detach())
+        if name in keep:
+            factor.const_elp = template.const_elp
+        else:
+            factor.const_elp = minimal(site["fn"].log_prob(site["value"]).detach())
         return factor
     family = template.family
     written = {n: _written(base, n) for n in _PARAM_NAMES.get(template.family_name, ())}

@@ -359,15 +359,20 @@ def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data
     history: list[torch.Tensor] = []
     converged = False
     previous = ch.state()
-    ch.sweep(previous)  # sweep 1
+    value = ch.sweep(previous)  # sweep 1, with its own ELBO where the data part can wait
+    deferring = ch.deferring
     step = 1
     while True:
         stop = step == num_steps
         current = ch.state()
-        if stop:
+        if deferring and value is None:  # a sweep whose ELBO could not wait (not expected)
             value = ch.elbo_after(previous)
-        else:
-            value = ch.sweep(current, elbo_from=previous, stop=lambda v: _stops(v, history, tol))
+        elif not deferring:  # the ELBO after sweep `step`, in the first pass of the next
+            if stop:
+                value = ch.elbo_after(previous)
+            else:
+                value = ch.sweep(current, elbo_from=previous,
+                                 stop=lambda v: _stops(v, history, tol))  # fmt: skip
         history.append(value)
         if not bool(torch.isfinite(value)):
             raise ValueError(
@@ -381,6 +386,8 @@ def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data
             break
         previous = current
         step += 1
+        if deferring:
+            value = ch.sweep(current)
     swept = time.perf_counter()
     params = {name: dict(p) for name, p in ch.sweeper.params.items()}
     guide = AutoCaviGuide(ch.plan.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])

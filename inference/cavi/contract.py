@@ -155,33 +155,59 @@ class Bilinear:
     def __call__(self, groups, layout: tuple, enum_pos: int) -> torch.Tensor:
         """groups: (key, terms, full) per factor, each full ending in the factor's event dims
         after ``layout``; returns the sum over groups and terms, shape ``layout``."""
+        A, B, rest, _ = self.columns(groups, layout, enum_pos)
+        total = (A @ B.T).reshape(layout)
+        for coef, ops, out, full in rest:
+            total = total + contract([(coef, ops)], out, full, self.like).reshape(layout)
+        return total
+
+    def columns(self, groups, layout: tuple, enum_pos: int):
+        """The sum of :meth:`__call__` as ``A @ B^T`` plus the terms that do not split:
+        (A (K, C), B (Nb, C), rest: (coef, operands, out, full) per term, signature). The
+        signature names every column's term, width and side, and whether its B side is static
+        (data alone): two calls with the same signature have columns that mean the same."""
         K = layout[enum_pos]
         plates = {d for d in range(len(layout)) if d != enum_pos and layout[d] != 1}
         Nb = math.prod(layout[d] for d in plates)
-        a_cols, b_cols, rest = [], [], []
+        a_cols, b_cols, rest, signature = [], [], [], []
         a_only = torch.zeros((K, 1), dtype=self.like.dtype, device=self.like.device)
-        b_only = torch.zeros((Nb, 1), dtype=self.like.dtype, device=self.like.device)
         for key, terms, full in groups:
             out = tuple(layout) + (1,) * (len(full) - len(layout))
             for i, (coef, ops) in enumerate(terms):
                 split = self._split((key, i), coef, ops, full, {enum_pos}, plates, set(), Nb)
                 if split is None:
                     rest.append((coef, ops, out, full))
+                    signature.append(((key, i), "rest"))
                     continue
                 pa, pb, out_a, keep, da, db = split
+                static = (key, i) in self.cache
                 if not keep and not db:
                     a_only = a_only + pa.reshape(-1, 1).expand(K, 1)
-                elif not keep and not da:
-                    b_only = b_only + pb * pa.reshape(())
-                else:
+                    signature.append(((key, i), "a"))
+                else:  # a B side alone (da empty) too: its A side, a scalar, on side A
                     a_cols.append(pa.expand(out_a).reshape(K, -1))
                     b_cols.append(pb)
-        a_cols += [a_only, torch.ones_like(a_only)]
-        b_cols += [torch.ones_like(b_only), b_only]
-        total = (torch.cat(a_cols, 1) @ torch.cat(b_cols, 1).T).reshape(layout)
-        for coef, ops, out, full in rest:
-            total = total + contract([(coef, ops)], out, full, self.like).reshape(layout)
-        return total
+                    signature.append(((key, i), pb.shape[1], static))
+        a_cols.append(a_only)
+        b_cols.append(torch.ones((Nb, 1), dtype=self.like.dtype, device=self.like.device))
+        return torch.cat(a_cols, 1), self._joined(b_cols, signature), rest, tuple(signature)
+
+    def _joined(self, b_cols: list, signature) -> torch.Tensor:
+        """The B columns side by side. Kept when every one is static (data alone), and each
+        term's kept B side then becomes a view of it (no second copy)."""
+        static = all(isinstance(s[-1], str) or s[-1] is True for s in signature)
+        key = ("joined", tuple(signature))
+        if static and key in self.cache:
+            return self.cache[key]
+        joined = torch.cat(b_cols, 1)
+        if static:
+            self.cache[key] = joined
+            start = 0
+            for entry in signature:
+                if len(entry) == 3:  # (term, width, static): a column block
+                    self.cache[entry[0]] = joined[:, start : start + entry[1]]
+                    start += entry[1]
+        return joined
 
     def through(self, r: torch.Tensor, items, layout: tuple, enum_pos: int) -> list:
         """For each item (key, terms, out, full): sum over terms of coef * prod(ops) * r,
@@ -191,7 +217,7 @@ class Bilinear:
         K = layout[enum_pos]
         plates = {d for d in range(len(layout)) if d != enum_pos and layout[d] != 1}
         Nb = math.prod(layout[d] for d in plates)
-        b_cols, pending, results = [], [], [None] * len(items)
+        b_cols, pending, results, signature = [], [], [None] * len(items), []
         width = 0
         for j, (key, terms, out, full) in enumerate(items):
             n = len(full)
@@ -206,12 +232,13 @@ class Bilinear:
                     continue
                 pa, pb, out_a, _, _, _ = split
                 b_cols.append(pb)
+                signature.append(((key, i), pb.shape[1], (key, i) in self.cache))
                 pending.append(
                     (j, pa.expand(out_a), out_a, outp, slice(width, width + pb.shape[1]))
                 )
                 width += pb.shape[1]
         if b_cols:
-            M = r.reshape(K, Nb) @ torch.cat(b_cols, 1)
+            M = r.reshape(K, Nb) @ self._joined(b_cols, signature)
             for j, pa, out_a, outp, cols in pending:
                 value = (pa * M[:, cols].reshape(out_a)).sum_to_size(outp)
                 value = value.reshape(items[j][2])

@@ -154,7 +154,9 @@ class Plan:
     """What a streamed run knows from its first chunk: the analysed structure, the factors
     in the data plate (``local``) and out of it (``glob``), the one enumerated assignment of
     the data plate (``single``, None if none), the latents with factors in the data plate
-    (``streamed``) and the stages of a sweep (module docstring)."""
+    (``streamed``), the stages of a sweep (module docstring), and whether every data factor
+    depends on the assignment (``deferrable``: the ELBO may then come from the sweep's own
+    pass, :meth:`Chunked.run_pass`)."""
 
     structure: ModelStructure
     local: set
@@ -162,6 +164,7 @@ class Plan:
     single: Assignment | None
     streamed: set
     stages: list
+    deferrable: bool = False  # every data factor depends on the assignment (run_pass)
 
 
 def plan(model, args, kwargs, plate: str, seed: int) -> Plan:
@@ -220,7 +223,10 @@ def plan(model, args, kwargs, plate: str, seed: int) -> Plan:
         current.append(name)
     if current:
         stages.append(current)
-    return Plan(structure, local, glob, single, streamed, stages)
+    deferrable = single is not None and all(
+        single.name in f.assignments for f in structure.factors if f.name in local
+    )
+    return Plan(structure, local, glob, single, streamed, stages, deferrable)
 
 
 class Chunked:
@@ -236,8 +242,12 @@ class Chunked:
         self.like, self.collective, self.seed = like, collective, seed
         self.progress = progress
         self.sweeper = Sweeper(p.structure, like)
+        self.first_sweeper = Sweeper(p.structure, like)  # the first chunk's, kept
+        self.deferring = False  # whether the last sweep gave its own ELBO
         self.rows: int | None = None  # rows over all processes, from the first pass
         self.checked = False  # the chunks' observed values are checked in the first pass
+        self.varying: set = set()  # factors whose known log density differs between chunks
+        self.kept = frozenset()  # those that do not, after the first pass (rebind's keep)
 
     # ---- the state of the globals
     def state(self) -> tuple[dict, dict]:
@@ -262,9 +272,13 @@ class Chunked:
             else:
                 try:
                     structure = rebind(self.plan.structure, self.model, args, kwargs,
-                                       check=not self.checked)  # fmt: skip
+                                       check=not self.checked, keep=self.kept)  # fmt: skip
                 except ValueError as err:
                     raise ValueError(f"chunk {index}: {err}") from None
+                if not self.checked:  # known log densities that differ from the first chunk's
+                    for f, g in zip(structure.factors, self.plan.structure.factors):
+                        if f.const_elp is not None and not torch.equal(f.const_elp, g.const_elp):
+                            self.varying.add(f.name)
             yield structure, rows, (args, kwargs)
 
     def summed(self, local_work):
@@ -293,25 +307,46 @@ class Chunked:
         logits = cs.logits(a)
         cs.update_assignment(a, logits / a.scale if a.scale != 1.0 else logits)
 
-    def run_pass(self, stage: list, r_from, elbo_from=None) -> tuple[list, torch.Tensor | None]:
-        """One pass: per chunk, q(Z) from ``r_from`` (a state, or the generator of the random
-        start: it is re-seeded, so every pass draws the same rows); with ``elbo_from`` (the
-        state whose logits gave the q(Z) of the sweep that made the current globals) also the
-        ELBO's data part at the current globals, whose q(Z) then comes from the current
-        globals; then the data messages of the stage's streamed latents at the current
-        globals. Returns (the messages per latent of ``stage``, the ELBO's data part or None),
-        summed over the chunks and the processes."""
+    def first_columns(self, state):
+        """The logits' columns (:meth:`Sweeper.logit_columns`) of the first chunk at the
+        globals ``state``: (A, B, signature), or None if they do not split."""
+        cs = self.first_sweeper
+        cs.params, cs.stats = dict(state[0]), dict(state[1])
+        a = cs.s.assignments[self.plan.single.name]
+        return cs.logit_columns(a)
+
+    def run_pass(self, stage: list, r_from, elbo_from=None, columns: bool = False):
+        """One pass: per chunk, q(Z) from ``r_from`` (a state; the seed of the random start,
+        drawn again alike every pass; None: no q(Z)); with ``elbo_from`` (the state whose
+        logits gave the q(Z) of the sweep that made the current globals) also the ELBO's data
+        part at the current globals, whose q(Z) then comes from the current globals; then
+        the data messages of the stage's streamed latents at the current globals.
+
+        With ``columns`` (q(Z) from a state) the logits are formed as ``A @ B^T``
+        (:meth:`Sweeper.logit_columns`) and ``M = sum over rows of r^T B`` and
+        ``sum r log r`` are kept: the ELBO's data part at any later globals g is then
+        ``<A(g), M> - sum r log r``, ``A(g)`` from the first chunk alone -- valid when every
+        chunk's columns have the first chunk's signature and data-only B sides
+        (``deferred``).
+
+        Returns (messages per latent of ``stage`` (None for one without data factors), the
+        ELBO's data part or None, (M, sum r log r) or None), summed over the chunks and the
+        processes."""
         p, like = self.plan, self.like
         current = self.state()
         names = [n for n in stage if n in p.streamed]
-        generator = None
-        if isinstance(r_from, int):
-            generator = torch.Generator().manual_seed(r_from)
+        generator = torch.Generator().manual_seed(r_from) if isinstance(r_from, int) else None
+        reference = self.first_columns(r_from) if columns else None
+        columns = reference is not None and all(
+            isinstance(x, str) or x[-1] for x in reference[2]
+        )  # every B side data alone
 
         def work():
             totals = None
             elbo = torch.zeros((), dtype=like.dtype, device=like.device)
-            rows = 0
+            rows, ok = 0, 1.0
+            M = torch.zeros_like(reference[0]) if columns else None
+            neg = torch.zeros((), dtype=like.dtype, device=like.device)
             for structure, n, _ in self.chunks():
                 rows += n
                 cs = self.chunk_sweeper(structure, current)
@@ -331,6 +366,19 @@ class Chunked:
                                           assignments=True)  # fmt: skip
                     if a is not None:
                         cs.update_assignment(a, total / a.scale if a.scale != 1.0 else total)
+                elif a is not None and columns:
+                    cs.params, cs.stats = dict(r_from[0]), dict(r_from[1])
+                    found = cs.logit_columns(a)
+                    if found is None or found[2] != reference[2]:
+                        ok = 0.0
+                        logits = cs.logits(a)
+                    else:
+                        logits = (found[0] @ found[1].T).reshape(a.layout)
+                    cs.update_assignment(a, logits / a.scale if a.scale != 1.0 else logits)
+                    if found is not None and ok:
+                        M = M + cs.probs[a.name].reshape(M.shape[0], -1) @ found[1]
+                    neg = neg + cs.neg_entropy[a.name]
+                    cs.params, cs.stats = dict(current[0]), dict(current[1])
                 elif a is not None and r_from is not None:
                     self.set_r(cs, generator if generator is not None else r_from)
                     cs.params, cs.stats = dict(current[0]), dict(current[1])
@@ -346,11 +394,15 @@ class Chunked:
                 totals = [[torch.zeros_like(x) for x in cs.accumulate(name, set())]
                           for name in names]  # fmt: skip
             flat = [x for t in totals for x in t]
-            return flat + [elbo, torch.tensor(float(rows), dtype=like.dtype)]
+            kept = [M, neg, torch.tensor(1.0 - ok, dtype=like.dtype)] if columns else []
+            return flat + kept + [elbo, torch.tensor(float(rows), dtype=like.dtype)]
 
         summed = self.summed(work)
         rows = int(summed[-1].item())
         self._check_rows(rows)
+        if not self.checked:
+            const = {f.name for f in self.plan.structure.factors if f.const_elp is not None}
+            self.kept = frozenset(const - self.varying)
         self.checked = True
         out, start = [], 0
         for name in names:
@@ -358,7 +410,11 @@ class Chunked:
             out.append(summed[start : start + k])
             start += k
         messages = dict(zip(names, out))
-        return [messages.get(name) for name in stage], summed[-2] if elbo_from else None
+        deferred = None
+        if columns and float(summed[start + 2]) == 0.0:  # no process saw other columns
+            deferred = (summed[start], summed[start + 1])
+        part = summed[-2] if elbo_from is not None else None
+        return [messages.get(name) for name in stage], part, deferred
 
     def _check_rows(self, rows: int) -> None:
         if self.rows is None:
@@ -394,14 +450,19 @@ class Chunked:
     def sweep(self, r_from, elbo_from=None, stop=None) -> torch.Tensor | None:
         """One sweep of the globals, stage by stage, with q(Z) from ``r_from`` (a state, or
         the seed of the random start; see :meth:`run_pass`). With ``elbo_from`` the first pass
-        also gives the ELBO at the current globals (returned; else None), and q(Z) comes from
-        the current globals; if ``stop(elbo)`` is then true, the globals are left as they
-        are."""
-        value = None
+        also gives the ELBO at the current globals (returned), and q(Z) comes from the
+        current globals; if ``stop(elbo)`` is then true, the globals are left as they are.
+        Without, where the ELBO can be deferred (:meth:`run_pass`) the ELBO after this sweep
+        is returned, and :attr:`deferring` says so; else None."""
+        value, deferred = None, None
+        columns = elbo_from is None and self.plan.deferrable and isinstance(r_from, tuple)
         for i, stage in enumerate(self.plan.stages):
             with_elbo = i == 0 and elbo_from is not None
-            if with_elbo or any(n in self.plan.streamed for n in stage):
-                messages, part = self.run_pass(stage, r_from, elbo_from if with_elbo else None)
+            if with_elbo or any(n in self.plan.streamed for n in stage) or (i == 0 and columns):
+                messages, part, found = self.run_pass(
+                    stage, r_from, elbo_from if with_elbo else None, columns and i == 0
+                )
+                deferred = found if i == 0 else deferred
             else:
                 messages, part = [None] * len(stage), None
             if with_elbo:
@@ -409,19 +470,24 @@ class Chunked:
                 if stop is not None and stop(value):
                     return value
             self.update(stage, messages)
+        self.deferring = deferred is not None
+        if deferred is not None:
+            M, neg = deferred
+            A = self.first_columns(self.state())[0]
+            value = self.global_elbo() + (A * M).sum() - neg
         return value
 
     def elbo_after(self, elbo_from) -> torch.Tensor:
         """The ELBO at the current globals and the q(Z) that the globals ``elbo_from`` gave
         (the ELBO after a sweep), in one pass."""
-        _, part = self.run_pass([], None, elbo_from)
+        _, part, _ = self.run_pass([], None, elbo_from)
         return self.global_elbo() + part
 
     def elbo_pass(self) -> torch.Tensor:
         """The exact ELBO of the current globals with the q(Z) they give each row (the
         optimal one), in one pass."""
         state = self.state()
-        _, part = self.run_pass([], state, state)
+        _, part, _ = self.run_pass([], state, state)
         return self.global_elbo() + part
 
     def local_q(self, args, kwargs) -> tuple[ModelStructure, dict, Sweeper]:

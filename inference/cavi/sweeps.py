@@ -293,12 +293,28 @@ class Sweeper:
     def logits(self, a: Assignment) -> torch.Tensor:
         """:meth:`weighted_elps` of the model's one assignment, by one matrix product
         (:class:`Bilinear`); the generic route if a factor's layout is not a's."""
+        groups = self._logit_groups(a)
+        if groups is None:
+            return self.weighted_elps({g.name: self.elp(g) for g in self.s.factors}, a)
+        return self.bilinear(groups, tuple(a.layout), len(a.layout) + a.enum_dim)
+
+    def logit_columns(self, a: Assignment):
+        """:meth:`logits` as ``A @ B^T`` (:meth:`Bilinear.columns`): (A, B, signature), or
+        None where some term does not split (or a factor's layout is not a's)."""
+        groups = self._logit_groups(a)
+        if groups is None:
+            return None
+        A, B, rest, signature = self.bilinear.columns(groups, tuple(a.layout),
+                                                      len(a.layout) + a.enum_dim)  # fmt: skip
+        return None if rest else (A, B, signature)
+
+    def _logit_groups(self, a: Assignment):
         groups = []
         for f in self.s.factors:
             if a.name not in f.assignments:
                 continue
             if tuple(f.layout) != tuple(a.layout):
-                return self.weighted_elps({g.name: self.elp(g) for g in self.s.factors}, a)
+                return None
             if f.const_elp is not None:
                 terms, full = [(1.0, (f.const_elp,))], tuple(f.layout)
             else:
@@ -311,7 +327,7 @@ class Sweeper:
             elif w != 1.0:
                 terms = [(coef * w, ops) for coef, ops in terms]
             groups.append((f.name, terms, full))
-        return self.bilinear(groups, tuple(a.layout), len(a.layout) + a.enum_dim)
+        return groups
 
     def weighted_elps(self, elps: dict, a: Assignment) -> torch.Tensor:
         """sum over the factors that depend on a of w E log f, the other assignments averaged
