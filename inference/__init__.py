@@ -4,7 +4,8 @@
 - :mod:`inference.jit`: compiled losses (TorchScript trace, TorchInductor);
 - :mod:`inference.estimators`: every estimator by name (:func:`get_elbo`);
 - :mod:`inference.svi`: the SVI loop and gradient variance;
-- :mod:`inference.cavi`: automatic CAVI for conditionally conjugate models;
+- :mod:`inference.cavi`: automatic CAVI for conditionally conjugate models, in memory, over
+  data in chunks, stochastic, and across processes;
 - :mod:`inference.data`: catalogs (CSV, Parquet) and MNIST;
 - :mod:`inference.distributed`: the collective of a ``torchrun`` job;
 - :mod:`inference.diagnostics`: ArviZ diagnostics (imported on demand: it loads ArviZ);
@@ -16,6 +17,7 @@ Nothing here parses arguments, prints or imports the ``vilab`` application.
 from importlib.metadata import version as _version
 
 from inference.cavi import auto_cavi as auto_cavi
+from inference.cavi import stochastic_auto_cavi as stochastic_auto_cavi
 from inference.data import load_catalog as load_catalog
 from inference.data import load_mnist as load_mnist
 from inference.estimators import get_elbo as get_elbo
@@ -37,4 +39,5 @@ __all__ = [
     "gradient_moments",
     "load_catalog",
     "load_mnist",
+    "stochastic_auto_cavi",
 ]

@@ -36,7 +36,7 @@ from inference.cavi.auto import AutoCaviGuide, check_bound, check_settings
 from inference.cavi.stream import call_args, join_rows, open_stream, rows_of, take_rows
 from inference.distributed import Collective
 
-__all__ = ["StochasticAutoCaviResult", "stochastic_auto_cavi"]
+__all__ = ["StochasticAutoCaviResult", "step_size", "stochastic_auto_cavi"]
 
 
 @dataclass(frozen=True)
