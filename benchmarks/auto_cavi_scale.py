@@ -214,7 +214,7 @@ def _stochastic(path: Path, args) -> dict:
             "passes_to_0.1%": within[0] if within else None, "seconds": seconds}  # fmt: skip
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7, 1e8])
     parser.add_argument("--gmm-sizes", type=float, nargs="*", default=[1e6, 1e7])
@@ -232,6 +232,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.worker:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

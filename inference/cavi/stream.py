@@ -337,6 +337,10 @@ class Chunked:
         names = [n for n in stage if n in p.streamed]
         generator = torch.Generator().manual_seed(r_from) if isinstance(r_from, int) else None
         reference = self.first_columns(r_from) if columns else None
+        if columns:  # the same columns on every process (each has its own first chunk)
+            seen = self.collective.gather(None if reference is None else reference[2])
+            if any(sig != seen[0] for sig in seen):
+                reference = None
         columns = reference is not None and all(
             isinstance(x, str) or x[-1] for x in reference[2]
         )  # every B side data alone

@@ -54,7 +54,15 @@ def _same_run(memory, streamed, tol=1e-10):
             assert _relative(value, memory.params[name][key]) < tol, (name, key)
 
 
-@pytest.mark.parametrize("build", peers.MODELS, ids=lambda f: f.__name__)
+# one of each kind in the default suite (two stages; a matrix product; a Wishart; a one-hot
+# message); the others with the slow checks
+DEFAULT = {"gaussian_mixture_with_precisions", "linear_regression",
+           "gaussian_mixture_with_full_covariances", "dirichlet_categorical"}  # fmt: skip
+
+
+@pytest.mark.parametrize("build", [
+    f if f.__name__ in DEFAULT else pytest.param(f, marks=pytest.mark.slow) for f in peers.MODELS
+], ids=lambda f: f.__name__)  # fmt: skip
 def test_streamed_sweeps_equal_the_in_memory_sweeps(build):
     """Every model of the BayesPy comparison, its rows cut into three uneven chunks: the ELBO
     after each of 6 sweeps and the final q equal the in-memory run's to 1e-10 relative; from
@@ -462,6 +470,7 @@ def test_stochastic_reaches_the_full_batch_optimum_on_a_gaussian_mixture():
     assert abs(float(fit.elbo / full.elbo) - 1) < 1e-3
 
 
+@pytest.mark.slow
 def test_stochastic_reaches_the_full_batch_optimum_on_lda():
     """LDA, 3,000 tokens of 8 documents in three dict chunks, minibatches of 600, 50 passes,
     kappa = 0.51 (the slowest decay Robbins-Monro allows: this small LDA needs about 1,900
