@@ -230,16 +230,15 @@ def plan(model, args, kwargs, plate: str, seed: int) -> Plan:
 
 
 class Chunked:
-    """The passes and steps of a streamed run (module docstring) for one :class:`Plan`.
-
-    ``state()`` / ``load(state)`` save and restore the globals' parameters and statistics;
-    ``sweeper`` holds the current globals (on the first chunk's structure)."""
+    """The passes of a streamed run (module docstring) for one :class:`Plan`: ``sweeper``
+    holds the current globals (on the first chunk's structure), ``state()`` a copy of their
+    parameters and statistics."""
 
     def __init__(self, model, args, kwargs, source, first, p: Plan, like, collective,
-                 seed: int, progress=None) -> None:  # fmt: skip
+                 progress=None) -> None:  # fmt: skip
         self.model, self.args, self.kwargs = model, args, kwargs
         self.source, self.first, self.plan = source, first, p
-        self.like, self.collective, self.seed = like, collective, seed
+        self.like, self.collective = like, collective
         self.progress = progress
         self.sweeper = Sweeper(p.structure, like)
         self.first_sweeper = Sweeper(p.structure, like)  # the first chunk's, kept
@@ -548,7 +547,7 @@ def open_stream(model, args, kwargs, data, data_plate, init, seed, collective,
         raise ValueError("auto_cavi: the model has no global latent sites: a streamed run "
                          "has nothing to accumulate")  # fmt: skip
     like, coarsest = working_dtypes(s)
-    ch = Chunked(model, args, kwargs, source, index, p, like, collective, seed, progress)
+    ch = Chunked(model, args, kwargs, source, index, p, like, collective, progress)
     ch.first_args, ch.coarsest = (first_args, first_kwargs), coarsest
     for name, latent in s.latents.items():
         value = (init or {}).get(name)
