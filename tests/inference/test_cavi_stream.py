@@ -485,3 +485,20 @@ def test_stochastic_reaches_the_full_batch_optimum_on_lda():
     fit = stochastic_auto_cavi(model, data=chunks, data_plate="tokens", batch_size=600,
                                passes=50.0, kappa=0.51, check_draws=0)  # fmt: skip
     assert abs(float(fit.elbo / full.elbo) - 1) < 1e-3
+
+
+def test_a_streamed_guide_gives_q_of_the_rows_it_is_called_with():
+    """The result's guide computes q(Z) of any rows from the final globals: on rows of its
+    own it equals softmax of the in-memory logits at those globals, i.e. the in-memory q(Z)
+    of a run one sweep longer; its globals are the result's."""
+    chunks, start = _chunked_mixture()
+    fit = auto_cavi(_mixture, data=chunks, data_plate="n", num_steps=4, tol=0.0, init=start,
+                    check_draws=0)  # fmt: skip
+    longer = auto_cavi(_mixture, torch.cat([c[0] for c in chunks]), num_steps=5, tol=0.0,
+                       init=start, check_draws=0)  # fmt: skip
+    rows = chunks[1][0]
+    trace = pyro.poutine.trace(fit.guide).get_trace(rows)
+    assert trace.nodes["z"]["value"].shape == (30,)
+    probs = trace.nodes["z"]["fn"].probs
+    assert _relative(probs, longer.params["z"]["probs"][40:70]) < 1e-10
+    assert torch.equal(trace.nodes["mu"]["fn"].loc, fit.params["mu"]["loc"])
