@@ -184,6 +184,8 @@ def check_bound(model, guide, args, kwargs, elbo, num_draws: int, seed: int, dty
 
 
 def check_settings(model, num_steps, tol, seed, init, check_draws) -> None:
+    """The settings :func:`auto_cavi` and :func:`inference.cavi.stochastic_auto_cavi` share,
+    each refused by name before any work."""
     if not callable(model):
         raise ValueError(f"model must be a callable Pyro model, got {type(model).__name__}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:

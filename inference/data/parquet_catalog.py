@@ -204,6 +204,7 @@ def check_rank(rank, world_size) -> None:
 
 
 def check_chunk_size(chunk_size) -> None:
+    """``chunk_size`` rows read at a time, an integer >= 1."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
 
