@@ -247,6 +247,7 @@ class Chunked:
         self.checked = False  # the chunks' observed values are checked in the first pass
         self.varying: set = set()  # factors whose known log density differs between chunks
         self.kept = frozenset()  # those that do not, after the first pass (rebind's keep)
+        self._local = None  # local_q's last answer, its key and its arguments
 
     # ---- the state of the globals
     def state(self) -> tuple[dict, dict]:
@@ -495,14 +496,20 @@ class Chunked:
 
     def local_q(self, args, kwargs) -> tuple[ModelStructure, dict, Sweeper]:
         """For rows given as the model's arguments: their structure, q's parameters with the
-        q(Z) the current globals give them, and the sweeper holding that q."""
+        q(Z) the current globals give them, and the sweeper holding that q. The last answer
+        is kept for the same argument objects (a guide is called once per draw)."""
+        key = (tuple(map(id, args)), tuple((k, id(v)) for k, v in kwargs.items()),
+               tuple(map(id, self.sweeper.params.values())))  # fmt: skip
+        if self._local is not None and self._local[0] == key:
+            return self._local[1]
         structure = rebind(self.plan.structure, self.model, args, kwargs)
         cs = self.chunk_sweeper(structure, self.state())
         if self.plan.single is not None:
             a = cs.s.assignments[self.plan.single.name]
             logits = cs.logits(a)
             cs.update_assignment(a, logits / a.scale if a.scale != 1.0 else logits)
-        return cs.s, cs.result_params(), cs
+        self._local = (key, (cs.s, cs.result_params(), cs), (args, kwargs))  # ids stay valid
+        return self._local[1]
 
     def chunk_elbo(self, cs: Sweeper) -> torch.Tensor:
         """The ELBO of the model on one chunk's rows alone, at the q of :meth:`local_q`."""
