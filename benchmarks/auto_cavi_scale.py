@@ -100,7 +100,12 @@ def _lda_file(folder: Path, n: int, chunk_size: int, docs: int) -> Path:
     def draw(rows, gen):
         doc = torch.randint(docs, (rows,), generator=gen)
         topic = torch.multinomial(theta[doc], 1, generator=gen).squeeze(-1)
-        words = torch.multinomial(phi[topic], 1, generator=gen).squeeze(-1)
+        words = torch.empty(rows, dtype=torch.long)
+        for k in range(TOPICS):  # each topic's words at once, not a (rows, V) table of probs
+            where = (topic == k).nonzero().squeeze(-1)
+            if len(where):
+                words[where] = torch.multinomial(phi[k], len(where), replacement=True,
+                                                 generator=gen)  # fmt: skip
         return {"words": words.numpy(), "doc": doc.numpy()}
 
     name = f"lda-{n:.0e}-{docs}-{chunk_size}.parquet".replace("+", "")
@@ -216,7 +221,7 @@ def _stochastic(path: Path, args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7, 1e8])
+    parser.add_argument("--sizes", type=float, nargs="*", default=[1e6, 1e7, 1e8])
     parser.add_argument("--gmm-sizes", type=float, nargs="*", default=[1e6, 1e7])
     parser.add_argument("--lda-sizes", type=float, nargs="*", default=[1e7])
     parser.add_argument("--lda-docs", type=int, default=10_000)
