@@ -468,13 +468,20 @@ def _present(layout: torch.Size, assignments: dict[str, Assignment]) -> tuple[st
     )  # fmt: skip
 
 
-def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
+def analyse(model, args, kwargs, seed: int = 0, plain: tuple | None = None) -> ModelStructure:
     """Trace ``model(*args, **kwargs)`` and return its conjugate structure, or raise the one
-    ``ValueError`` that says which site breaks conjugacy and how to fix it."""
+    ``ValueError`` that says which site breaks conjugacy and how to fix it.
+
+    ``plain``: other ``(args, kwargs)`` for the one run with discrete latents sampled (which
+    finds the sites, plates and prior draws), such as a few rows of a chunk: sampled, a
+    discrete latent that selects a row of a parameter table gathers one row per data row
+    (LDA: a (tokens, vocabulary) table); enumerated, as the probe runs are, it does not. The
+    observed values of ``args`` are then checked in the probe runs' base run."""
+    run_args, run_kwargs = plain if plain is not None else (args, kwargs)
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False), quiet_wishart():
         torch.manual_seed(seed)
         try:
-            plain = poutine.trace(model).get_trace(*args, **kwargs)
+            traced = poutine.trace(model).get_trace(*run_args, **run_kwargs)
         except (ValueError, RuntimeError, IndexError, TypeError, ZeroDivisionError) as err:
             first = str(err).splitlines()[0] if str(err) else ""
             raise ValueError(
@@ -482,19 +489,24 @@ def analyse(model, args, kwargs, seed: int = 0) -> ModelStructure:
                 f"({type(err).__name__}: {first}); check the data's sizes and shapes (a plate "
                 "of size 0 has no data to fit)"
             ) from None
-    for site in _sites(plain):
+    for site in _sites(traced):
         if site["is_observed"]:
             _check_observed(site)
-    latents, discrete, max_plate_nesting = _classify(plain)
+    latents, discrete, max_plate_nesting = _classify(traced)
     gen = torch.Generator().manual_seed(20261123)
     for latent in latents.values():
         latent.codes = tuple(
             make_codes(latent.family.name, latent.draw, band, gen) for band in range(NUM_BANDS)
         )
     prober = _Prober(model, latents, max_plate_nesting, args, kwargs)
+    if plain is not None:  # the values of args themselves
+        for site in _sites(prober.base_run):
+            if site["is_observed"]:
+                _check_support(site)
     assignments = _assignments(prober.base_run, discrete)
     for name, a in assignments.items():
-        a.batch_shape = plain.nodes[name]["fn"].batch_shape
+        runs = traced if plain is None else prober.base_run
+        a.batch_shape = runs.nodes[name]["fn"].batch_shape
     factors = [_factor(site, prober, assignments) for site in _sites(prober.base_run)]
     _full_covariance(factors, latents)
     return ModelStructure(latents, assignments, factors, max_plate_nesting)

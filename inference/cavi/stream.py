@@ -167,15 +167,23 @@ class Plan:
     deferrable: bool = False  # every data factor depends on the assignment (run_pass)
 
 
-def plan(model, args, kwargs, plate: str, seed: int) -> Plan:
-    """Analyse the model on the first chunk's arguments and split it at the data plate
-    ``plate``; refuse what a streamed run cannot hold: a continuous latent in the data plate
-    (a per-row latent with a closed-form update of its own), several enumerated assignments
-    per row, or an enumerated latent outside the data plate."""
-    structure = analyse(model, args, kwargs, seed=seed)
+def plan(model, chunk, args, kwargs, plate: str, seed: int) -> Plan:
+    """Analyse the model on the first chunk (``chunk``, with the run's ``args`` and
+    ``kwargs``) and split it at the data plate ``plate``; refuse what a streamed run cannot
+    hold: a continuous latent in the data plate (a per-row latent with a closed-form update
+    of its own), several enumerated assignments per row, or an enumerated latent outside the
+    data plate. The run with discrete latents sampled (sites, plates, prior draws) is made on
+    the chunk's first two rows (:func:`inference.cavi.analysis.analyse`'s ``plain``)."""
+    full = call_args(chunk, args, kwargs)
+    few = call_args(take_rows(chunk, slice(0, 2)), args, kwargs)
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False), quiet_wishart():
         torch.manual_seed(seed)
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
+        try:
+            trace = poutine.trace(model).get_trace(*few[0], **few[1])
+        except (ValueError, RuntimeError, IndexError, TypeError) as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise ValueError(f"auto_cavi: the model fails on the first chunk's rows "
+                             f"({type(err).__name__}: {first})") from None  # fmt: skip
     plates = {}
     for site in trace.nodes.values():
         if site["type"] == "sample":
@@ -184,15 +192,17 @@ def plan(model, args, kwargs, plate: str, seed: int) -> Plan:
         seen = sorted({n for names in plates.values() for n in names})
         raise ValueError(f"data_plate {plate!r} is not a plate of the model (its plates: "
                          f"{seen})")  # fmt: skip
+    for site in trace.nodes.values():  # per-row continuous latents, before the analysis
+        if (site["type"] == "sample" and not site["is_observed"] and plate in plates[site["name"]]
+                and not getattr(site["fn"], "has_enumerate_support", False)):  # fmt: skip
+            raise ValueError(
+                f"auto_cavi: the continuous latent {site['name']!r} is in the data plate "
+                f"{plate!r}: a streamed run keeps no per-row state but q(Z) of one enumerated "
+                "site; fit this model in memory, or make the latent global"
+            )
+    structure = analyse(model, *full, seed=seed, plain=few)
     local = {f.name for f in structure.factors if plate in plates[f.name]}
     glob = {f.name for f in structure.factors} - local
-    for name in structure.latents:
-        if plate in plates[name]:
-            raise ValueError(
-                f"auto_cavi: the continuous latent {name!r} is in the data plate {plate!r}: a "
-                "streamed run keeps no per-row state but q(Z) of one enumerated site; fit this "
-                "model in memory, or make the latent global"
-            )
     for name in structure.assignments:
         if plate not in plates[name]:
             raise ValueError(
@@ -536,11 +546,12 @@ def open_stream(model, args, kwargs, data, data_plate, init, seed, collective,
     def first():
         for index, chunk in enumerate(source()):
             if rows_of(chunk, index):
-                return index, call_args(chunk, args, kwargs)
+                return index, chunk
         raise ValueError("auto_cavi: the data has no rows: every chunk is empty")
 
-    index, (first_args, first_kwargs) = collective.agree(first)
-    p = collective.agree(lambda: plan(model, first_args, first_kwargs, data_plate, seed))
+    index, chunk = collective.agree(first)
+    first_args, first_kwargs = call_args(chunk, args, kwargs)
+    p = collective.agree(lambda: plan(model, chunk, args, kwargs, data_plate, seed))
     s = p.structure
     unknown = set(init or {}) - set(s.latents) - set(s.assignments)
     if unknown:
