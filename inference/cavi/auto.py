@@ -238,7 +238,7 @@ def auto_cavi(
         check_draws: after the sweeps, the closed-form ELBO is compared with Pyro's Monte Carlo
             ELBO of the returned guide from this many draws (:func:`monte_carlo_elbo`), and a
             disagreement beyond 6 standard errors raises; 0 skips the check. Streamed: on the
-            first chunk's rows, with the q(Z) the final globals give them.
+            first chunk's first 1,024 rows, with the q(Z) the final globals give them.
         data: the rows of the plate ``data_plate``, in chunks, for data larger than memory
             (:mod:`inference.cavi.stream`): a list of chunks, a re-iterable (such as
             :class:`inference.data.ParquetChunks`) or a function returning an iterable; a
@@ -394,7 +394,7 @@ def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data
     params = {name: dict(p) for name, p in ch.sweeper.params.items()}
     guide = AutoCaviGuide(ch.plan.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
     if check_draws:
-        first_args, first_kwargs = ch.first_args
+        first_args, first_kwargs = ch.check_args
 
         def check():
             cs = ch.local_q(first_args, first_kwargs)[2]

@@ -178,7 +178,7 @@ def stochastic_auto_cavi(
     params = {name: dict(q) for name, q in ch.sweeper.params.items()}
     guide = AutoCaviGuide(p.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
     if check_draws:
-        first_args, first_kwargs = ch.first_args
+        first_args, first_kwargs = ch.check_args
 
         def check():
             cs = ch.local_q(first_args, first_kwargs)[2]

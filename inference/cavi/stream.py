@@ -62,7 +62,10 @@ from inference.cavi.analysis import Assignment, ModelStructure, analyse, quiet_w
 from inference.cavi.start import checked_init, default_params, random_probs, working_dtypes
 from inference.cavi.sweeps import Sweeper
 
+CHECK_ROWS = 1024  # rows of the first chunk on which a streamed result is checked
+
 __all__ = [
+    "CHECK_ROWS",
     "Chunked",
     "Plan",
     "call_args",
@@ -550,7 +553,6 @@ def open_stream(model, args, kwargs, data, data_plate, init, seed, collective,
         raise ValueError("auto_cavi: the data has no rows: every chunk is empty")
 
     index, chunk = collective.agree(first)
-    first_args, first_kwargs = call_args(chunk, args, kwargs)
     p = collective.agree(lambda: plan(model, chunk, args, kwargs, data_plate, seed))
     s = p.structure
     unknown = set(init or {}) - set(s.latents) - set(s.assignments)
@@ -566,7 +568,10 @@ def open_stream(model, args, kwargs, data, data_plate, init, seed, collective,
                          "has nothing to accumulate")  # fmt: skip
     like, coarsest = working_dtypes(s)
     ch = Chunked(model, args, kwargs, source, index, p, like, collective, progress)
-    ch.first_args, ch.coarsest = (first_args, first_kwargs), coarsest
+    # the Monte Carlo check's rows: the first chunk's first CHECK_ROWS (its draws run the model
+    # with q(Z) sampled, which for some models gathers a parameter row per data row)
+    ch.check_args = call_args(take_rows(chunk, slice(0, CHECK_ROWS)), args, kwargs)
+    ch.coarsest = coarsest
     for name, latent in s.latents.items():
         value = (init or {}).get(name)
         ch.sweeper.set_params(name, default_params(latent) if value is None
