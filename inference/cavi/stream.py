@@ -19,10 +19,12 @@ earthquake mixture, a Gaussian mixture with known precision or LDA; two for a Ga
 whose precisions are latent), each recomputing ``r`` from the globals at the start of the sweep;
 after a stage's pass its latents are updated in order, from the pass's data messages plus the
 messages of the factors outside the data plate (their priors) computed then. The ELBO after
-sweep s needs that sweep's ``r_s = softmax(L(g_{s-1}))`` and the new globals ``g_s``: it is
-computed in the first pass of the next sweep, which evaluates the logits at both. A streamed
-run therefore equals the in-memory run from the same start sweep by sweep, to the rounding of
-the sums' order.
+sweep s needs that sweep's ``r_s = softmax(L(g_{s-1}))`` and the new globals ``g_s``. Where
+every data factor depends on the row's enumerated site and its logits split into
+``A(g) B^T`` (globals times data), the sweep's own pass keeps ``r_s^T B`` and the ELBO is
+``<A(g_s), r_s^T B> - sum r_s log r_s`` at its end; otherwise it is computed in the first pass
+of the next sweep, which evaluates the logits at both globals. A streamed run therefore equals
+the in-memory run from the same start sweep by sweep, to the rounding of the sums' order.
 
 **Stochastic** (Hoffman, Blei, Wang & Paisley 2013, JMLR 14, Algorithm 1): step t takes a
 minibatch of B rows, sets its ``r`` from the globals, and moves each global's accumulator (an
