@@ -569,12 +569,12 @@ def _value(run, site: str, slot: str) -> torch.Tensor:
     return _slot_values(_unwrap(run.nodes[site]["fn"])[0])[slot]
 
 
-def _factor(site, prober: _Prober, assignments) -> Factor:
+def _empty_factor(site, assignments) -> Factor:
+    """A site's factor with its family, layout, weight (scale times masks) and shapes, and no
+    slots yet."""
     name = site["name"]
-    latents = prober.latents
     base, event_ndim, mask = _unwrap(site["fn"])
     family_name = _family_name(base)
-    family = FACTORS.get(family_name)
     layout = _layout(site)
     weight = site["scale"]
     for m in (mask, site["mask"]):
@@ -588,8 +588,17 @@ def _factor(site, prober: _Prober, assignments) -> Factor:
     batch = tuple(base.batch_shape)
     event = batch[len(batch) - event_ndim :]
     base_shape = torch.broadcast_shapes(batch, tuple(layout) + event)
-    factor = Factor(name, family_name, family, layout, weight, event_ndim,
-                    _present(layout, assignments), base_shape)  # fmt: skip
+    return Factor(name, family_name, FACTORS.get(family_name), layout, weight, event_ndim,
+                  _present(layout, assignments), base_shape)  # fmt: skip
+
+
+def _factor(site, prober: _Prober, assignments) -> Factor:
+    name = site["name"]
+    latents = prober.latents
+    base = _unwrap(site["fn"])[0]
+    family_name = _family_name(base)
+    family = FACTORS.get(family_name)
+    factor = _empty_factor(site, assignments)
     if name in latents:
         factor.value_latent = name
         if factor.assignments:
@@ -906,24 +915,12 @@ def _same_form(template: Factor, factor: Factor) -> None:
 def _rebound_factor(template: Factor, site, prober: _Prober, assignments, keep) -> Factor:
     """One factor of :func:`rebind`: ``template``'s family and slots, this run's data."""
     name = template.name
-    base, event_ndim, mask = _unwrap(site["fn"])
+    base = _unwrap(site["fn"])[0]
     if _family_name(base) != template.family_name:
         raise ValueError(f"auto_cavi: site {name!r} is a {_family_name(base)} on this chunk, a "
                          f"{template.family_name} on the first")  # fmt: skip
-    layout = _layout(site)
-    weight = site["scale"]
-    for m in (mask, site["mask"]):
-        if m is not None:
-            weight = weight * m.to(site["value"].dtype if site["value"].is_floating_point()
-                                   else torch.get_default_dtype())  # fmt: skip
-    if name in assignments and isinstance(weight, (int, float)):
-        weight = float(weight)
-    batch = tuple(base.batch_shape)
-    event = batch[len(batch) - event_ndim :]
-    base_shape = torch.broadcast_shapes(batch, tuple(layout) + event)
-    factor = Factor(name, template.family_name, template.family, layout, weight, event_ndim,
-                    _present(layout, assignments), base_shape,
-                    value_latent=template.value_latent)  # fmt: skip
+    factor = _empty_factor(site, assignments)
+    factor.value_latent = template.value_latent
     if template.const_elp is not None:
         if name in keep:
             factor.const_elp = template.const_elp

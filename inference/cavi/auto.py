@@ -57,6 +57,7 @@ __all__ = [
     "check_bound",
     "check_settings",
     "monte_carlo_elbo",
+    "streamed_guide",
 ]
 
 
@@ -391,17 +392,7 @@ def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data
         if deferring:
             value = ch.sweep(current)
     swept = time.perf_counter()
-    params = {name: dict(p) for name, p in ch.sweeper.params.items()}
-    guide = AutoCaviGuide(ch.plan.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
-    if check_draws:
-        first_args, first_kwargs = ch.check_args
-
-        def check():
-            cs = ch.local_q(first_args, first_kwargs)[2]
-            check_bound(model, guide, first_args, first_kwargs, ch.chunk_elbo(cs),
-                        check_draws, seed, ch.coarsest)  # fmt: skip
-
-        collective.agree(check)
+    params, guide = streamed_guide(ch, model, check_draws, seed, collective)
     return AutoCaviResult(
         guide=guide,
         elbo=history[-1],
@@ -412,6 +403,27 @@ def _streamed(model, args, kwargs, num_steps, tol, init, seed, check_draws, data
         analysis_seconds=analysed - start,
         sweep_seconds=swept - analysed,
     )
+
+
+def streamed_guide(
+    ch, model, check_draws: int, seed: int, collective
+) -> tuple[dict, AutoCaviGuide]:
+    """The globals' parameters of a streamed run (:class:`inference.cavi.stream.Chunked`) and
+    its guide, which computes q(Z) for the rows it is called with; with ``check_draws``, the
+    guide checked by :func:`check_bound` on the first chunk's first rows on every process
+    (``ch.check_args``), a failure anywhere raised on all."""
+    params = {name: dict(p) for name, p in ch.sweeper.params.items()}
+    guide = AutoCaviGuide(ch.plan.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
+    if check_draws:
+        rows_args, rows_kwargs = ch.check_args
+
+        def check():
+            cs = ch.local_q(rows_args, rows_kwargs)[2]
+            check_bound(model, guide, rows_args, rows_kwargs, ch.chunk_elbo(cs), check_draws,
+                        seed, ch.coarsest)  # fmt: skip
+
+        collective.agree(check)
+    return params, guide
 
 
 def _stops(value: torch.Tensor, history: list, tol: float) -> bool:

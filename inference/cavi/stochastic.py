@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.cavi.analysis import rebind
-from inference.cavi.auto import AutoCaviGuide, check_bound, check_settings
+from inference.cavi.auto import AutoCaviGuide, check_settings, streamed_guide
 from inference.cavi.stream import call_args, join_rows, open_stream, rows_of, take_rows
 from inference.distributed import Collective
 
@@ -175,17 +175,7 @@ def stochastic_auto_cavi(
     history.append(ch.elbo_pass())
     marks.append(seen / N)
     stepped = time.perf_counter()
-    params = {name: dict(q) for name, q in ch.sweeper.params.items()}
-    guide = AutoCaviGuide(p.structure, params, local=lambda a, k: ch.local_q(a, k)[:2])
-    if check_draws:
-        first_args, first_kwargs = ch.check_args
-
-        def check():
-            cs = ch.local_q(first_args, first_kwargs)[2]
-            check_bound(model, guide, first_args, first_kwargs, ch.chunk_elbo(cs),
-                        check_draws, seed, ch.coarsest)  # fmt: skip
-
-        collective.agree(check)
+    params, guide = streamed_guide(ch, model, check_draws, seed, collective)
     return StochasticAutoCaviResult(
         guide=guide,
         elbo=history[-1],
